@@ -1,0 +1,69 @@
+"""The one source of time. Everything asks a Clock; tests freeze or move it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds -> ISO-8601 UTC with milliseconds, the format every stored timestamp uses."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+class Clock:
+    """Wall clock. `now()` is epoch seconds; `sleep` is only for idle polling loops."""
+
+    def now(self) -> float:
+        # datetime.now() rather than time.time() so that freezegun reaches us too.
+        return datetime.now(timezone.utc).timestamp()
+
+    def now_iso(self) -> str:
+        return iso(self.now())
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float, until: threading.Event | None = None) -> bool:
+        """Sleep up to `seconds`; returns True early if `until` is set."""
+        if until is None:
+            time.sleep(max(0.0, seconds))
+            return False
+        return until.wait(max(0.0, seconds))
+
+
+class ManualClock(Clock):
+    """A clock that only moves when told to. Sleeping advances it, so idle loops never block tests."""
+
+    def __init__(self, start: float | datetime = 1_800_000_000.0):
+        if isinstance(start, datetime):
+            start = start.timestamp()
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float | timedelta) -> None:
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        with self._lock:
+            self._now += seconds
+
+    def set(self, ts: float) -> None:
+        with self._lock:
+            self._now = ts
+
+    def sleep(self, seconds: float, until: threading.Event | None = None) -> bool:
+        # Yield the CPU briefly so other threads progress, without advancing fake time.
+        if until is not None:
+            return until.wait(min(max(seconds, 0.0), 0.005))
+        time.sleep(min(max(seconds, 0.0), 0.005))
+        return False

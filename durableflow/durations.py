@@ -1,0 +1,53 @@
+"""Durations as written in definitions and on the command line: 500ms, 10s, 5m, 2h, 1d, or a number of seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds. Accepts numbers (seconds) and strings like '1h30m'. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value or value in (float("inf"),):
+            raise ValueError(f"not a duration: {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r}")
+    text = value.strip().lower().replace(" ", "")
+    if not text:
+        raise ValueError("empty duration")
+    try:
+        return float(text) if float(text) >= 0 else _bad(value)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            _bad(value)
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        _bad(value)
+    return total
+
+
+def _bad(value: object) -> float:
+    raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 10s, 5m, 2h, 1d)")
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest exact spelling, so that parse_duration(format_duration(x)) == x for stored values."""
+    if seconds == 0:
+        return "0s"
+    ms = round(seconds * 1000)
+    if abs(ms - seconds * 1000) > 1e-6:
+        return repr(seconds)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
