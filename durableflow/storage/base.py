@@ -1,0 +1,158 @@
+"""The store's plumbing: opening, migrating, and running read and write transactions.
+
+Writers in one process share one connection behind a lock, so threads of one process never make
+each other wait on SQLite's busy handler (which sleeps in whole milliseconds). Between processes,
+`BEGIN IMMEDIATE` fails fast on a locked database and tenacity retries it with short random
+waits, bounded by `busy_timeout`; `database is locked` never reaches a caller before that.
+Readers get a connection per thread; WAL lets them read while a writer writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any, Callable, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from durableflow.clock import Clock
+from durableflow.errors import DurableflowError, StorageError
+from durableflow.storage import migrate as migrator
+from durableflow.storage.connection import Connection, connect, enable_wal, is_busy, translate
+
+T = TypeVar("T")
+
+
+class StoreBase:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        clock: Clock | None = None,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 30.0,
+        readonly: bool = False,
+        migrate: bool = True,
+    ):
+        self.path = os.fspath(path)
+        self.clock = clock or Clock()
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.readonly = readonly or "mode=ro" in self.path
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        # The writer fails fast on a lock (timeout 0); _retry_busy does the waiting.
+        self._writer = connect(self.path, synchronous=synchronous, busy_timeout=0, readonly=self.readonly)
+        try:
+            migrations = migrator.available()
+            migrator.check_not_newer(self._writer, migrations)
+            if not self.readonly:
+                self._retry_busy(enable_wal, self._writer)
+                if migrate:
+                    self._retry_busy(migrator.migrate, self._writer, self.clock.now_iso(), migrations)
+        except BaseException:
+            self._writer.close()
+            raise
+
+    # --- transactions --------------------------------------------------------------------------
+
+    def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn(conn, *args, **kwargs) in one BEGIN IMMEDIATE transaction; commit or roll back."""
+        with self._write_lock:
+            conn = self._writer
+            conn.check_owner()
+            try:
+                return self._txn(conn, fn, args, kwargs)
+            except sqlite3.Error as exc:
+                if not is_busy(exc):
+                    raise translate(exc, self.path) from exc
+            return self._retry_busy(self._txn, conn, fn, args, kwargs)
+
+    def _txn(self, conn: Connection, fn, args, kwargs):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args, **kwargs)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may already have rolled back (e.g. SQLITE_FULL)
+            raise
+
+    def _retry_busy(self, fn, *args):
+        retrying = Retrying(
+            retry=retry_if_exception(is_busy),
+            wait=wait_random_exponential(multiplier=0.0005, max=0.05),
+            stop=stop_after_delay(self.busy_timeout),
+            reraise=True,
+        )
+        try:
+            return retrying(fn, *args)
+        except DurableflowError:
+            raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn(conn, ...) in one read transaction, a consistent snapshot across its statements."""
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args, **kwargs)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    def _reader(self) -> Connection:
+        if self._closed:
+            raise StorageError(f"{self.path}: store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, synchronous=self.synchronous,
+                           busy_timeout=self.busy_timeout, readonly=self.readonly, create=False)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        conn.check_owner()
+        return conn
+
+    def now_iso(self) -> str:
+        return self.clock.now_iso()
+
+    # --- upkeep --------------------------------------------------------------------------------
+
+    def quick_check(self) -> list[str]:
+        return self.read(lambda c: [r[0] for r in c.execute("PRAGMA quick_check").fetchall()])
+
+    def integrity_check(self) -> list[str]:
+        return self.read(lambda c: [r[0] for r in c.execute("PRAGMA integrity_check").fetchall()])
+
+    def schema_version(self) -> int:
+        return self.read(migrator.current_version)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        with self._write_lock:
+            self._writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

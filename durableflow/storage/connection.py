@@ -1,0 +1,132 @@
+"""The one connection factory, and the translation of SQLite's errors into durableflow's tree.
+
+Connections run in autocommit mode (`isolation_level=None`) so that Python never opens a
+transaction behind our back; writers say `BEGIN IMMEDIATE` themselves, which takes the write lock
+up front and so never fails half-way with SQLITE_BUSY_SNAPSHOT.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from durableflow.errors import (
+    DatabaseBusy,
+    DatabaseCorrupt,
+    DatabaseReadOnly,
+    DiskFull,
+    ForkedConnection,
+    StorageError,
+)
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class Connection(sqlite3.Connection):
+    """A sqlite3 connection that remembers the process that opened it."""
+
+    owner_pid: int = 0
+    label: str = ""
+
+    def check_owner(self) -> None:
+        if self.owner_pid != os.getpid():
+            raise ForkedConnection(
+                f"{self.label}: connection opened in process {self.owner_pid} used in forked child "
+                f"{os.getpid()}; open a new Engine/Store in the child"
+            )
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only (the WAL and SHM files inherit it)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def connect(
+    path: str | os.PathLike,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout: float = 5.0,
+    readonly: bool = False,
+    create: bool = True,
+) -> Connection:
+    """Open a connection with the project's settings. `path` may be a `file:` URI (e.g. `?mode=ro`)."""
+    synchronous = synchronous.upper()
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise StorageError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}")
+    text = os.fspath(path)
+    uri = text.startswith("file:")
+    label = text
+    if readonly and not uri:
+        text, uri = f"file:{Path(text).absolute()}?mode=ro", True
+    if not uri:
+        p = Path(text)
+        if not p.exists():
+            if not create:
+                raise StorageError(f"{label}: no such database")
+            if not p.parent.is_dir():
+                raise StorageError(f"{label}: folder {p.parent} does not exist")
+            try:
+                _create_private(p)
+            except OSError as exc:
+                raise StorageError(f"{label}: cannot create database: {exc.strerror}") from exc
+    try:
+        conn = sqlite3.connect(
+            text, uri=uri, timeout=busy_timeout, isolation_level=None,
+            check_same_thread=False, factory=Connection,
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, label) from exc
+    conn.owner_pid = os.getpid()
+    conn.label = label
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Reading the schema first surfaces "file is not a database" before anything else runs.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate(exc, label) from exc
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def enable_wal(conn: Connection) -> None:
+    """Switch to WAL (a write to the file header, so done only after the version check)."""
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise translate(exc, conn.label) from exc
+    if str(mode).lower() != "wal":
+        raise StorageError(f"{conn.label}: could not switch to WAL journal mode (got {mode})")
+
+
+def is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorname", "").startswith(
+        ("SQLITE_BUSY", "SQLITE_LOCKED")
+    ) or (isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc))
+
+
+def translate(exc: sqlite3.Error, where: str) -> StorageError:
+    """Map a sqlite3 error to the durableflow tree, keeping what SQLite said."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    said = str(exc)
+    if name.startswith("SQLITE_NOTADB") or "file is not a database" in said:
+        return DatabaseCorrupt(f"{where}: not a durableflow database ({said})")
+    if name.startswith("SQLITE_CORRUPT") or "malformed" in said:
+        return DatabaseCorrupt(f"{where}: database is corrupt ({said}); run `durableflow doctor`")
+    if name.startswith("SQLITE_READONLY") or "readonly database" in said:
+        return DatabaseReadOnly(f"{where}: database is read-only ({said})")
+    if name.startswith("SQLITE_FULL") or "disk is full" in said:
+        return DiskFull(f"{where}: disk full, transaction rolled back ({said})")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in said:
+        return DiskFull(f"{where}: I/O error, transaction rolled back ({said})")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in said:
+        return StorageError(f"{where}: cannot open database ({said})")
+    if is_busy(exc):
+        return DatabaseBusy(f"{where}: database stayed locked by another process ({said})")
+    return StorageError(f"{where}: {said}")

@@ -1,0 +1,118 @@
+"""Forward migrations. Each one commits together with its `schema_version` row, or not at all."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from durableflow.errors import SchemaVersionError, StorageError
+from durableflow.storage.connection import Connection, translate
+
+_NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
+
+
+def sql_root() -> Path:
+    """Where schema.sql and migrations/ are: inside the wheel, or at the top of a source checkout."""
+    packaged = resources.files("durableflow") / "_sql"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def statements(self) -> list[str]:
+        return split_statements(self.path.read_text(encoding="utf-8"))
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into statements, so each runs inside our transaction.
+
+    `executescript()` would COMMIT whatever is open first, which breaks a migration's atomicity.
+    """
+    out, buf = [], []
+    for line in script.splitlines(keepends=True):
+        buf.append(line)
+        chunk = "".join(buf)
+        if sqlite3.complete_statement(chunk):
+            stmt = chunk.strip()
+            if stmt and not all(l.strip().startswith("--") or not l.strip() for l in stmt.splitlines()):
+                out.append(stmt)
+            buf = []
+    rest = "".join(buf).strip()
+    if rest and not all(l.strip().startswith("--") or not l.strip() for l in rest.splitlines()):
+        raise StorageError(f"unterminated SQL statement: {rest[:60]!r}")
+    return out
+
+
+def available(root: Path | None = None) -> list[Migration]:
+    folder = (root or sql_root()) / "migrations"
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        m = _NAME.match(path.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), path))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise StorageError(f"{folder}: migrations must be numbered 0001, 0002, ... without gaps")
+    return found
+
+
+def current_version(conn: Connection) -> int:
+    try:
+        has = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not has:
+            return 0
+        return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise translate(exc, conn.label) from exc
+
+
+def check_not_newer(conn: Connection, migrations: list[Migration]) -> int:
+    version = current_version(conn)
+    latest = migrations[-1].version if migrations else 0
+    if version > latest:
+        raise SchemaVersionError(
+            f"{conn.label}: database schema is version {version}, newer than this durableflow "
+            f"understands ({latest}); upgrade durableflow. The database was not changed."
+        )
+    return version
+
+
+def migrate(conn: Connection, now_iso: str, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply every pending migration, each in its own BEGIN IMMEDIATE transaction."""
+    migrations = available() if migrations is None else migrations
+    applied = []
+    for mig in migrations:
+        if mig.version <= check_not_newer(conn, migrations):
+            continue
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while we waited for the write lock.
+            if current_version(conn) >= mig.version:
+                conn.execute("ROLLBACK")
+                continue
+            for stmt in mig.statements():
+                conn.execute(stmt)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (mig.version, mig.name, now_iso),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = translate(exc, conn.label)
+            raise type(err)(f"migration {mig.path.name} failed, database left at version "
+                            f"{current_version(conn)}: {err}") from exc
+        applied.append(mig.version)
+    return applied

@@ -1,0 +1,265 @@
+"""The leased message queue: enqueue, claim, ack, nack, extend, reclaim, dead letters.
+
+`*_txn(conn, ...)` functions run inside a caller's transaction, so the engine can commit a node's
+result and the messages it sends in one go; the `QueueOps` methods own a transaction each.
+Every status change is checked against machines.MESSAGE, applied with `WHERE status = :from`,
+row-count checked, and appended to `events` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+from durableflow import machines
+from durableflow.clock import iso
+from durableflow.errors import InvalidTransition, MessageNotFound, StaleLease
+from durableflow.storage.queries import Q
+
+MSG = machines.MESSAGE
+_LEASE = machines.target(MSG, "lease", "ready")
+_ACK = machines.target(MSG, "ack", "leased")
+_NACK = machines.target(MSG, "nack", "leased")
+_EXPIRE = machines.target(MSG, "expire", "leased")
+_REQUEUE = machines.target(MSG, "requeue", "dead")
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    kind: str
+    payload: str | None = None            # JSON text
+    run_id: str | None = None
+    target_node_id: str | None = None
+    iteration: int = 0
+    priority: int = 1
+    visible_at: float | None = None       # epoch seconds; None = now
+    held: bool = False
+    max_attempts: int = 5
+
+
+class Claimed(NamedTuple):
+    id: int
+    run_id: str | None
+    kind: str
+    target_node_id: str | None
+    iteration: int
+    payload: str | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    token: str
+    worker_id: str
+    expires_at: float
+
+
+class Reclaimed(NamedTuple):
+    message_id: int
+    worker_id: str
+    run_id: str | None
+    target_node_id: str | None
+    iteration: int
+    dead: bool                            # True: buried in dead_letters; False: ready again
+
+
+def _event(conn, run_id, node_id, type_, data: dict, at: str) -> None:
+    conn.execute(Q.event_insert, (run_id, node_id, type_, json.dumps(data, separators=(",", ":")), at))
+
+
+# --- transaction helpers -----------------------------------------------------------------------
+
+def enqueue_txn(conn, messages: Iterable[NewMessage], now: float) -> list[int]:
+    now_s = iso(now)
+    ids = []
+    events = []
+    for m in messages:
+        cur = conn.execute(Q.enqueue, {
+            "run_id": m.run_id, "kind": m.kind, "target_node_id": m.target_node_id,
+            "iteration": m.iteration, "payload": m.payload, "priority": m.priority,
+            "visible_at": now_s if m.visible_at is None else iso(m.visible_at),
+            "held": 1 if m.held else 0, "max_attempts": m.max_attempts, "now": now_s,
+        })
+        ids.append(cur.lastrowid)
+        events.append((m.run_id, m.target_node_id, "message.ready",
+                       f'{{"id":{cur.lastrowid},"kind":{json.dumps(m.kind)}}}', now_s))
+    conn.executemany(Q.event_insert, events)
+    return ids
+
+
+def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
+    now_s = iso(now)
+    expires = now + lease_seconds
+    expires_s = iso(expires)
+    rows = conn.execute(Q.claim, {"now": now_s, "limit": limit}).fetchall()
+    if not rows:
+        return []
+    # RETURNING gives no order guarantee; callers get the claim order.
+    rows.sort(key=lambda r: (-r[6], r[0]))
+    token = secrets.token_hex(8)
+    conn.executemany(Q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
+    who = json.dumps(worker_id)
+    conn.executemany(Q.event_insert, [
+        (r[1], r[3], "message." + _LEASE, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
+        for r in rows
+    ])
+    return [Claimed(*r, token, worker_id, expires) for r in rows]
+
+
+def release_txn(conn, message_id: int, token: str) -> None:
+    """Drop our lease, refusing if it is no longer ours (expired and taken over, or released)."""
+    if conn.execute(Q.lease_release, (message_id, token)).rowcount != 1:
+        raise StaleLease(f"message {message_id}: lease token is stale (lease expired or taken over)")
+
+
+def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=None) -> None:
+    release_txn(conn, message_id, token)
+    now_s = iso(now)
+    if conn.execute(Q.message_ack, (now_s, message_id)).rowcount != 1:
+        raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
+    conn.execute(Q.event_insert, (run_id, node_id, "message." + _ACK,
+                                  f'{{"id":{message_id},"from":"leased"}}', now_s))
+
+
+def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.0,
+             error: str | None = None, count_attempt: bool = False, run_id=None, node_id=None) -> None:
+    """Give the message back, visible again after `delay` seconds: a stored backoff, no sleeping."""
+    release_txn(conn, message_id, token)
+    cur = conn.execute(Q.message_nack, {
+        "id": message_id, "visible_at": iso(now + delay), "error": error,
+        "counted": 1 if count_attempt else 0,
+    })
+    if cur.rowcount != 1:
+        raise InvalidTransition(f"message {message_id}: cannot 'nack', it is not leased")
+    _event(conn, run_id, node_id, "message." + _NACK,
+           {"id": message_id, "from": "leased", "delay": delay, "error": error}, iso(now))
+
+
+def bury_txn(conn, message_id: int, source: str, error: str | None, now: float,
+             count_attempt: bool = True) -> tuple:
+    """Move a message to dead_letters. Returns the message row as buried."""
+    to = machines.target(MSG, "bury", source)
+    now_s = iso(now)
+    row = conn.execute(Q.message_bury, {"id": message_id, "from": source, "error": error,
+                                        "counted": 1 if count_attempt else 0, "now": now_s}).fetchone()
+    if row is None:
+        raise InvalidTransition(f"message {message_id}: cannot 'bury', it is not {source}")
+    mid, run_id, kind, node_id, _iteration, payload, attempts = row
+    conn.execute(Q.dead_letter_insert, {"id": mid, "run_id": run_id, "kind": kind,
+                                        "target_node_id": node_id, "payload": payload,
+                                        "error": error, "attempts": attempts, "now": now_s})
+    _event(conn, run_id, node_id, "message." + to,
+           {"id": mid, "from": source, "attempts": attempts, "error": error}, now_s)
+    return row
+
+
+def extend_txn(conn, worker_id: str, until: float) -> int:
+    """Heartbeat: push back the expiry of every lease the worker holds. Returns how many."""
+    return conn.execute(Q.lease_renew_worker, {"until": iso(until), "worker_id": worker_id}).rowcount
+
+
+def extend_one_txn(conn, message_id: int, token: str, until: float) -> None:
+    cur = conn.execute(Q.lease_renew_one, {"until": iso(until), "message_id": message_id, "token": token})
+    if cur.rowcount != 1:
+        raise StaleLease(f"message {message_id}: cannot extend, lease token is stale")
+
+
+def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
+                reason: str = "lease expired") -> list[Reclaimed]:
+    """Take back expired leases, and at once those of workers known dead.
+
+    Each lost delivery counts an attempt; past max_attempts the message is dead-lettered.
+    """
+    now_s = iso(now)
+    found = {r[0]: (r, reason) for r in conn.execute(Q.leases_expired, {"now": now_s})}
+    for w in dead_workers:
+        for r in conn.execute(Q.leases_of_worker, {"worker_id": w}):
+            found[r[0]] = (r, f"worker {w} is gone")
+    out = []
+    for mid in sorted(found):
+        (mid, worker, _token, run_id, node_id, iteration, attempts, max_attempts), why = found[mid]
+        conn.execute(Q.lease_drop, (mid,))
+        error = f"{why} (held by {worker})"
+        if attempts + 1 >= max_attempts:
+            bury_txn(conn, mid, "leased", f"{error}; gave up after {attempts + 1} lost deliveries", now)
+            out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True))
+            continue
+        cur = conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error, "counted": 1})
+        if cur.rowcount != 1:
+            raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
+        _event(conn, run_id, node_id, "message." + _EXPIRE,
+               {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)
+        out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False))
+    return out
+
+
+def requeue_dead_txn(conn, message_id: int, now: float) -> None:
+    now_s = iso(now)
+    row = conn.execute(Q.message_get, {"id": message_id}).fetchone()
+    if row is None:
+        raise MessageNotFound(f"message {message_id} not found")
+    machines.target(MSG, "requeue", row[6])
+    if conn.execute(Q.message_requeue, {"id": message_id, "now": now_s}).rowcount != 1:
+        raise InvalidTransition(f"message {message_id}: cannot 'requeue', it is not dead")
+    conn.execute(Q.dead_letter_delete, {"id": message_id})
+    _event(conn, row[1], row[3], "message." + _REQUEUE, {"id": message_id, "from": "dead"}, now_s)
+
+
+# --- public operations: one transaction each ---------------------------------------------------
+
+class QueueOps:
+    """Mixed into Store. Each method is one transaction."""
+
+    def enqueue(self, *messages: NewMessage) -> list[int]:
+        return self.write(enqueue_txn, messages, self.clock.now())
+
+    def claim(self, worker_id: str, limit: int = 1, lease_seconds: float = 30.0) -> list[Claimed]:
+        return self.write(claim_txn, worker_id, limit, lease_seconds, self.clock.now())
+
+    def ack(self, message_id: int, token: str) -> None:
+        self.write(ack_txn, message_id, token, self.clock.now())
+
+    def ack_many(self, claimed: Iterable[Claimed]) -> None:
+        def txn(conn, items, now):
+            for c in items:
+                ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        self.write(txn, list(claimed), self.clock.now())
+
+    def nack(self, message_id: int, token: str, *, delay: float = 0.0, error: str | None = None,
+             count_attempt: bool = False) -> None:
+        self.write(nack_txn, message_id, token, self.clock.now(), delay=delay, error=error,
+                   count_attempt=count_attempt)
+
+    def extend(self, worker_id: str, lease_seconds: float = 30.0) -> int:
+        return self.write(extend_txn, worker_id, self.clock.now() + lease_seconds)
+
+    def extend_lease(self, message_id: int, token: str, lease_seconds: float = 30.0) -> None:
+        self.write(extend_one_txn, message_id, token, self.clock.now() + lease_seconds)
+
+    def reclaim(self, dead_workers: Iterable[str] = ()) -> list[Reclaimed]:
+        return self.write(reclaim_txn, self.clock.now(), dead_workers=list(dead_workers))
+
+    def requeue_dead(self, message_id: int) -> None:
+        self.write(requeue_dead_txn, message_id, self.clock.now())
+
+    def dead_letters(self) -> list[dict]:
+        cols = ("id", "message_id", "run_id", "kind", "target_node_id", "payload", "error",
+                "attempts", "created_at")
+        return self.read(lambda c: [dict(zip(cols, r)) for r in c.execute(Q.dead_letters)])
+
+    def message(self, message_id: int) -> dict:
+        cols = ("id", "run_id", "kind", "target_node_id", "iteration", "payload", "status",
+                "priority", "visible_at", "held", "attempts", "max_attempts", "last_error",
+                "created_at", "finished_at")
+        row = self.read(lambda c: c.execute(Q.message_get, {"id": message_id}).fetchone())
+        if row is None:
+            raise MessageNotFound(f"message {message_id} not found")
+        return dict(zip(cols, row))
+
+    def queue_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in ("ready", "leased", "acked", "dead")}
+        counts.update(self.read(lambda c: dict(c.execute(Q.queue_counts).fetchall())))
+        return counts
+
+    def next_visible_at(self) -> str | None:
+        return self.read(lambda c: c.execute(Q.next_visible).fetchone()[0])

@@ -1,0 +1,221 @@
+-- durableflow: the whole current schema, readable on its own.
+--
+-- A database built from this file and one built by applying migrations/ in order are identical
+-- (tests/storage/test_migrations.py checks it). Change both together: add a numbered migration,
+-- then edit this file to match.
+--
+-- Conventions: JSON columns hold JSON text; timestamps are ISO-8601 UTC text with milliseconds
+-- ('2026-11-27T10:15:30.123Z'), so they sort and compare as text. Status columns hold the status
+-- words of SPEC section 4 and change only through the lifecycles in durableflow/machines.py.
+
+CREATE TABLE schema_version (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    applied_at  TEXT NOT NULL
+);
+
+-- One row per registered version of a workflow definition.
+CREATE TABLE workflows (
+    workflow_id  TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    checksum     TEXT NOT NULL,           -- sha256 of the canonical JSON definition
+    definition   TEXT NOT NULL,           -- the definition as JSON (camelCase keys)
+    source_path  TEXT,                    -- the file it was registered from, if any
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (workflow_id, version)
+);
+CREATE INDEX workflows_by_checksum ON workflows (workflow_id, checksum);
+
+CREATE TABLE runs (
+    run_id            TEXT PRIMARY KEY,
+    workflow_id       TEXT NOT NULL,
+    workflow_version  INTEGER NOT NULL,
+    parent_run_id     TEXT REFERENCES runs (run_id) ON DELETE CASCADE,
+    parent_node_id    TEXT,               -- the Subflow/ForEach/While node that started it
+    status            TEXT NOT NULL CHECK (status IN
+                        ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'compensating')),
+    inputs            TEXT,
+    variables         TEXT,
+    outputs           TEXT,
+    error             TEXT,
+    priority          INTEGER NOT NULL DEFAULT 1,   -- 2 high, 1 normal, 0 low
+    idempotency_key   TEXT UNIQUE,
+    paused_until      TEXT,               -- pause --for: resumes by itself at this time
+    deadline_at       TEXT,               -- whole-run timeout
+    retries_used      INTEGER NOT NULL DEFAULT 0,   -- counted against the run's retryBudget
+    created_at        TEXT NOT NULL,
+    started_at        TEXT,
+    finished_at       TEXT,
+    FOREIGN KEY (workflow_id, workflow_version) REFERENCES workflows (workflow_id, version)
+);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- One row per attempt of a node in a run. At most one 'completed' row per (run, node, iteration).
+CREATE TABLE node_instances (
+    id                INTEGER PRIMARY KEY,
+    run_id            TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    node_id           TEXT NOT NULL,
+    iteration         INTEGER NOT NULL DEFAULT 0,
+    attempt           INTEGER NOT NULL DEFAULT 1,
+    status            TEXT NOT NULL CHECK (status IN
+                        ('pending', 'waiting', 'running', 'completed', 'failed', 'cancelled', 'skipped')),
+    message_id        INTEGER,            -- the message whose delivery runs this attempt
+    input             TEXT,
+    output            TEXT,
+    error             TEXT,
+    error_type        TEXT,
+    port              TEXT,               -- output port chosen (IfElse/Switch), if any
+    waiting_reason    TEXT,
+    progress          REAL,
+    progress_message  TEXT,
+    worker_id         TEXT,
+    created_at        TEXT NOT NULL,
+    started_at        TEXT,
+    finished_at       TEXT
+);
+CREATE UNIQUE INDEX node_instances_one_completed
+    ON node_instances (run_id, node_id, iteration) WHERE status = 'completed';
+CREATE INDEX node_instances_by_run ON node_instances (run_id, node_id, iteration, attempt);
+CREATE INDEX node_instances_by_message ON node_instances (message_id);
+
+-- The queue. A message is one delivery of work: run a node (kind 'node'), or an engine task.
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    run_id          TEXT REFERENCES runs (run_id) ON DELETE CASCADE,
+    kind            TEXT NOT NULL,
+    target_node_id  TEXT,
+    iteration       INTEGER NOT NULL DEFAULT 0,
+    payload         TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('ready', 'leased', 'acked', 'dead')),
+    priority        INTEGER NOT NULL DEFAULT 1,
+    visible_at      TEXT NOT NULL,
+    held            INTEGER NOT NULL DEFAULT 0,   -- 1 while its run is paused: not claimable
+    attempts        INTEGER NOT NULL DEFAULT 0,   -- deliveries lost (lease expired or nacked as failed)
+    max_attempts    INTEGER NOT NULL DEFAULT 5,   -- past this, the message is dead-lettered
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    finished_at     TEXT
+);
+-- Only claimable rows are indexed, so a million acked messages do not slow a claim.
+CREATE INDEX messages_claimable ON messages (priority DESC, id, visible_at)
+    WHERE status = 'ready' AND held = 0;
+CREATE INDEX messages_open_by_run ON messages (run_id, status) WHERE status IN ('ready', 'leased');
+
+CREATE TABLE leases (
+    message_id   INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    worker_id    TEXT NOT NULL,
+    token        TEXT NOT NULL,           -- fencing token: a report must carry it
+    acquired_at  TEXT NOT NULL,
+    expires_at   TEXT NOT NULL
+);
+CREATE INDEX leases_by_expiry ON leases (expires_at);
+CREATE INDEX leases_by_worker ON leases (worker_id);
+
+CREATE TABLE dead_letters (
+    id              INTEGER PRIMARY KEY,
+    message_id      INTEGER NOT NULL UNIQUE REFERENCES messages (id) ON DELETE CASCADE,
+    run_id          TEXT,
+    kind            TEXT NOT NULL,
+    target_node_id  TEXT,
+    payload         TEXT,
+    error           TEXT,
+    attempts        INTEGER NOT NULL,
+    created_at      TEXT NOT NULL
+);
+
+-- Append-only audit trail: every status change, progress report and signal, in commit order.
+CREATE TABLE events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so tails resume by seq
+    run_id   TEXT,
+    node_id  TEXT,
+    type     TEXT NOT NULL,                       -- e.g. run.running, node.completed, message.leased
+    data     TEXT,
+    at       TEXT NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id, seq);
+
+-- Join bookkeeping: how many incoming connections of a node have delivered or been ruled out.
+CREATE TABLE joins (
+    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    node_id     TEXT NOT NULL,
+    iteration   INTEGER NOT NULL DEFAULT 0,
+    resolved    INTEGER NOT NULL DEFAULT 0,   -- connections delivered or ruled out
+    delivered   INTEGER NOT NULL DEFAULT 0,   -- connections that delivered
+    inputs      TEXT,                         -- {port-or-source: payload} of deliveries so far
+    fired       INTEGER NOT NULL DEFAULT 0,   -- 1 once the node was enqueued or skipped
+    PRIMARY KEY (run_id, node_id, iteration)
+) WITHOUT ROWID;
+
+CREATE TABLE workers (
+    worker_id     TEXT PRIMARY KEY,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    pid_started   TEXT,                   -- process start time, to tell a reused pid apart
+    concurrency   INTEGER NOT NULL,
+    started_at    TEXT NOT NULL,
+    heartbeat_at  TEXT NOT NULL,
+    stopped_at    TEXT
+);
+
+CREATE TABLE schedules (
+    schedule_id   TEXT PRIMARY KEY,
+    workflow_id   TEXT NOT NULL,
+    node_id       TEXT NOT NULL,
+    cron          TEXT,
+    interval_s    REAL,
+    timezone      TEXT NOT NULL DEFAULT 'UTC',
+    catch_up      TEXT NOT NULL DEFAULT 'none',
+    paused        INTEGER NOT NULL DEFAULT 0,
+    next_at       TEXT,
+    last_at       TEXT,
+    created_at    TEXT NOT NULL
+);
+
+CREATE TABLE signals (
+    id           INTEGER PRIMARY KEY,
+    run_id       TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    payload      TEXT,
+    consumed_by  INTEGER,                 -- node_instances.id that received it
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX signals_by_run ON signals (run_id, name);
+
+CREATE TABLE circuit_breakers (
+    key            TEXT PRIMARY KEY,
+    status         TEXT NOT NULL CHECK (status IN ('closed', 'open', 'half_open')),
+    calls          TEXT NOT NULL DEFAULT '[]',   -- recent outcomes in the window: [[at, ok], ...]
+    opened_at      TEXT,
+    half_open_ok   INTEGER NOT NULL DEFAULT 0,
+    updated_at     TEXT NOT NULL
+);
+
+CREATE TABLE rate_limits (
+    key          TEXT PRIMARY KEY,
+    tokens       REAL NOT NULL,
+    rate         REAL NOT NULL,          -- tokens added per `per_s` seconds
+    per_s        REAL NOT NULL,
+    burst        REAL NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+
+-- What happened in a run, one row per run.
+CREATE VIEW run_summary AS
+SELECT r.run_id, r.workflow_id, r.workflow_version, r.status, r.created_at, r.started_at,
+       r.finished_at,
+       (julianday(r.finished_at) - julianday(r.started_at)) * 86400.0 AS duration_s,
+       (SELECT count(*) FROM node_instances n WHERE n.run_id = r.run_id AND n.status = 'completed') AS nodes_completed,
+       (SELECT count(*) FROM node_instances n WHERE n.run_id = r.run_id AND n.status = 'failed') AS attempts_failed,
+       (SELECT count(*) FROM node_instances n WHERE n.run_id = r.run_id AND n.status = 'skipped') AS nodes_skipped,
+       r.error
+FROM runs r;
+
+-- Every attempt of every node, with how long it took.
+CREATE VIEW node_history AS
+SELECT n.run_id, n.node_id, n.iteration, n.attempt, n.status, n.worker_id, n.started_at,
+       n.finished_at,
+       (julianday(n.finished_at) - julianday(n.started_at)) * 86400.0 AS duration_s,
+       n.error_type, n.error, n.waiting_reason
+FROM node_instances n;
