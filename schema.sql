@@ -79,6 +79,8 @@ CREATE UNIQUE INDEX node_instances_one_completed
     ON node_instances (run_id, node_id, iteration) WHERE status = 'completed';
 CREATE INDEX node_instances_by_run ON node_instances (run_id, node_id, iteration, attempt);
 CREATE INDEX node_instances_by_message ON node_instances (message_id);
+-- Keeps maxConcurrency checks cheap on runs with thousands of nodes.
+CREATE INDEX node_instances_running ON node_instances (run_id) WHERE status = 'running';
 
 -- The queue. A message is one delivery of work: run a node (kind 'node'), or an engine task.
 CREATE TABLE messages (

@@ -20,6 +20,7 @@ import os
 import selectors
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -29,9 +30,11 @@ from typing import Callable, Mapping
 
 from ..errors import NodeCancelled, NodeError, NodeTimeout
 
-__all__ = ["Capture", "ProcessResult", "ProcessRunner", "DEFAULT_MAX_OUTPUT"]
+__all__ = ["Capture", "ProcessResult", "ProcessRunner", "DEFAULT_MAX_OUTPUT", "child_env"]
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024   # bytes kept per stream (head + tail)
+# Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN); stay well below.
+MAX_ENV_INPUT = 64 * 1024
 _CHUNK = 64 * 1024
 _HAS_WNOWAIT = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
 
@@ -120,12 +123,19 @@ class ProcessRunner:
         """Run argv to completion; NodeTimeout / NodeCancelled after killing its group.
 
         `extra_reader` is (fd, callback): another pipe read in the same loop, the callback gets
-        each chunk and b"" at EOF. The caller owns (and closes) that fd.
+        each chunk and b"" at EOF. The caller owns (and closes) that fd. `pass_fds` are handed
+        to the child and closed here once it has them (also when starting it fails).
         """
         if cwd is not None and not Path(cwd).is_dir():
+            for fd in pass_fds:
+                os.close(fd)
             raise NodeError(f"node {node_id!r}: working directory {str(cwd)!r} does not exist",
                             error_type="WorkingDirNotFound")
-        proc = _spawn(argv, node_id=node_id, env=env, cwd=cwd, pass_fds=pass_fds)
+        try:
+            proc = _spawn(argv, node_id=node_id, env=env, cwd=cwd, pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:   # the child has its copies; ours would keep the pipe from EOF
+                os.close(fd)
         out, err = Capture(self.max_output), Capture(self.max_output)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         reason = None
@@ -142,6 +152,8 @@ class ProcessRunner:
                     break
                 wait = self.tick if deadline is None else min(self.tick, deadline - now)
                 pump.pump(wait)
+            if reason is None and cancel_event is not None and cancel_event.is_set():
+                reason = "cancelled"   # a body that stopped because it was cancelled is cancelled
             if reason is None:
                 _signal_group(proc, signal.SIGKILL)        # leftovers of a finished leader
             else:
@@ -308,3 +320,34 @@ class _Pump:
                 pass
         if self._pidfd is not None:
             os.close(self._pidfd)
+
+
+def child_env(node, ctx, input_json: str) -> tuple[dict, str | None]:
+    """os.environ + node.env + DURABLEFLOW_*; returns (env, temp input file to delete or None).
+
+    The input JSON always goes on stdin too. Up to MAX_ENV_INPUT bytes it is also in
+    DURABLEFLOW_INPUT; a bigger one is written to a temp file named by DURABLEFLOW_INPUT_FILE
+    instead, because an environment string that large would make exec fail (E2BIG).
+    """
+    env = dict(os.environ)
+    for key, value in (node.env or {}).items():
+        if value is None:
+            env.pop(str(key), None)
+        elif isinstance(value, bool):
+            env[str(key)] = "true" if value else "false"
+        else:
+            env[str(key)] = str(value)
+    env["DURABLEFLOW_RUN_ID"] = str(ctx.run_id)
+    env["DURABLEFLOW_NODE_ID"] = str(ctx.node_id)
+    env["DURABLEFLOW_ATTEMPT"] = str(ctx.attempt)
+    env["DURABLEFLOW_ITERATION"] = str(ctx.iteration)
+    env.pop("DURABLEFLOW_INPUT", None)       # never leak a parent node's input
+    env.pop("DURABLEFLOW_INPUT_FILE", None)
+    if len(input_json) <= MAX_ENV_INPUT:     # json.dumps output is ASCII: chars == bytes
+        env["DURABLEFLOW_INPUT"] = input_json
+        return env, None
+    fd, path = tempfile.mkstemp(prefix="durableflow-input-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(input_json)
+    env["DURABLEFLOW_INPUT_FILE"] = path
+    return env, path

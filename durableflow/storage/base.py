@@ -46,10 +46,13 @@ class StoreBase:
         self._readers_lock = threading.Lock()
         self._closed = False
         # The writer fails fast on a lock (timeout 0); _retry_busy does the waiting.
-        self._writer = connect(self.path, synchronous=synchronous, busy_timeout=0, readonly=self.readonly)
+        # Opening races other processes that create, switch to WAL or migrate the same file: every
+        # step that touches it retries a locked database.
+        self._writer = self._retry_busy(
+            lambda: connect(self.path, synchronous=synchronous, busy_timeout=0, readonly=self.readonly))
         try:
             migrations = migrator.available()
-            migrator.check_not_newer(self._writer, migrations)
+            self._retry_busy(migrator.check_not_newer, self._writer, migrations)
             if not self.readonly:
                 self._retry_busy(enable_wal, self._writer)
                 if migrate:

@@ -106,9 +106,14 @@ def enable_wal(conn: Connection) -> None:
 
 
 def is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorname", "").startswith(
-        ("SQLITE_BUSY", "SQLITE_LOCKED")
-    ) or (isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc))
+    """A lock held by another connection: worth retrying. An already translated DatabaseBusy counts,
+    so helpers that translate their own errors (enable_wal, the migrator) are retried too."""
+    if isinstance(exc, DatabaseBusy):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        or "database is locked" in str(exc)
+    )
 
 
 def translate(exc: sqlite3.Error, where: str) -> StorageError:

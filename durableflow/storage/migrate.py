@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from durableflow.errors import SchemaVersionError, StorageError
-from durableflow.storage.connection import Connection, translate
+from durableflow.storage.connection import Connection, is_busy, translate
 
 _NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
@@ -108,9 +108,12 @@ def migrate(conn: Connection, now_iso: str, migrations: list[Migration] | None =
                 (mig.version, mig.name, now_iso),
             )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            # Whatever failed (SQL, reading the file, an interrupt), never leave the transaction open.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if not isinstance(exc, sqlite3.Error) or is_busy(exc):
+                raise  # busy: another process holds the lock, the caller retries; nothing applied
             err = translate(exc, conn.label)
             raise type(err)(f"migration {mig.path.name} failed, database left at version "
                             f"{current_version(conn)}: {err}") from exc

@@ -43,4 +43,4 @@ class Queries:
         return sorted(self._q)
 
 
-Q = Queries("queries.sql")
+Q = Queries("queries.sql", "runs.sql")

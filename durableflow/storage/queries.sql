@@ -37,13 +37,16 @@ UPDATE leases SET expires_at = :until WHERE worker_id = :worker_id;
 UPDATE leases SET expires_at = :until WHERE message_id = :message_id AND token = :token;
 
 -- name: message_ack
-UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased';
+-- RETURNING: the event names the message's run and node even when the caller did not.
+UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
+RETURNING run_id, target_node_id;
 
 -- name: message_nack
 UPDATE messages SET status = 'ready', visible_at = :visible_at, last_error = :error,
                     attempts = attempts + :counted,
                     held = coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), 0)
-WHERE id = :id AND status = 'leased';
+WHERE id = :id AND status = 'leased'
+RETURNING run_id, target_node_id;
 
 -- name: message_bury
 UPDATE messages SET status = 'dead', attempts = attempts + :counted, last_error = :error,

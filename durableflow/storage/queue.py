@@ -88,6 +88,8 @@ def enqueue_txn(conn, messages: Iterable[NewMessage], now: float) -> list[int]:
 
 
 def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
+    if limit < 1:
+        return []  # SQLite reads a negative LIMIT as "no limit": it would lease the whole queue
     now_s = iso(now)
     expires = now + lease_seconds
     expires_s = iso(expires)
@@ -115,8 +117,11 @@ def release_txn(conn, message_id: int, token: str) -> None:
 def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=None) -> None:
     release_txn(conn, message_id, token)
     now_s = iso(now)
-    if conn.execute(Q.message_ack, (now_s, message_id)).rowcount != 1:
+    row = conn.execute(Q.message_ack, (now_s, message_id)).fetchone()
+    if row is None:
         raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
+    if run_id is None and node_id is None:
+        run_id, node_id = row
     conn.execute(Q.event_insert, (run_id, node_id, "message." + _ACK,
                                   f'{{"id":{message_id},"from":"leased"}}', now_s))
 
@@ -125,12 +130,14 @@ def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.
              error: str | None = None, count_attempt: bool = False, run_id=None, node_id=None) -> None:
     """Give the message back, visible again after `delay` seconds: a stored backoff, no sleeping."""
     release_txn(conn, message_id, token)
-    cur = conn.execute(Q.message_nack, {
+    row = conn.execute(Q.message_nack, {
         "id": message_id, "visible_at": iso(now + delay), "error": error,
         "counted": 1 if count_attempt else 0,
-    })
-    if cur.rowcount != 1:
+    }).fetchone()
+    if row is None:
         raise InvalidTransition(f"message {message_id}: cannot 'nack', it is not leased")
+    if run_id is None and node_id is None:
+        run_id, node_id = row
     _event(conn, run_id, node_id, "message." + _NACK,
            {"id": message_id, "from": "leased", "delay": delay, "error": error}, iso(now))
 
@@ -184,8 +191,8 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
             bury_txn(conn, mid, "leased", f"{error}; gave up after {attempts + 1} lost deliveries", now)
             out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True))
             continue
-        cur = conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error, "counted": 1})
-        if cur.rowcount != 1:
+        row = conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error, "counted": 1})
+        if row.fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
         _event(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from durableflow.storage.base import StoreBase
 from durableflow.storage.queue import QueueOps
+from durableflow.storage.runs import RunOps
 
 
-class Store(QueueOps, StoreBase):
+class Store(QueueOps, RunOps, StoreBase):
     """Opens (creating and migrating) a durableflow database file."""

@@ -1,0 +1,370 @@
+"""The Engine: the object users hold. It opens the store, registers workflows, starts and
+controls runs, and coordinates workers; the transaction logic lives in durableflow.execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from durableflow import retry as retry_policy
+from durableflow.clock import Clock, iso, parse_iso
+from durableflow.definitions import definition_checksum, dump_json, load_definition
+from durableflow.errors import DefinitionError, ValidationError, WaitTimeout
+from durableflow.execution import Execution, Outcome, Task
+from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
+from durableflow.plan import Plan, build_plan
+from durableflow.run import Run, build_run
+from durableflow.storage import Store
+from durableflow.storage import runs as R
+from durableflow.storage.queue import reclaim_txn
+
+log = logging.getLogger("durableflow.engine")
+
+
+class Engine:
+    """`Engine("app.db")` opens or creates the database and migrates it forward."""
+
+    def __init__(self, path: str | os.PathLike = "durableflow.db", *, clock: Clock | None = None,
+                 lease_seconds: float = 30.0, synchronous: str = "NORMAL",
+                 max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False):
+        self.clock = clock or Clock()
+        self.lease_seconds = float(lease_seconds)
+        self.store = Store(path, clock=self.clock, synchronous=synchronous,
+                           busy_timeout=busy_timeout, readonly=readonly)
+        self.path = self.store.path
+        self._plans: dict[tuple[str, int], Plan] = {}
+        self._plans_lock = threading.Lock()
+        self.execution = Execution(self._plan, max_deliveries=max_deliveries)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._workers: list = []
+        self._progress_last: dict[int, float] = {}
+
+    # --- workflows -------------------------------------------------------------------------
+
+    def load(self, source: str | os.PathLike | Mapping | WorkflowDef) -> WorkflowDef:
+        if isinstance(source, WorkflowDef):
+            return source
+        return load_definition(source)
+
+    def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
+        """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
+        defn = self.load(source)
+        checksum = definition_checksum(defn)
+        body = dump_json(defn)
+        src = str(defn.source_path) if defn.source_path else None
+        version, _created = self.store.write(R.register_workflow_txn, defn.workflow_id, checksum, body,
+                                             src, defn.version, self.clock.now_iso())
+        with self._plans_lock:
+            self._plans.setdefault((defn.workflow_id, version), build_plan(defn, version))
+        return defn.workflow_id, version
+
+    def _plan(self, workflow_id: str, version: int) -> Plan:
+        plan = self._plans.get((workflow_id, version))
+        if plan is not None:
+            return plan
+        row = self.store.get_workflow(workflow_id, version)
+        base = Path(row["source_path"]).parent if row["source_path"] else None
+        try:
+            defn = load_definition(json.loads(row["definition"]), base_dir=base, check_programs=False)
+        except DefinitionError as exc:
+            raise DefinitionError(f"stored workflow '{workflow_id}' v{version} no longer loads: {exc}") from exc
+        plan = build_plan(defn, version)
+        with self._plans_lock:
+            return self._plans.setdefault((workflow_id, version), plan)
+
+    def workflows(self) -> list[dict]:
+        return self.store.list_workflows()
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def start(self, workflow: str | os.PathLike | Mapping | WorkflowDef, inputs: Any = None, *,
+              idempotency_key: str | None = None, version: int | None = None,
+              priority: str = "normal") -> str:
+        """Start a run of a registered workflow id, or of a definition (registered first)."""
+        if isinstance(workflow, str) and not _looks_like_file(workflow):
+            workflow_id = workflow
+            if version is None:
+                version = self.store.get_workflow(workflow_id)["version"]
+        else:
+            workflow_id, version = self.register(workflow)
+        plan = self._plan(workflow_id, version)
+        inputs = {} if inputs is None else inputs
+        self._check_inputs(plan, inputs)
+        run_id = uuid.uuid4().hex
+        prio = {"high": 2, "normal": 1, "low": 0}.get(priority, 1)
+        run_id, _created = self.store.write(self.execution.start_run, plan, run_id, inputs,
+                                            self.clock.now(), idempotency_key=idempotency_key,
+                                            priority=prio)
+        self._signal()
+        return run_id
+
+    def _check_inputs(self, plan: Plan, inputs: Any) -> None:
+        try:
+            R.dumps(inputs)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"run inputs: not JSON-serialisable: {exc}") from None
+        schema = plan.definition.inputs_schema
+        if schema:
+            import jsonschema
+            from durableflow.model import thaw
+            errors = sorted(jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs),
+                            key=lambda e: list(e.absolute_path))
+            if errors:
+                e = errors[0]
+                where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+                raise ValidationError([f"run inputs: {where}: {e.message}" for e in errors])
+
+    def execute(self, workflow, inputs: Any = None, *, concurrency: int = 4,
+                timeout: float | None = None, idempotency_key: str | None = None) -> Run:
+        """Register, start, and work in-process until the run is finished."""
+        run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
+        with self.worker(concurrency=concurrency):
+            return self.wait(run_id, timeout=timeout)
+
+    def get_run(self, run_id: str) -> Run:
+        row, nodes = self.store.run_snapshot(run_id)
+        plan = self._plan(row["workflow_id"], row["workflow_version"])
+        return build_run(row, nodes, plan, self.clock.now())
+
+    def runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
+        return self.store.list_runs(status, workflow_id, limit)
+
+    def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.05) -> Run:
+        """Block until the run is finished (by this process or any other)."""
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        while True:
+            gen = self._generation
+            status = self.store.run_statuses([run_id]).get(run_id)
+            if status is None:
+                self.store.get_run_row(run_id)  # raises RunNotFound
+            if status in TERMINAL_RUN_STATUSES:
+                return self.get_run(run_id)
+            if deadline is not None and self.clock.monotonic() >= deadline:
+                raise WaitTimeout(f"run {run_id} is still {status} after {timeout}s")
+            self._wait_signal(gen, poll)
+
+    # --- control ---------------------------------------------------------------------------
+
+    def pause(self, run_id: str, for_seconds: float | None = None) -> str:
+        until = self.clock.now() + for_seconds if for_seconds else None
+        return self.store.write(self.execution.pause, run_id, self.clock.now(), until)
+
+    def resume(self, run_id: str) -> str:
+        out = self.store.write(self.execution.resume, run_id, self.clock.now())
+        self._signal()
+        return out
+
+    def cancel(self, run_id: str) -> str:
+        out = self.store.write(self.execution.cancel, run_id, self.clock.now())
+        self._signal()
+        return out
+
+    # --- workers and recovery --------------------------------------------------------------
+
+    def worker(self, concurrency: int = 4, **kwargs):
+        """A background worker: `with engine.worker(concurrency=8): ...` stops it cleanly."""
+        from durableflow.worker import Worker
+        return Worker(self, concurrency=concurrency, **kwargs)
+
+    def recover(self) -> dict:
+        """Reclaim leases of dead workers on this host at once and of others when expired."""
+        host = socket.gethostname()
+        now_s = self.clock.now_iso()
+        gone = []
+        for worker_id, pid, pid_started in self.store.read(R.live_workers_on_host, host):
+            if any(w.worker_id == worker_id for w in self._workers):
+                continue
+            if not _process_alive(pid, pid_started):
+                gone.append(worker_id)
+        for worker_id in gone:
+            self.store.write(R.mark_worker_gone_txn, worker_id, now_s)
+        lost = self._reclaim(gone)
+        return {"dead_workers": gone, "reclaimed": len(lost),
+                "dead_lettered": sum(1 for r in lost if r.dead)}
+
+    def _reclaim(self, dead_workers=()) -> list:
+        def txn(conn, now):
+            lost = reclaim_txn(conn, now, dead_workers=dead_workers)
+            self.execution.after_reclaim(conn, lost, now)
+            return lost
+        lost = self.store.write(txn, self.clock.now())
+        if lost:
+            self._signal()
+        return lost
+
+    def maintain(self) -> None:
+        """Upkeep any worker does now and then: expired leases, ended pauses, run timeouts."""
+        now = self.clock.now()
+        now_s = iso(now)
+        self._reclaim()
+        for run_id in self.store.read(R.due_resumes, now_s):
+            with contextlib.suppress(Exception):
+                self.resume(run_id)
+        for run_id in self.store.read(R.past_deadline, now_s):
+            self.store.write(self.execution.time_out, run_id, now)
+
+    def _register_worker(self, worker) -> None:
+        self._workers.append(worker)
+        self.store.write(R.register_worker_txn, worker.worker_id, os.getpid(), _pid_started(os.getpid()),
+                         worker.concurrency, self.clock.now_iso())
+
+    def _unregister_worker(self, worker) -> None:
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        self.store.write(R.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
+
+    def _heartbeat(self, worker_id: str, lease_seconds: float, extend: bool) -> None:
+        def txn(conn, now):
+            if extend:
+                from durableflow.storage.queue import extend_txn
+                extend_txn(conn, worker_id, now + lease_seconds)
+            R.worker_heartbeat_txn(conn, worker_id, iso(now))
+        self.store.write(txn, self.clock.now())
+
+    # --- what workers call -----------------------------------------------------------------
+
+    def _claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
+        return self.store.write(self.execution.claim, worker_id, limit, lease_seconds, self.clock.now())
+
+    def _record(self, task: Task, outcome: Outcome) -> None:
+        now = self.clock.now()
+        if outcome.ok:
+            self.store.write(self.execution.complete, task, outcome, now)
+        else:
+            node = task.node
+            budget = task.plan.definition.retry_budget
+            decision = retry_policy.decide(
+                node.retry, task.attempt, error_type=outcome.error_type, exit_code=outcome.exit_code,
+                budget_left=None if budget is None else budget - task.retries_used)
+            self.store.write(self.execution.fail, task, outcome, now,
+                             retry_delay=decision.delay if decision.retry else None,
+                             reason=decision.reason)
+        self._progress_last.pop(task.instance_id, None)
+        self._signal()
+
+    def _progress(self, task: Task, percent: float, message: str | None) -> None:
+        mono = self.clock.monotonic()
+        last = self._progress_last.get(task.instance_id, 0.0)
+        if percent < 100 and mono - last < 0.1:
+            return  # at most ten progress rows a second per node
+        self._progress_last[task.instance_id] = mono
+        self.store.write(R.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
+                         message, self.clock.now_iso())
+
+    # --- events ----------------------------------------------------------------------------
+
+    def events(self, run_id: str | None = None, after: int = 0, *, follow: bool = False,
+               timeout: float | None = None, poll: float = 0.05) -> Iterator[dict]:
+        """Events after `after`, oldest first. With follow=True, keep tailing (across processes)
+        until the run is finished (when run_id is given) or `timeout` passes."""
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        while True:
+            batch = self.store.events_after(after, run_id)
+            for event in batch:
+                after = event["seq"]
+                yield event
+            if batch:
+                continue
+            if not follow:
+                return
+            if run_id is not None and self.store.run_statuses([run_id]).get(run_id) in TERMINAL_RUN_STATUSES:
+                if not self.store.events_after(after, run_id):
+                    return
+                continue
+            if deadline is not None and self.clock.monotonic() >= deadline:
+                return
+            gen = self._generation
+            self._wait_signal(gen, poll)
+
+    def subscribe(self, callback: Callable[[dict], Any], run_id: str | None = None,
+                  after: int | None = None, poll: float = 0.05) -> Callable[[], None]:
+        """Call `callback(event)` for each new event on a background thread; returns unsubscribe."""
+        stop = threading.Event()
+        start = self.store.last_event_seq() if after is None else after
+
+        def pump():
+            seq = start
+            while not stop.is_set():
+                for event in self.store.events_after(seq, run_id):
+                    seq = event["seq"]
+                    try:
+                        callback(event)
+                    except Exception:
+                        log.exception("event subscriber raised")
+                gen = self._generation
+                if not stop.is_set():
+                    self._wait_signal(gen, poll)
+
+        thread = threading.Thread(target=pump, name="durableflow-subscriber", daemon=True)
+        thread.start()
+
+        def unsubscribe():
+            stop.set()
+            self._signal()
+            thread.join(5)
+        return unsubscribe
+
+    # --- in-process wake-ups ---------------------------------------------------------------
+
+    def _signal(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def _wait_signal(self, generation: int, timeout: float) -> None:
+        with self._cond:
+            if self._generation == generation:
+                self._cond.wait(timeout)
+
+    def close(self) -> None:
+        for w in list(self._workers):
+            w.stop()
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _looks_like_file(text: str) -> bool:
+    return text.endswith((".yaml", ".yml", ".json")) or os.sep in text or Path(text).is_file()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat and len(stat) > 19 else None
+
+
+def _process_alive(pid: int, pid_started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc: trust kill(0)
+    if stat[0] in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    return pid_started is None or len(stat) <= 19 or stat[19] == pid_started

@@ -1,0 +1,416 @@
+"""What happens inside the engine's transactions: start a run, claim nodes, record a result and
+route it, fail, retry, skip, settle, pause, resume, cancel and reclaim.
+
+Every function here takes an open write connection and is called inside one `Store.write`, so a
+node's result, the messages it sends and the run's new state commit together or not at all.
+SQL stays in durableflow.storage; this module decides what to write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from durableflow.clock import iso
+from durableflow.errors import ExpressionError
+from durableflow.model import TERMINAL_RUN_STATUSES
+from durableflow.plan import Edge, Plan
+from durableflow.storage import runs as R
+from durableflow.storage.queue import (
+    Claimed, NewMessage, Reclaimed, ack_txn, claim_txn, enqueue_txn, nack_txn,
+)
+
+dumps = R.dumps
+ACTIVE = ("running", "paused")
+
+
+@dataclass
+class Task:
+    """A claimed node attempt, handed to a runtime."""
+
+    message: Claimed
+    plan: Plan
+    instance_id: int
+    attempt: int
+    input: Any
+    inputs: dict
+    variables: dict
+    retries_used: int
+    cancel_event: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.message.run_id
+
+    @property
+    def node_id(self) -> str:
+        return self.message.target_node_id
+
+    @property
+    def node(self):
+        return self.plan.nodes[self.message.target_node_id]
+
+
+@dataclass
+class Outcome:
+    """What a node body produced."""
+
+    ok: bool
+    output: Any = None
+    output_json: str | None = None
+    port: str | None = None
+    variables: dict | None = None        # the body's vars after it ran (None: untouched)
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int | None = None
+    cancelled: bool = False
+
+
+class Execution:
+    """The engine's transaction logic. `plans(workflow_id, version)` returns a cached Plan."""
+
+    def __init__(self, plans: Callable[[str, int], Plan], *, max_deliveries: int = 5):
+        self.plans = plans
+        self.max_deliveries = max_deliveries
+
+    # --- starting --------------------------------------------------------------------------
+
+    def start_run(self, conn, plan: Plan, run_id: str, inputs: Any, now: float, *,
+                  idempotency_key: str | None = None, priority: int = 1,
+                  parent_run_id: str | None = None, parent_node_id: str | None = None) -> tuple[str, bool]:
+        if idempotency_key is not None:
+            existing = R.run_id_for_key(conn, idempotency_key)
+            if existing is not None:
+                return existing, False
+        now_s = iso(now)
+        d = plan.definition
+        deadline = iso(now + d.timeout) if d.timeout else None
+        inputs_json = dumps(inputs)
+        R.insert_run_txn(conn, run_id=run_id, workflow_id=plan.workflow_id,
+                         workflow_version=plan.version, inputs=inputs_json,
+                         variables=dumps(dict(d.variables)), priority=priority,
+                         idempotency_key=idempotency_key, deadline_at=deadline,
+                         parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s)
+        R.run_transition_txn(conn, run_id, "start", "pending", now_s)
+        for node_id in plan.entries:
+            self._enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}", False, now)
+        return run_id, True
+
+    def _enqueue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
+                      input_json: str, inputs_json: str, held: bool, now: float,
+                      attempt: int = 1) -> None:
+        payload = '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
+        (mid,) = enqueue_txn(conn, [NewMessage(
+            "node", payload, run_id, node_id, iteration, plan.priorities[node_id], None, held,
+            self.max_deliveries)], now)
+        R.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json, iso(now))
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Task]:
+        claimed = claim_txn(conn, worker_id, limit, lease_seconds, now)
+        if not claimed:
+            return []
+        now_s = iso(now)
+        tasks: list[Task] = []
+        states: dict[str, tuple] = {}
+        started: dict[str, int] = {}
+        for c in claimed:
+            state = states.get(c.run_id)
+            if state is None:
+                state = states[c.run_id] = R.run_state(conn, c.run_id)
+            status, workflow_id, version, variables_json, retries_used = state
+            if status != "running":
+                self._drop_claimed(conn, c, status, now)
+                continue
+            plan = self.plans(workflow_id, version)
+            limit_run = plan.definition.max_concurrency
+            if limit_run:
+                running = R.running_count(conn, c.run_id) if c.run_id not in started else started[c.run_id]
+                if running >= limit_run:
+                    self._throttle(conn, c, limit_run, now_s)
+                    continue
+                started[c.run_id] = running + 1
+            got = R.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+            if got is None:
+                # No pending row (an imported run, or a requeued dead letter): make one, start it.
+                attempt = R.last_attempt(conn, c.run_id, c.target_node_id, c.iteration) + 1
+                R.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, attempt, "pending",
+                                  c.id, None, now_s)
+                got = R.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+            instance_id, attempt = got
+            payload = json.loads(c.payload) if c.payload else {}
+            tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
+                              payload.get("inputs") or {}, json.loads(variables_json or "{}"),
+                              retries_used))
+        return tasks
+
+    def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
+        """A message of a run that is no longer running: consume it, cancel its pending node."""
+        now_s = iso(now)
+        ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        row = R.open_node_of_message(conn, c.id)
+        if row is not None:
+            R.finish_node_txn(conn, row[0], c.run_id, c.target_node_id, "cancel", row[1], now_s,
+                              data={"reason": f"run is {run_status}"})
+
+    def _throttle(self, conn, c: Claimed, limit_run: int, now_s: str) -> None:
+        R.throttle_message_txn(conn, c.id, c.token, c.run_id, c.target_node_id, now_s)
+        row = R.open_node_of_message(conn, c.id)
+        if row is not None and row[1] == "pending":
+            R.wait_node_txn(conn, row[0], c.run_id, c.target_node_id, "pending",
+                            f"run maxConcurrency {limit_run} reached", now_s)
+
+    # --- recording results -----------------------------------------------------------------
+
+    def complete(self, conn, task: Task, outcome: Outcome, now: float) -> None:
+        """Record a successful attempt and route its Complete message, guarded by the lease token."""
+        c = task.message
+        now_s = iso(now)
+        ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
+                          now_s, output=outcome.output_json, port=outcome.port)
+        status, _wf, _v, variables_json, _r = R.run_state(conn, c.run_id)
+        variables = self._merge_variables(conn, task, outcome, variables_json)
+        if task.plan.definition.max_concurrency:
+            R.release_throttled_txn(conn, c.run_id)
+        if status not in ACTIVE:
+            return
+        try:
+            deliveries = self._deliveries(task.plan, c.target_node_id, "Complete", outcome.port,
+                                          {"output": outcome.output, "inputs": task.inputs,
+                                           "vars": variables})
+        except ExpressionError as exc:
+            self._fail_run(conn, task.plan, c.run_id, status,
+                           f"node '{c.target_node_id}': {exc}", now)
+            return
+        self._route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                    outcome.output, status == "paused", now)
+        self.settle(conn, task.plan, c.run_id, status, now)
+
+    def _merge_variables(self, conn, task: Task, outcome: Outcome, current_json: str | None) -> dict:
+        """Apply the keys a node changed to the run's current variables (others may have moved on)."""
+        current = json.loads(current_json or "{}")
+        after = outcome.variables
+        if after is None or after == task.variables:
+            return current
+        for key in task.variables.keys() - after.keys():
+            current.pop(key, None)
+        for key, value in after.items():
+            if task.variables.get(key, _MISSING) != value:
+                current[key] = value
+        R.set_variables_txn(conn, task.run_id, dumps(current))
+        return current
+
+    def fail(self, conn, task: Task, outcome: Outcome, now: float, *, retry_delay: float | None,
+             reason: str = "") -> None:
+        """Record a failed attempt: store a retry (a message visible later) or route Fail."""
+        c = task.message
+        now_s = iso(now)
+        error = outcome.error or "node failed"
+        trigger = "cancel" if outcome.cancelled else "fail"
+        data = {"attempt": task.attempt, "decision": reason} if reason else None
+        if retry_delay is not None and not outcome.cancelled:
+            nack_txn(conn, c.id, c.token, now, delay=retry_delay, error=error,
+                     run_id=c.run_id, node_id=c.target_node_id)
+            R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
+                              now_s, error=error, error_type=outcome.error_type, data=data)
+            R.count_retry_txn(conn, c.run_id)
+            R.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
+                              "pending", c.id, dumps(task.input), now_s,
+                              data={"retryAt": iso(now + retry_delay)})
+            return
+        ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
+                          now_s, error=error, error_type=outcome.error_type, data=data)
+        if task.plan.definition.max_concurrency:
+            R.release_throttled_txn(conn, c.run_id)
+        status, _wf, _v, variables_json, _r = R.run_state(conn, c.run_id)
+        if status not in ACTIVE or outcome.cancelled:
+            if status in ACTIVE:
+                self.settle(conn, task.plan, c.run_id, status, now)
+            return
+        self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
+                         outcome.error_type, task.attempt, status, json.loads(variables_json or "{}"),
+                         task.inputs, now)
+
+    def node_failed(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, error: str,
+                    error_type: str | None, attempt: int, status: str, variables: dict,
+                    inputs: dict, now: float) -> None:
+        """A node is finally failed: route its Fail message, or fail the run if nothing handles it."""
+        value = {"error": error, "errorType": error_type, "nodeId": node_id, "attempt": attempt}
+        try:
+            deliveries = self._deliveries(plan, node_id, "Fail", None,
+                                          {"output": value, "inputs": inputs, "vars": variables})
+        except ExpressionError as exc:
+            deliveries, error = [], f"{error}; and {exc}"
+        handled = any(ok for _e, ok in deliveries)
+        if not handled:
+            self._fail_run(conn, plan, run_id, status, f"node '{node_id}' failed: {error}", now)
+            return
+        self._route(conn, plan, run_id, node_id, iteration, deliveries, value, status == "paused", now)
+        self.settle(conn, plan, run_id, status, now)
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def _deliveries(self, plan: Plan, node_id: str, outcome: str, port: str | None,
+                    names: dict) -> list[tuple[Edge, bool]]:
+        out = []
+        for edge in plan.outgoing[node_id]:
+            ok = edge.matches(outcome, port)
+            if ok and edge.condition is not None:
+                try:
+                    ok = bool(edge.condition.evaluate(names))
+                except ExpressionError as exc:
+                    raise ExpressionError(f"connection {edge.conn.label}: condition "
+                                          f"{edge.conn.condition!r} failed: {exc}") from exc
+            out.append((edge, ok))
+        return out
+
+    def _route(self, conn, plan: Plan, run_id: str, source: str, iteration: int,
+               deliveries: list[tuple[Edge, bool]], value: Any, held: bool, now: float) -> None:
+        value_json = None
+        for edge, ok in deliveries:
+            if ok and value_json is None:
+                value_json = dumps(value)
+            self._resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, held, now)
+
+    def _resolve(self, conn, plan: Plan, run_id: str, edge: Edge, iteration: int, delivered: bool,
+                 value: Any, value_json: str | None, held: bool, now: float) -> None:
+        """One incoming connection of a node delivered or was ruled out: run, wait, or skip it."""
+        target = edge.conn.target_node_id
+        incoming = plan.incoming[target]
+        key = plan.input_key(edge)
+        mode = plan.nodes[target].join_mode
+        if len(incoming) == 1 and mode != "each":
+            if delivered:
+                inputs_json = "{" + json.dumps(key) + ":" + value_json + "}"
+                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, held, now)
+            else:
+                self._skip(conn, plan, run_id, target, iteration, held, now)
+            return
+        join_iteration = 0 if mode == "each" else iteration
+        resolved, count, inputs, fired = R.join_get(conn, run_id, target, join_iteration)
+        resolved += 1
+        if delivered:
+            count += 1
+            inputs[key] = value
+        done = resolved >= len(incoming)
+        if mode == "each":
+            if delivered:
+                self._enqueue_node(conn, plan, run_id, target, count - 1, value_json,
+                                   "{" + json.dumps(key) + ":" + value_json + "}", held, now)
+            elif done and count == 0:
+                self._skip(conn, plan, run_id, target, 0, held, now)
+        elif mode == "any":
+            if delivered and not fired:
+                fired = True
+                self._enqueue_node(conn, plan, run_id, target, iteration, value_json,
+                                   dumps({key: value}), held, now)
+            elif done and not fired:
+                fired = True
+                self._skip(conn, plan, run_id, target, iteration, held, now)
+        elif done and not fired:
+            fired = True
+            if count:
+                single = count == 1
+                the_input = next(iter(inputs.values())) if single else inputs
+                self._enqueue_node(conn, plan, run_id, target, iteration, dumps(the_input),
+                                   dumps(inputs), held, now)
+            else:
+                self._skip(conn, plan, run_id, target, iteration, held, now)
+        R.join_put(conn, run_id, target, join_iteration, resolved, count, inputs, fired)
+
+    def _skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, held: bool,
+              now: float) -> None:
+        """Dead-path elimination: a node none of whose inputs will come is skipped, and so on down."""
+        R.insert_node_txn(conn, run_id, node_id, iteration, 1, "skipped", None, None, iso(now))
+        for edge in plan.outgoing[node_id]:
+            self._resolve(conn, plan, run_id, edge, iteration, False, None, None, held, now)
+
+    # --- run state -------------------------------------------------------------------------
+
+    def settle(self, conn, plan: Plan, run_id: str, status: str, now: float) -> bool:
+        """Complete the run if nothing is pending or running. A paused run settles on resume."""
+        if status != "running" or R.open_message_count(conn, run_id):
+            return False
+        outputs = {}
+        for node_id, output in R.completed_outputs(conn, run_id):
+            if node_id in plan.terminals:
+                outputs[node_id] = json.loads(output) if output is not None else None
+        R.run_transition_txn(conn, run_id, "complete", "running", iso(now), outputs=dumps(outputs))
+        return True
+
+    def _fail_run(self, conn, plan: Plan, run_id: str, status: str, error: str, now: float) -> None:
+        self._stop_run(conn, run_id, "fail", status, now, error=error)
+
+    def _stop_run(self, conn, run_id: str, trigger: str, status: str, now: float,
+                  error: str | None = None) -> None:
+        """Fail or cancel a run: no new node starts; running ones are told through the run status."""
+        now_s = iso(now)
+        R.run_transition_txn(conn, run_id, trigger, status, now_s, error=error)
+        R.discard_run_messages_txn(conn, run_id, now_s)
+        for instance_id, node_id, node_status, _mid in R.open_nodes(conn, run_id):
+            if node_status in ("pending", "waiting"):
+                R.finish_node_txn(conn, instance_id, run_id, node_id, "cancel", node_status, now_s,
+                                  data={"reason": f"run {trigger}ed" if trigger == "cancel" else "run failed"})
+
+    def cancel(self, conn, run_id: str, now: float) -> str:
+        status = R.run_state(conn, run_id)[0]
+        if status in TERMINAL_RUN_STATUSES:
+            return status
+        self._stop_run(conn, run_id, "cancel", status, now)
+        return "cancelled"
+
+    def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:
+        status = R.run_state(conn, run_id)[0]
+        R.run_transition_txn(conn, run_id, "pause", status, iso(now),
+                             paused_until=iso(until) if until else None)
+        R.hold_run_messages_txn(conn, run_id, True)
+        return "paused"
+
+    def resume(self, conn, run_id: str, now: float) -> str:
+        status, workflow_id, version, _v, _r = R.run_state(conn, run_id)
+        R.run_transition_txn(conn, run_id, "resume", status, iso(now))
+        R.hold_run_messages_txn(conn, run_id, False)
+        self.settle(conn, self.plans(workflow_id, version), run_id, "running", now)
+        return "running"
+
+    def time_out(self, conn, run_id: str, now: float) -> None:
+        status = R.run_state(conn, run_id)[0]
+        if status in ACTIVE:
+            self._fail_run(conn, None, run_id, status, "run timed out (workflow timeout)", now)
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def after_reclaim(self, conn, lost: list[Reclaimed], now: float) -> None:
+        """Deliveries whose worker died or overran: fail that attempt, and retry or fail the node."""
+        now_s = iso(now)
+        for r in lost:
+            if r.run_id is None:
+                continue
+            row = R.open_node_of_message(conn, r.message_id)
+            why = f"worker {r.worker_id} lost the lease (process died or overran)"
+            attempt = 1
+            if row is not None:
+                instance_id, node_status, attempt, _nid, _it = row
+                R.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
+                                  now_s, error=why, error_type="WorkerLost")
+            status, workflow_id, version, variables_json, _ = R.run_state(conn, r.run_id)
+            if status not in ACTIVE:
+                if not r.dead:
+                    R.discard_run_messages_txn(conn, r.run_id, now_s)
+                continue
+            if not r.dead:
+                R.insert_node_txn(conn, r.run_id, r.target_node_id, r.iteration, attempt + 1,
+                                  "pending", r.message_id, None, now_s, data={"redelivery": True})
+                continue
+            plan = self.plans(workflow_id, version)
+            self.node_failed(conn, plan, r.run_id, r.target_node_id, r.iteration,
+                             f"{why}; dead-lettered after {self.max_deliveries} deliveries",
+                             "DeadLettered", attempt, status, json.loads(variables_json or "{}"), {}, now)
+
+
+_MISSING = object()

@@ -1,0 +1,132 @@
+"""Run and NodeInstance: read-only snapshots of a run, as users see it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from durableflow.clock import parse_iso
+from durableflow.plan import Plan
+
+_DONE = ("completed", "failed", "skipped", "cancelled")
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True)
+class NodeInstance:
+    id: int
+    node_id: str
+    iteration: int
+    attempt: int
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    error_type: str | None
+    port: str | None
+    waiting_reason: str | None
+    progress: float | None
+    progress_message: str | None
+    worker_id: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return parse_iso(self.finished_at) - parse_iso(self.started_at)
+        return None
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    workflow_id: str
+    workflow_version: int
+    status: str
+    inputs: Any
+    outputs: dict | None
+    error: str | None
+    variables: dict
+    parent_run_id: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    paused_until: str | None
+    nodes: tuple = ()                     # every attempt, oldest first
+    progress: dict = field(default_factory=dict)
+
+    def node(self, node_id: str, iteration: int = 0) -> NodeInstance | None:
+        """The latest attempt of a node (None if it has not been reached)."""
+        found = None
+        for n in self.nodes:
+            if n.node_id == node_id and n.iteration == iteration:
+                found = n
+        return found
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+
+def latest_by_node(nodes) -> dict[tuple[str, int], Any]:
+    latest: dict[tuple[str, int], Any] = {}
+    for n in nodes:
+        latest[(n.node_id, n.iteration)] = n
+    return latest
+
+
+def compute_progress(plan: Plan, nodes, started_at: str | None, now: float) -> dict:
+    """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA."""
+    counts = {s: 0 for s in ("pending", "waiting", "running", *_DONE)}
+    seen: set[str] = set()
+    for (node_id, _it), n in latest_by_node(nodes).items():
+        counts[n.status] += 1
+        seen.add(node_id)
+    untouched = sum(1 for nid in plan.nodes if nid not in seen and nid in _runnable(plan))
+    counts["pending"] += untouched
+    total = sum(counts.values())
+    done = sum(counts[s] for s in _DONE)
+    percent = round(100.0 * done / total, 1) if total else 100.0
+    eta = None
+    if started_at and 0 < done < total:
+        elapsed = now - parse_iso(started_at)
+        eta = round(elapsed / done * (total - done), 3)
+    elif total and done == total:
+        eta = 0.0
+    return {"total": total, **counts, "percent": percent, "eta_seconds": eta}
+
+
+def _runnable(plan: Plan) -> set[str]:
+    helpers = set()
+    for n in plan.definition.nodes:
+        helpers.update(x for x in (n.compensation_node_id, n.fallback_node_id) if x)
+    return {nid for nid in plan.nodes if nid not in helpers}
+
+
+def build_run(row: dict, node_rows: list[dict], plan: Plan, now: float) -> Run:
+    nodes = tuple(
+        NodeInstance(
+            id=r["id"], node_id=r["node_id"], iteration=r["iteration"], attempt=r["attempt"],
+            status=r["status"], input=_load(r["input"]), output=_load(r["output"]),
+            error=r["error"], error_type=r["error_type"], port=r["port"],
+            waiting_reason=r["waiting_reason"], progress=r["progress"],
+            progress_message=r["progress_message"], worker_id=r["worker_id"],
+            created_at=r["created_at"], started_at=r["started_at"], finished_at=r["finished_at"],
+        )
+        for r in node_rows
+    )
+    return Run(
+        run_id=row["run_id"], workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"], status=row["status"],
+        inputs=_load(row["inputs"]), outputs=_load(row["outputs"]), error=row["error"],
+        variables=_load(row["variables"]) or {}, parent_run_id=row["parent_run_id"],
+        created_at=row["created_at"], started_at=row["started_at"],
+        finished_at=row["finished_at"], paused_until=row["paused_until"], nodes=nodes,
+        progress=compute_progress(plan, nodes, row["started_at"], now),
+    )

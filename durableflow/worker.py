@@ -1,0 +1,210 @@
+"""A worker: claims node messages, runs their bodies on a thread pool, records the results.
+
+One dispatcher thread claims (in batches) and runs cheap nodes (Noop, routing) on the spot;
+other bodies go to a pool of `concurrency` threads. A keeper thread renews the leases of the
+nodes in hand, tells bodies when their run was cancelled, and does the engine's upkeep
+(expired leases, timed-out runs, pauses that end by themselves).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from durableflow.builtins import BUILTIN_TYPES, NOT_YET, run_builtin
+from durableflow.errors import DurableflowError, NodeCancelled, NodeError, StaleLease
+from durableflow.execution import Outcome, Task
+from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
+
+if TYPE_CHECKING:
+    from durableflow.engine import Engine
+
+log = logging.getLogger("durableflow.worker")
+
+_INLINE = INLINE_RUNTIMES | BUILTIN_TYPES | NOT_YET
+_STOPPED_RUN = frozenset({"cancelled", "failed", "completed"})
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(self, engine: "Engine", *, concurrency: int = 4, lease_seconds: float | None = None,
+                 batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.engine = engine
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds or engine.lease_seconds
+        self.batch = batch
+        self.worker_id = worker_id or new_worker_id()
+        self.poll_max = poll_max
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="durableflow-node")
+        self._lock = threading.Condition()
+        self._inflight: dict[int, Task] = {}
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._inline_streak = False
+        self.idle = threading.Event()       # set when the worker found nothing to do
+        self.errors: list[BaseException] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "Worker":
+        self.engine._register_worker(self)
+        self.engine.recover()
+        for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper")):
+            t = threading.Thread(target=self._guard, args=(target,), name=f"durableflow-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, let the nodes in hand finish and record, then return."""
+        self._stopping.set()
+        self.engine._signal()
+        for t in self._threads:
+            t.join(timeout)
+        self._pool.shutdown(wait=True)
+        self._stopped.set()
+        self.engine._unregister_worker(self)
+
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # a dying thread must not take the worker down silently
+            log.exception("worker %s: %s crashed", self.worker_id, fn.__name__)
+            self.errors.append(exc)
+            self._stopping.set()
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        engine = self.engine
+        wait = 0.001
+        while not self._stopping.is_set():
+            with self._lock:
+                free = self.concurrency - len(self._inflight)
+                if free <= 0:
+                    self._lock.wait(0.05)
+                    continue
+            limit = max(free, self.batch) if self._inline_streak else free
+            gen = engine._generation
+            try:
+                tasks = engine._claim(self.worker_id, limit, self.lease_seconds)
+            except DurableflowError as exc:
+                log.error("worker %s: claim failed: %s", self.worker_id, exc)
+                tasks = []
+            if not tasks:
+                self._inline_streak = False
+                self.idle.set()
+                engine._wait_signal(gen, wait)
+                wait = min(wait * 2, self.poll_max)
+                continue
+            self.idle.clear()
+            wait = 0.001
+            inline_only = True
+            for task in tasks:
+                task.cancel_event = threading.Event()
+                if task.node.runtime_type in _INLINE:
+                    self._execute(task)
+                    continue
+                inline_only = False
+                with self._lock:
+                    self._inflight[task.instance_id] = task
+                self._pool.submit(self._run_pooled, task)
+            self._inline_streak = inline_only
+
+    def _run_pooled(self, task: Task) -> None:
+        try:
+            self._execute(task)
+        except BaseException:
+            log.exception("worker %s: node %s crashed the worker thread", self.worker_id, task.node_id)
+        finally:
+            with self._lock:
+                self._inflight.pop(task.instance_id, None)
+                self._lock.notify_all()
+
+    # --- running a body --------------------------------------------------------------------
+
+    def _execute(self, task: Task) -> None:
+        node = task.node
+        kind = node.runtime_type
+        try:
+            variables = None
+            if kind in BUILTIN_TYPES or kind in NOT_YET:
+                output, port = run_builtin(task)
+            else:
+                port = None
+                if kind == "Python":
+                    variables = copy.deepcopy(task.variables)
+                ctx = NodeContext(
+                    run_id=task.run_id, node_id=task.node_id, attempt=task.attempt,
+                    input=task.input, inputs=task.inputs, vars=variables,
+                    cancel_event=task.cancel_event, iteration=task.message.iteration,
+                    progress_cb=lambda pct, msg, t=task: self.engine._progress(t, pct, msg),
+                )
+                output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
+                if kind == "Python":
+                    variables = ctx.vars
+            outcome = Outcome(True, output, check_output(output), port, variables)
+            if variables is not None:
+                check_output(variables, "ctx.vars")
+        except NodeError as exc:
+            outcome = Outcome(False, error=str(exc), error_type=exc.error_type,
+                              exit_code=exc.exit_code, cancelled=isinstance(exc, NodeCancelled))
+        except Exception as exc:  # the engine's own failure around a body: still a node failure
+            outcome = Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        try:
+            self.engine._record(task, outcome)
+        except StaleLease as exc:
+            log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, exc)
+        except DurableflowError as exc:
+            # Not recorded: the lease will expire and the node will be delivered again.
+            log.error("worker %s: could not record %s: %s", self.worker_id, task.node_id, exc)
+
+    # --- keeping leases and the engine -----------------------------------------------------
+
+    def _keep(self) -> None:
+        engine = self.engine
+        clock = engine.clock
+        last_extend = last_upkeep = clock.monotonic()
+        while not self._stopped.wait(0.1):
+            if self._stopping.is_set() and not self._threads[0].is_alive() and self.busy == 0:
+                return
+            now = clock.monotonic()
+            with self._lock:
+                inflight = list(self._inflight.values())
+            try:
+                if now - last_extend >= self.lease_seconds / 3:
+                    engine._heartbeat(self.worker_id, self.lease_seconds, bool(inflight))
+                    last_extend = now
+                if inflight:
+                    statuses = engine.store.run_statuses({t.run_id for t in inflight})
+                    for t in inflight:
+                        if statuses.get(t.run_id) in _STOPPED_RUN:
+                            t.cancel_event.set()
+                if now - last_upkeep >= 1.0 and not self._stopping.is_set():
+                    engine.maintain()
+                    last_upkeep = now
+            except DurableflowError as exc:
+                log.error("worker %s: upkeep failed: %s", self.worker_id, exc)

@@ -1,0 +1,2 @@
+echo "script in $(pwd)"
+echo "arg count $#"
