@@ -145,9 +145,18 @@ CREATE TABLE joins (
     iteration   INTEGER NOT NULL DEFAULT 0,
     resolved    INTEGER NOT NULL DEFAULT 0,   -- connections delivered or ruled out
     delivered   INTEGER NOT NULL DEFAULT 0,   -- connections that delivered
-    inputs      TEXT,                         -- {port-or-source: payload} of deliveries so far
     fired       INTEGER NOT NULL DEFAULT 0,   -- 1 once the node was enqueued or skipped
     PRIMARY KEY (run_id, node_id, iteration)
+) WITHOUT ROWID;
+
+-- What each delivered connection brought to a join, read once when the join fires.
+CREATE TABLE join_inputs (
+    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    node_id     TEXT NOT NULL,
+    iteration   INTEGER NOT NULL DEFAULT 0,
+    key         TEXT NOT NULL,                -- targetPort, else the source node id
+    payload     TEXT,
+    PRIMARY KEY (run_id, node_id, iteration, key)
 ) WITHOUT ROWID;
 
 CREATE TABLE workers (

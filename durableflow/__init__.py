@@ -20,10 +20,15 @@ from durableflow.errors import (
     WorkflowNotFound,
 )
 from durableflow.clock import Clock, ManualClock
+from durableflow.engine import Engine
+from durableflow.run import NodeInstance, Run
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Engine",
+    "Run",
+    "NodeInstance",
     "Clock",
     "ManualClock",
     "DatabaseBusy",

@@ -17,14 +17,15 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import definition_checksum, dump_json, load_definition
-from durableflow.errors import DefinitionError, ValidationError, WaitTimeout
+from durableflow.errors import DefinitionError, InvalidTransition, ValidationError, WaitTimeout
 from durableflow.execution import Execution, Outcome, Task
 from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run
 from durableflow.storage import Store
 from durableflow.storage import runs as R
-from durableflow.storage.queue import reclaim_txn
+from durableflow.storage.queue import reclaim_txn, requeue_dead_txn
+from durableflow.storage.queue import message_row as conn_message
 
 log = logging.getLogger("durableflow.engine")
 
@@ -45,6 +46,8 @@ class Engine:
         self.execution = Execution(self._plan, max_deliveries=max_deliveries)
         self._cond = threading.Condition()
         self._generation = 0
+        self._done = threading.Condition()   # notified when a run of this process finishes
+        self._done_generation = 0
         self._workers: list = []
         self._progress_last: dict[int, float] = {}
 
@@ -101,7 +104,7 @@ class Engine:
         self._check_inputs(plan, inputs)
         run_id = uuid.uuid4().hex
         prio = {"high": 2, "normal": 1, "low": 0}.get(priority, 1)
-        run_id, _created = self.store.write(self.execution.start_run, plan, run_id, inputs,
+        run_id, _created = self._write(self.execution.start_run, plan, run_id, inputs,
                                             self.clock.now(), idempotency_key=idempotency_key,
                                             priority=prio)
         self._signal()
@@ -142,7 +145,7 @@ class Engine:
         """Block until the run is finished (by this process or any other)."""
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
-            gen = self._generation
+            gen = self._done_generation
             status = self.store.run_statuses([run_id]).get(run_id)
             if status is None:
                 self.store.get_run_row(run_id)  # raises RunNotFound
@@ -150,23 +153,53 @@ class Engine:
                 return self.get_run(run_id)
             if deadline is not None and self.clock.monotonic() >= deadline:
                 raise WaitTimeout(f"run {run_id} is still {status} after {timeout}s")
-            self._wait_signal(gen, poll)
+            with self._done:
+                if self._done_generation == gen:
+                    self._done.wait(poll)
 
     # --- control ---------------------------------------------------------------------------
 
     def pause(self, run_id: str, for_seconds: float | None = None) -> str:
         until = self.clock.now() + for_seconds if for_seconds else None
-        return self.store.write(self.execution.pause, run_id, self.clock.now(), until)
+        return self._write(self.execution.pause, run_id, self.clock.now(), until)
 
     def resume(self, run_id: str) -> str:
-        out = self.store.write(self.execution.resume, run_id, self.clock.now())
-        self._signal()
-        return out
+        return self._write(self.execution.resume, run_id, self.clock.now())
 
     def cancel(self, run_id: str) -> str:
-        out = self.store.write(self.execution.cancel, run_id, self.clock.now())
-        self._signal()
-        return out
+        return self._write(self.execution.cancel, run_id, self.clock.now())
+
+    def requeue_dead_letter(self, message_id: int) -> None:
+        """Put a dead-lettered message back; refused when its run is finished (use rerun)."""
+        def txn(conn, now):
+            msg = conn_message(conn, message_id)
+            if msg["run_id"] is not None:
+                status = R.run_state(conn, msg["run_id"])[0]
+                if status in TERMINAL_RUN_STATUSES:
+                    raise InvalidTransition(
+                        f"message {message_id}: run {msg['run_id']} is {status}; requeueing into a "
+                        f"finished run is refused (use `durableflow rerun`)")
+            requeue_dead_txn(conn, message_id, now)
+        self._write(txn, self.clock.now())
+
+    def dead_letters(self) -> list[dict]:
+        return self.store.dead_letters()
+
+    def definition(self, workflow_id: str, version: int | None = None) -> WorkflowDef:
+        """The stored definition of a workflow version (latest when version is None)."""
+        if version is None:
+            version = self.store.get_workflow(workflow_id)["version"]
+        return self._plan(workflow_id, version).definition
+
+    def run_definition(self, run_id: str) -> WorkflowDef:
+        row = self.store.get_run_row(run_id)
+        return self._plan(row["workflow_id"], row["workflow_version"]).definition
+
+    def doctor(self) -> dict:
+        """Integrity check of the database file, plus what the queue holds."""
+        problems = [p for p in self.store.integrity_check() if p != "ok"]
+        return {"path": self.path, "integrity": "ok" if not problems else problems,
+                "schema_version": self.store.schema_version(), "queue": self.store.queue_counts()}
 
     # --- workers and recovery --------------------------------------------------------------
 
@@ -196,10 +229,7 @@ class Engine:
             lost = reclaim_txn(conn, now, dead_workers=dead_workers)
             self.execution.after_reclaim(conn, lost, now)
             return lost
-        lost = self.store.write(txn, self.clock.now())
-        if lost:
-            self._signal()
-        return lost
+        return self._write(txn, self.clock.now())
 
     def maintain(self) -> None:
         """Upkeep any worker does now and then: expired leases, ended pauses, run timeouts."""
@@ -210,7 +240,7 @@ class Engine:
             with contextlib.suppress(Exception):
                 self.resume(run_id)
         for run_id in self.store.read(R.past_deadline, now_s):
-            self.store.write(self.execution.time_out, run_id, now)
+            self._write(self.execution.time_out, run_id, now)
 
     def _register_worker(self, worker) -> None:
         self._workers.append(worker)
@@ -236,20 +266,27 @@ class Engine:
         return self.store.write(self.execution.claim, worker_id, limit, lease_seconds, self.clock.now())
 
     def _record(self, task: Task, outcome: Outcome) -> None:
+        (error,) = self._record_many([(task, outcome)])
+        if error is not None:
+            raise error
+
+    def _record_many(self, items: list[tuple[Task, Outcome]]) -> list[Exception | None]:
+        """Record results in one transaction; each is guarded on its own (a stale lease on one
+        does not undo the others). Returns, per item, None or the error that refused it."""
         now = self.clock.now()
-        if outcome.ok:
-            self.store.write(self.execution.complete, task, outcome, now)
-        else:
-            node = task.node
-            budget = task.plan.definition.retry_budget
-            decision = retry_policy.decide(
-                node.retry, task.attempt, error_type=outcome.error_type, exit_code=outcome.exit_code,
-                budget_left=None if budget is None else budget - task.retries_used)
-            self.store.write(self.execution.fail, task, outcome, now,
-                             retry_delay=decision.delay if decision.retry else None,
-                             reason=decision.reason)
-        self._progress_last.pop(task.instance_id, None)
-        self._signal()
+        prepared = []
+        for task, outcome in items:
+            delay, reason = None, ""
+            if not outcome.ok:
+                budget = task.plan.definition.retry_budget
+                decision = retry_policy.decide(
+                    task.node.retry, task.attempt, error_type=outcome.error_type,
+                    exit_code=outcome.exit_code,
+                    budget_left=None if budget is None else budget - task.retries_used)
+                delay, reason = (decision.delay if decision.retry else None), decision.reason
+            prepared.append((task, outcome, delay, reason))
+            self._progress_last.pop(task.instance_id, None)
+        return self._write(self.execution.record_many, prepared, now)
 
     def _progress(self, task: Task, percent: float, message: str | None) -> None:
         mono = self.clock.monotonic()
@@ -324,6 +361,18 @@ class Engine:
         with self._cond:
             if self._generation == generation:
                 self._cond.wait(timeout)
+
+    def _write(self, fn, *args, **kwargs):
+        """store.write, then wake waiters of runs the transaction finished and idle workers."""
+        try:
+            return self.store.write(fn, *args, **kwargs)
+        finally:
+            if self.execution.finished:
+                self.execution.finished = []
+                with self._done:
+                    self._done_generation += 1
+                    self._done.notify_all()
+            self._signal()
 
     def close(self) -> None:
         for w in list(self._workers):

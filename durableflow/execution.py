@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from durableflow.clock import iso
-from durableflow.errors import ExpressionError
+from durableflow.errors import DurableflowError, ExpressionError
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Edge, Plan
 from durableflow.storage import runs as R
@@ -74,6 +74,8 @@ class Execution:
     def __init__(self, plans: Callable[[str, int], Plan], *, max_deliveries: int = 5):
         self.plans = plans
         self.max_deliveries = max_deliveries
+        # Runs finished by transactions of this process, for the engine to wake its waiters.
+        self.finished: list[str] = []
 
     # --- starting --------------------------------------------------------------------------
 
@@ -190,6 +192,24 @@ class Execution:
                     outcome.output, status == "paused", now)
         self.settle(conn, task.plan, c.run_id, status, now)
 
+    def record_many(self, conn, prepared: list, now: float) -> list[Exception | None]:
+        """Record several results in this transaction, each behind its own savepoint."""
+        results: list[Exception | None] = []
+        for task, outcome, retry_delay, reason in prepared:
+            conn.execute("SAVEPOINT record")
+            try:
+                if outcome.ok:
+                    self.complete(conn, task, outcome, now)
+                else:
+                    self.fail(conn, task, outcome, now, retry_delay=retry_delay, reason=reason)
+            except DurableflowError as exc:
+                conn.execute("ROLLBACK TO record")
+                results.append(exc)
+            else:
+                results.append(None)
+            conn.execute("RELEASE record")
+        return results
+
     def _merge_variables(self, conn, task: Task, outcome: Outcome, current_json: str | None) -> dict:
         """Apply the keys a node changed to the run's current variables (others may have moved on)."""
         current = json.loads(current_json or "{}")
@@ -292,36 +312,37 @@ class Execution:
                 self._skip(conn, plan, run_id, target, iteration, held, now)
             return
         join_iteration = 0 if mode == "each" else iteration
-        resolved, count, inputs, fired = R.join_get(conn, run_id, target, join_iteration)
+        resolved, count, fired = R.join_get(conn, run_id, target, join_iteration)
         resolved += 1
         if delivered:
             count += 1
-            inputs[key] = value
         done = resolved >= len(incoming)
+        one_input = "{" + json.dumps(key) + ":" + value_json + "}" if delivered else None
         if mode == "each":
             if delivered:
-                self._enqueue_node(conn, plan, run_id, target, count - 1, value_json,
-                                   "{" + json.dumps(key) + ":" + value_json + "}", held, now)
+                self._enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, held, now)
             elif done and count == 0:
                 self._skip(conn, plan, run_id, target, 0, held, now)
         elif mode == "any":
             if delivered and not fired:
                 fired = True
-                self._enqueue_node(conn, plan, run_id, target, iteration, value_json,
-                                   dumps({key: value}), held, now)
+                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, held, now)
             elif done and not fired:
                 fired = True
                 self._skip(conn, plan, run_id, target, iteration, held, now)
-        elif done and not fired:
-            fired = True
-            if count:
-                single = count == 1
-                the_input = next(iter(inputs.values())) if single else inputs
-                self._enqueue_node(conn, plan, run_id, target, iteration, dumps(the_input),
-                                   dumps(inputs), held, now)
-            else:
-                self._skip(conn, plan, run_id, target, iteration, held, now)
-        R.join_put(conn, run_id, target, join_iteration, resolved, count, inputs, fired)
+        else:
+            if delivered:
+                R.join_input_put(conn, run_id, target, join_iteration, key, value_json)
+            if done and not fired:
+                fired = True
+                if count:
+                    got = R.join_inputs_get(conn, run_id, target, join_iteration)
+                    inputs_json = "{" + ",".join(json.dumps(k) + ":" + v for k, v in got) + "}"
+                    self._enqueue_node(conn, plan, run_id, target, iteration,
+                                       got[0][1] if len(got) == 1 else inputs_json, inputs_json, held, now)
+                else:
+                    self._skip(conn, plan, run_id, target, iteration, held, now)
+        R.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
 
     def _skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, held: bool,
               now: float) -> None:
@@ -341,6 +362,7 @@ class Execution:
             if node_id in plan.terminals:
                 outputs[node_id] = json.loads(output) if output is not None else None
         R.run_transition_txn(conn, run_id, "complete", "running", iso(now), outputs=dumps(outputs))
+        self.finished.append(run_id)
         return True
 
     def _fail_run(self, conn, plan: Plan, run_id: str, status: str, error: str, now: float) -> None:
@@ -351,6 +373,7 @@ class Execution:
         """Fail or cancel a run: no new node starts; running ones are told through the run status."""
         now_s = iso(now)
         R.run_transition_txn(conn, run_id, trigger, status, now_s, error=error)
+        self.finished.append(run_id)
         R.discard_run_messages_txn(conn, run_id, now_s)
         for instance_id, node_id, node_status, _mid in R.open_nodes(conn, run_id):
             if node_status in ("pending", "waiting"):

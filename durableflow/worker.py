@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, run_builtin
-from durableflow.errors import DurableflowError, NodeCancelled, NodeError, StaleLease
+from durableflow.errors import DurableflowError, NodeCancelled, NodeError
 from durableflow.execution import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 
@@ -122,17 +122,19 @@ class Worker:
                 continue
             self.idle.clear()
             wait = 0.001
-            inline_only = True
+            inline = []
             for task in tasks:
                 task.cancel_event = threading.Event()
                 if task.node.runtime_type in _INLINE:
-                    self._execute(task)
+                    inline.append((task, self._outcome(task)))
                     continue
-                inline_only = False
                 with self._lock:
                     self._inflight[task.instance_id] = task
                 self._pool.submit(self._run_pooled, task)
-            self._inline_streak = inline_only
+            if inline:
+                # Cheap nodes claimed together are recorded together: one commit for the batch.
+                self._record(inline)
+            self._inline_streak = len(inline) == len(tasks)
 
     def _run_pooled(self, task: Task) -> None:
         try:
@@ -147,11 +149,17 @@ class Worker:
     # --- running a body --------------------------------------------------------------------
 
     def _execute(self, task: Task) -> None:
+        self._record([(task, self._outcome(task))])
+
+    def _outcome(self, task: Task) -> Outcome:
+        """Run the node body and say how it went. Never raises for a body's failure."""
         node = task.node
         kind = node.runtime_type
         try:
             variables = None
-            if kind in BUILTIN_TYPES or kind in NOT_YET:
+            if kind == "Noop":
+                output, port = task.input, None
+            elif kind in BUILTIN_TYPES or kind in NOT_YET:
                 output, port = run_builtin(task)
             else:
                 port = None
@@ -169,18 +177,23 @@ class Worker:
             outcome = Outcome(True, output, check_output(output), port, variables)
             if variables is not None:
                 check_output(variables, "ctx.vars")
+            return outcome
         except NodeError as exc:
-            outcome = Outcome(False, error=str(exc), error_type=exc.error_type,
-                              exit_code=exc.exit_code, cancelled=isinstance(exc, NodeCancelled))
+            return Outcome(False, error=str(exc), error_type=exc.error_type,
+                           exit_code=exc.exit_code, cancelled=isinstance(exc, NodeCancelled))
         except Exception as exc:  # the engine's own failure around a body: still a node failure
-            outcome = Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+
+    def _record(self, items: list[tuple[Task, Outcome]]) -> None:
         try:
-            self.engine._record(task, outcome)
-        except StaleLease as exc:
-            log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, exc)
+            results = self.engine._record_many(items)
         except DurableflowError as exc:
             # Not recorded: the lease will expire and the node will be delivered again.
-            log.error("worker %s: could not record %s: %s", self.worker_id, task.node_id, exc)
+            log.error("worker %s: could not record %d result(s): %s", self.worker_id, len(items), exc)
+            return
+        for (task, _outcome), err in zip(items, results):
+            if err is not None:
+                log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, err)
 
     # --- keeping leases and the engine -----------------------------------------------------
 

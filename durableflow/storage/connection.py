@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from durableflow.errors import (
     DatabaseBusy,
@@ -46,6 +47,14 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _uri_file(uri: str) -> tuple[Path | None, str]:
+    """The file a `file:` URI names (None for an in-memory database) and its open mode."""
+    parts = urlsplit(uri)
+    mode = parse_qs(parts.query).get("mode", ["rwc"])[-1]
+    name = unquote(parts.path)
+    return (Path(name) if name and name != ":memory:" and mode != "memory" else None), mode
+
+
 def connect(
     path: str | os.PathLike,
     *,
@@ -62,9 +71,9 @@ def connect(
     uri = text.startswith("file:")
     label = text
     if readonly and not uri:
-        text, uri = f"file:{Path(text).absolute()}?mode=ro", True
-    if not uri:
-        p = Path(text)
+        text, uri = f"file:{quote(str(Path(text).absolute()))}?mode=ro", True
+    p, mode = _uri_file(text) if uri else (Path(text), "rwc")
+    if p is not None and mode == "rwc":
         if not p.exists():
             if not create:
                 raise StorageError(f"{label}: no such database")

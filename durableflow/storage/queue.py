@@ -200,6 +200,18 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
     return out
 
 
+MESSAGE_COLUMNS = ("id", "run_id", "kind", "target_node_id", "iteration", "payload", "status",
+                   "priority", "visible_at", "held", "attempts", "max_attempts", "last_error",
+                   "created_at", "finished_at")
+
+
+def message_row(conn, message_id: int) -> dict:
+    row = conn.execute(Q.message_get, {"id": message_id}).fetchone()
+    if row is None:
+        raise MessageNotFound(f"message {message_id} not found")
+    return dict(zip(MESSAGE_COLUMNS, row))
+
+
 def requeue_dead_txn(conn, message_id: int, now: float) -> None:
     now_s = iso(now)
     row = conn.execute(Q.message_get, {"id": message_id}).fetchone()
@@ -255,13 +267,7 @@ class QueueOps:
         return self.read(lambda c: [dict(zip(cols, r)) for r in c.execute(Q.dead_letters)])
 
     def message(self, message_id: int) -> dict:
-        cols = ("id", "run_id", "kind", "target_node_id", "iteration", "payload", "status",
-                "priority", "visible_at", "held", "attempts", "max_attempts", "last_error",
-                "created_at", "finished_at")
-        row = self.read(lambda c: c.execute(Q.message_get, {"id": message_id}).fetchone())
-        if row is None:
-            raise MessageNotFound(f"message {message_id} not found")
-        return dict(zip(cols, row))
+        return self.read(message_row, message_id)
 
     def queue_counts(self) -> dict[str, int]:
         counts = {s: 0 for s in ("ready", "leased", "acked", "dead")}

@@ -240,18 +240,27 @@ class RunOps:
 
 # --- joins, holds and run-wide message changes ----------------------------------------------------
 
-def join_get(conn, run_id: str, node_id: str, iteration: int) -> tuple[int, int, dict, bool]:
+def join_get(conn, run_id: str, node_id: str, iteration: int) -> tuple[int, int, bool]:
     row = conn.execute(Q.join_get, (run_id, node_id, iteration)).fetchone()
     if row is None:
-        return 0, 0, {}, False
-    return row[0], row[1], json.loads(row[2] or "{}"), bool(row[3])
+        return 0, 0, False
+    return row[0], row[1], bool(row[2])
 
 
 def join_put(conn, run_id: str, node_id: str, iteration: int, resolved: int, delivered: int,
-             inputs: dict, fired: bool) -> None:
+             fired: bool) -> None:
     conn.execute(Q.join_put, {"run_id": run_id, "node_id": node_id, "iteration": iteration,
                               "resolved": resolved, "delivered": delivered,
-                              "inputs": dumps(inputs), "fired": 1 if fired else 0})
+                              "fired": 1 if fired else 0})
+
+
+def join_input_put(conn, run_id: str, node_id: str, iteration: int, key: str, payload_json: str) -> None:
+    conn.execute(Q.join_input_put, (run_id, node_id, iteration, key, payload_json))
+
+
+def join_inputs_get(conn, run_id: str, node_id: str, iteration: int) -> list[tuple[str, str]]:
+    """(key, payload JSON) of the deliveries to a join, in delivery order."""
+    return conn.execute(Q.join_inputs_get, (run_id, node_id, iteration)).fetchall()
 
 
 def open_message_count(conn, run_id: str) -> int:

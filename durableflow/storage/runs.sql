@@ -74,7 +74,7 @@ SELECT run_id FROM runs WHERE status IN ('running', 'paused') AND deadline_at IS
 SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?));
 
 -- name: run_open_messages
-SELECT count(*) FROM messages WHERE run_id = ? AND status IN ('ready', 'leased');
+SELECT EXISTS (SELECT 1 FROM messages WHERE run_id = ? AND status IN ('ready', 'leased'));
 
 -- name: run_messages_discard
 UPDATE messages SET status = 'acked', finished_at = :now
@@ -131,14 +131,19 @@ SELECT count(*) FROM node_instances WHERE run_id = ? AND node_id = ? AND iterati
 -- ===== joins =====================================================================================
 
 -- name: join_get
-SELECT resolved, delivered, inputs, fired FROM joins WHERE run_id = ? AND node_id = ? AND iteration = ?;
+SELECT resolved, delivered, fired FROM joins WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
 -- name: join_put
-INSERT INTO joins (run_id, node_id, iteration, resolved, delivered, inputs, fired)
-VALUES (:run_id, :node_id, :iteration, :resolved, :delivered, :inputs, :fired)
+INSERT INTO joins (run_id, node_id, iteration, resolved, delivered, fired)
+VALUES (:run_id, :node_id, :iteration, :resolved, :delivered, :fired)
 ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
-    resolved = excluded.resolved, delivered = excluded.delivered,
-    inputs = excluded.inputs, fired = excluded.fired;
+    resolved = excluded.resolved, delivered = excluded.delivered, fired = excluded.fired;
+
+-- name: join_input_put
+INSERT OR REPLACE INTO join_inputs (run_id, node_id, iteration, key, payload) VALUES (?, ?, ?, ?, ?);
+
+-- name: join_inputs_get
+SELECT key, payload FROM join_inputs WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
 -- ===== workers ===================================================================================
 

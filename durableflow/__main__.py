@@ -1,0 +1,3 @@
+from durableflow.cli import main
+
+main()

@@ -1,0 +1,433 @@
+"""Checks on a built WorkflowDef: per-node rules, connections, ports, expressions and the graph.
+
+Pure apart from two optional looks at the machine: whether script files exist, and whether the
+interpreters PowerShell and C# script nodes need are on PATH. Every problem is one line naming
+the node or connection and the field (see report.py); nothing stops at the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from durableflow.definitions.parse import base_dir_of, body_workflow
+from durableflow.definitions.report import (
+    connection_label, field, line, node_label, suggest, unique)
+from durableflow.errors import ExpressionError
+from durableflow.expressions import compile_expression, iter_templates, validate_names
+from durableflow.model import RUNTIME_TYPES, TRIGGER_RUNTIMES, NodeDef, WorkflowDef
+
+# the names each kind of expression sees (SPEC section 9)
+CONNECTION_NAMES = frozenset({"output", "inputs", "vars"})
+NODE_NAMES = frozenset({"input", "inputs", "vars"})
+WHILE_NAMES = frozenset({"output", "iteration", "vars"})
+
+PROGRAMS = {"PowerShell": "pwsh", "CSharpScript": "dotnet"}
+BODY_TYPES = frozenset({"ForEach", "While"})
+TRIGGERS = ("Complete", "Fail", "Any")
+
+# keys in NodeDef.config that belong to one kind of node
+TYPE_KEYS = {
+    "IfElse": ("condition",), "Switch": ("expression", "cases", "default"),
+    "ForEach": ("items", "body", "maxParallelism"), "While": ("condition", "body", "maxIterations"),
+    "Subflow": ("workflowId", "version"), "Wait": ("duration", "until"),
+    "WaitForSignal": ("signal",), "Timer": ("cron", "interval", "catchUp", "timezone"),
+    "Event": ("event",),
+}
+REQUIRED_KEYS = {
+    "IfElse": ("condition",), "Switch": ("expression", "cases"), "ForEach": ("items", "body"),
+    "While": ("condition", "body"), "Subflow": ("workflowId",), "WaitForSignal": ("signal",),
+    "Event": ("event",),
+}
+# the body keys each executing runtime accepts; other runtimes accept none of them
+SCRIPT_KEYS = {
+    "Python": ("script", "scriptPath", "callable", "env", "workingDir"),
+    "Shell": ("command", "scriptPath", "shell", "outputFormat", "env", "workingDir"),
+    "PowerShell": ("script", "scriptPath", "outputFormat", "env", "workingDir"),
+    "CSharpScript": ("scriptPath", "outputFormat", "env", "workingDir"),
+}
+# exactly one of these gives the node its body
+BODY_CHOICES = {
+    "Python": ("script", "scriptPath", "callable"), "Shell": ("command", "scriptPath"),
+    "PowerShell": ("script", "scriptPath"), "CSharpScript": ("scriptPath",),
+}
+_CRON_WORDS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
+
+
+def output_ports(node: NodeDef) -> tuple[str, ...]:
+    """Named output ports: IfElse true/false; Switch its case ports plus `default` (whose value
+    names the port for no match, "default" when absent); other nodes what `ports:` declares."""
+    if node.runtime_type == "IfElse":
+        return ("true", "false")
+    if node.runtime_type == "Switch":
+        cases = node.config.get("cases") or {}
+        ports = [str(port) for port in cases.values()] + [str(node.config.get("default", "default"))]
+        return tuple(dict.fromkeys(ports))
+    return tuple(node.config.get("ports") or ())
+
+
+def switch_port(node: NodeDef, value: Any) -> str:
+    """The port a Switch routes `value` to. Case keys are strings: a string value matches its
+    text, anything else its JSON spelling (1 -> "1", True -> "true", None -> "null")."""
+    key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    cases = node.config.get("cases") or {}
+    return str(cases[key]) if key in cases else str(node.config.get("default", "default"))
+
+
+def handler_nodes(defn: WorkflowDef) -> frozenset:
+    """Compensation and fallback nodes: run on demand, never as entry points."""
+    return frozenset(ref for node in defn.nodes
+                     for ref in (node.compensation_node_id, node.fallback_node_id) if ref)
+
+
+def entry_points(defn: WorkflowDef) -> tuple[str, ...]:
+    """Trigger nodes, and nodes with no incoming connection that are not compensation/fallback."""
+    targets = {c.target_node_id for c in defn.connections}
+    handlers = handler_nodes(defn)
+    return tuple(dict.fromkeys(
+        n.node_id for n in defn.nodes
+        if n.runtime_type in TRIGGER_RUNTIMES or (n.node_id not in targets and n.node_id not in handlers)))
+
+
+def validate_definition(defn: WorkflowDef, *, base_dir: Path | None = None, check_files: bool = True,
+                        check_programs: bool = True, which: Callable[[str], str | None] = shutil.which,
+                        prefix: str = "", in_body: bool = False) -> list[str]:
+    """Every problem found, one line each (without the file name); empty when valid."""
+    checker = _Checker(defn, base_dir_of(defn, base_dir), prefix)
+    checker.nodes(in_body)
+    checker.connections()
+    checker.graph()
+    if check_files:
+        checker.files()
+    if check_programs:
+        checker.programs(which)
+    for node in defn.nodes:
+        if node.runtime_type in BODY_TYPES:
+            checker.body(node, check_files=check_files, check_programs=check_programs, which=which)
+    return unique(checker.errors)
+
+
+class _Checker:
+    def __init__(self, defn: WorkflowDef, base_dir: Path, prefix: str):
+        self.defn = defn
+        self.base_dir = base_dir
+        self.prefix = prefix
+        self.errors: list[str] = []
+        self.ids = {n.node_id for n in defn.nodes}
+        self.by_id: dict[str, NodeDef] = {}
+        for node in defn.nodes:
+            self.by_id.setdefault(node.node_id, node)
+
+    def report(self, where: str | None, name: str | None, message: str) -> None:
+        self.errors.append(line(self.prefix, where, field(name) if name else None, message))
+
+    def expression(self, text: Any, names: frozenset, where: str, name: str) -> None:
+        try:
+            validate_names(compile_expression(text), names)
+        except ExpressionError as exc:
+            self.report(where, name, exc.message)
+
+    def node_ref(self, node_id: str | None, where: str, name: str, own_id: str) -> None:
+        if node_id is None:
+            return
+        if node_id == own_id:
+            self.report(where, name, "refers to the node itself")
+        elif node_id not in self.ids:
+            self.report(where, name, f"unknown node {node_id!r}" + suggest(node_id, self.ids))
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    def nodes(self, in_body: bool) -> None:
+        first_index: dict[str, int] = {}
+        for index, node in enumerate(self.defn.nodes):
+            where = node_label(node.node_id, index)
+            if node.node_id in first_index:
+                self.report(where, "nodeId", f"duplicate node id (also nodes[{first_index[node.node_id]}])")
+                continue
+            first_index[node.node_id] = index
+            kind = node.runtime_type
+            if kind not in RUNTIME_TYPES:
+                self.report(where, "runtimeType", f"unknown runtime type {kind!r} "
+                            f"(valid: {', '.join(RUNTIME_TYPES)})")
+                continue
+            if in_body and kind in TRIGGER_RUNTIMES:
+                self.report(where, "runtimeType", f"a {kind} trigger cannot be part of a body")
+            self.script_keys(node, where)
+            self.type_keys(node, where)
+            self.node_ref(node.compensation_node_id, where, "compensationNodeId", node.node_id)
+            self.node_ref(node.fallback_node_id, where, "fallbackNodeId", node.node_id)
+            for path, text in iter_templates(node.inputs or {}):
+                self.expression(text, NODE_NAMES, where, f"inputs.{path}")
+
+    def script_keys(self, node: NodeDef, where: str) -> None:
+        given = {
+            "script": node.script is not None, "scriptPath": node.script_path is not None,
+            "callable": node.callable is not None, "command": node.command is not None,
+            "shell": node.shell, "outputFormat": node.output_format != "text",
+            "env": bool(node.env), "workingDir": node.working_dir is not None,
+        }
+        allowed = SCRIPT_KEYS.get(node.runtime_type, ())
+        for key, present in given.items():
+            if present and key not in allowed:
+                users = [k for k, keys in SCRIPT_KEYS.items() if key in keys]
+                self.report(where, key, f"does not apply to runtime type {node.runtime_type} "
+                            f"(used by {', '.join(users)})")
+        choices = BODY_CHOICES.get(node.runtime_type)
+        if choices:
+            chosen = [key for key in choices if given[key]]
+            if len(chosen) != 1:
+                options = ", ".join(repr(c) for c in choices)
+                found = ", ".join(repr(c) for c in chosen) or "none"
+                need = f"needs exactly one of {options}" if len(choices) > 1 else f"needs {options}"
+                self.report(where, None, f"{node.runtime_type} node {need} (given: {found})")
+
+    def type_keys(self, node: NodeDef, where: str) -> None:
+        kind, config = node.runtime_type, node.config
+        own = TYPE_KEYS.get(kind, ())
+        for other, keys in TYPE_KEYS.items():
+            for key in keys:
+                if key in config and key not in own:
+                    users = [k for k, ks in TYPE_KEYS.items() if key in ks]
+                    self.report(where, key, f"does not apply to runtime type {kind} "
+                                f"(used by {', '.join(dict.fromkeys(users))})")
+        if "ports" in config and kind in ("IfElse", "Switch"):
+            self.report(where, "ports", f"{kind} ports are fixed ({', '.join(output_ports(node))})")
+        for key in REQUIRED_KEYS.get(kind, ()):
+            if key not in config:
+                self.report(where, key, f"required for runtime type {kind}")
+        if kind in ("IfElse", "While") and "condition" in config:
+            self.expression(config["condition"], WHILE_NAMES if kind == "While" else NODE_NAMES,
+                            where, "condition")
+        if kind == "Switch" and "expression" in config:
+            self.expression(config["expression"], NODE_NAMES, where, "expression")
+        if kind == "ForEach" and "items" in config:
+            self.expression(config["items"], NODE_NAMES, where, "items")
+        if kind in BODY_TYPES and isinstance(config.get("body"), Mapping):
+            body = config["body"]
+            if ("nodes" in body) == ("workflowId" in body):
+                self.report(where, "body", "needs either inline 'nodes' or a 'workflowId', not both")
+            elif "version" in body and "workflowId" not in body:
+                self.report(where, "body.version", "only applies with 'workflowId'")
+        if kind == "Wait":
+            self.wait(config, where)
+        if kind == "Timer":
+            self.timer(config, where)
+
+    def wait(self, config: Mapping, where: str) -> None:
+        if ("duration" in config) == ("until" in config):
+            self.report(where, None, "Wait node needs exactly one of 'duration', 'until'")
+        until = config.get("until")
+        if not isinstance(until, str):
+            return
+        templates = list(iter_templates(until))
+        if templates:
+            self.expression(templates[0][1], NODE_NAMES, where, "until")
+            return
+        try:
+            moment = datetime.fromisoformat(until.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            self.report(where, "until", f"{until!r} is not an ISO-8601 time with a timezone "
+                        "(e.g. 2026-11-27T09:00:00Z) nor a ${ expression }")
+
+    def timer(self, config: Mapping, where: str) -> None:
+        if ("cron" in config) == ("interval" in config):
+            self.report(where, None, "Timer node needs exactly one of 'cron', 'interval'")
+        cron = config.get("cron")
+        if isinstance(cron, str) and cron.strip() not in _CRON_WORDS:
+            parts = cron.split()
+            if len(parts) not in (5, 6) or not all(_CRON_FIELD.match(p) for p in parts):
+                self.report(where, "cron", f"{cron!r} is not a cron expression "
+                            "(5 fields: minute hour day month weekday, or @daily, @hourly, ...)")
+        zone = config.get("timezone")
+        if isinstance(zone, str):
+            import zoneinfo  # only Timer nodes pay for the tz database scan
+            known = zoneinfo.available_timezones()
+            if known and zone not in known and zone != "UTC":
+                self.report(where, "timezone", f"unknown IANA time zone {zone!r}")
+
+    # --- connections ------------------------------------------------------------------------
+
+    def connections(self) -> None:
+        seen: dict[tuple, int] = {}
+        seen_ids: dict[str, int] = {}
+        for index, conn in enumerate(self.defn.connections):
+            where = connection_label(index, conn.source_node_id, conn.target_node_id,
+                                     conn.connection_id)
+            for name, node_id in (("sourceNodeId", conn.source_node_id),
+                                  ("targetNodeId", conn.target_node_id)):
+                if node_id not in self.ids:
+                    self.report(where, name, f"unknown node {node_id!r}" + suggest(node_id, self.ids))
+            if conn.trigger not in TRIGGERS:
+                self.report(where, "triggerMessageType",
+                            f"{conn.trigger!r} is not one of: {', '.join(TRIGGERS)}")
+            if conn.condition is not None:
+                self.expression(conn.condition, CONNECTION_NAMES, where, "condition")
+            self.port(conn, where)
+            if conn.connection_id is not None:
+                if conn.connection_id in seen_ids:
+                    self.report(where, "id", f"duplicate connection id (also connections[{seen_ids[conn.connection_id]}])")
+                seen_ids.setdefault(conn.connection_id, index)
+            key = (conn.source_node_id, conn.target_node_id, conn.trigger, conn.condition,
+                   conn.source_port, conn.target_port)
+            if key in seen:
+                self.report(where, None, f"duplicate of connections[{seen[key]}]")
+            seen.setdefault(key, index)
+
+    def port(self, conn: Any, where: str) -> None:
+        source = self.by_id.get(conn.source_node_id)
+        if source is None:
+            return
+        ports = output_ports(source)
+        if conn.source_port is None:
+            if source.runtime_type in ("IfElse", "Switch") and conn.trigger != "Fail":
+                self.report(where, "sourcePort", f"required on a {conn.trigger} connection from "
+                            f"{source.runtime_type} node {source.node_id!r} (ports: {', '.join(ports)})")
+            return
+        if conn.trigger == "Fail":
+            self.report(where, "sourcePort", "a Fail message has no port")
+        elif not ports:
+            self.report(where, "sourcePort", f"unknown port {conn.source_port!r}: node "
+                        f"{source.node_id!r} has no named output ports (declare them with 'ports')")
+        elif conn.source_port not in ports:
+            self.report(where, "sourcePort", f"unknown port {conn.source_port!r} on node "
+                        f"{source.node_id!r} (ports: {', '.join(ports)})")
+
+    # --- the graph --------------------------------------------------------------------------
+
+    def graph(self) -> None:
+        edges: dict[str, list[str]] = {node_id: [] for node_id in self.by_id}
+        for index, conn in enumerate(self.defn.connections):
+            if conn.source_node_id in edges and conn.target_node_id in edges:
+                edges[conn.source_node_id].append(conn.target_node_id)
+                target = self.by_id[conn.target_node_id]
+                if target.runtime_type in TRIGGER_RUNTIMES:
+                    where = connection_label(index, conn.source_node_id, conn.target_node_id,
+                                             conn.connection_id)
+                    self.report(where, "targetNodeId", f"{target.runtime_type} node "
+                                f"{target.node_id!r} is a trigger and cannot have incoming connections")
+        for cycle in find_cycles(edges):
+            self.report(None, None, "cycle: " + " -> ".join([*cycle, cycle[0]])
+                        + " (loops must be While or ForEach nodes)")
+        entries = [e for e in entry_points(self.defn) if e in self.by_id]
+        if not entries:
+            self.report(None, None, "no entry point: every node has an incoming connection "
+                        "(start from a node without one, or a Manual trigger)")
+            return
+        reached = set(entries) | (handler_nodes(self.defn) & self.ids)
+        queue = deque(reached)
+        while queue:
+            for target in edges.get(queue.popleft(), ()):
+                if target not in reached:
+                    reached.add(target)
+                    queue.append(target)
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        for index, node in enumerate(self.defn.nodes):
+            if node.node_id not in reached:
+                self.report(node_label(node.node_id, index), None,
+                            f"unreachable from any entry point (entry points: {shown})")
+
+    # --- the machine ----------------------------------------------------------------------
+
+    def files(self) -> None:
+        for index, node in enumerate(self.defn.nodes):
+            path = node.script_path
+            if path is not None and not Path(path).is_file():
+                problem = "is a directory, not a file" if Path(path).is_dir() else "file not found"
+                self.report(node_label(node.node_id, index), "scriptPath",
+                            f"script {problem}: {self.shown(path)}")
+
+    def shown(self, path: Path) -> str:
+        try:
+            return Path(path).relative_to(self.base_dir).as_posix()
+        except ValueError:
+            return str(path)
+
+    def programs(self, which: Callable[[str], str | None]) -> None:
+        for index, node in enumerate(self.defn.nodes):
+            program = PROGRAMS.get(node.runtime_type)
+            if program and which(program) is None:
+                self.report(node_label(node.node_id, index), None,
+                            f"runtime {node.runtime_type} needs {program!r} on PATH, not found")
+
+    def body(self, node: NodeDef, **options: Any) -> None:
+        prefix = line(self.prefix, node_label(node.node_id), "body")
+        sub, errors = body_workflow(node, self.defn, base_dir=self.base_dir, prefix=prefix)
+        if sub is None:
+            return
+        self.errors.extend(errors)
+        self.errors.extend(validate_definition(sub, base_dir=self.base_dir, prefix=prefix,
+                                               in_body=True, **options))
+
+
+def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component (iterative Tarjan), starting at its first node
+    in definition order and following the shortest way back."""
+    order = {node: i for i, node in enumerate(edges)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges[child])))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges[node]:
+                    components.append(component)
+    cycles = [_cycle_in(sorted(c, key=order.__getitem__), edges) for c in components]
+    return sorted(cycles, key=lambda cycle: order[cycle[0]])
+
+
+def _cycle_in(component: list[str], edges: Mapping[str, list[str]]) -> list[str]:
+    start, members = component[0], set(component)
+    previous: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for child in edges[node]:
+            if child == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(previous[path[-1]])
+                return path[::-1]
+            if child in members and child not in previous:
+                previous[child] = node
+                queue.append(child)
+    return [start]
