@@ -23,6 +23,7 @@ from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run
 from durableflow.storage import Store
+from durableflow.storage import history
 from durableflow.storage import runs as R
 from durableflow.storage.queue import reclaim_txn, requeue_dead_txn
 from durableflow.storage.queue import message_row as conn_message
@@ -200,6 +201,27 @@ class Engine:
         problems = [p for p in self.store.integrity_check() if p != "ok"]
         return {"path": self.path, "integrity": "ok" if not problems else problems,
                 "schema_version": self.store.schema_version(), "queue": self.store.queue_counts()}
+
+    # --- history ---------------------------------------------------------------------------
+
+    def export_run(self, run_id: str) -> dict:
+        """A run (with its subruns, definition versions, rows and events) as one JSON document."""
+        return self.store.read(history.export_txn, run_id)
+
+    def import_run(self, doc: dict) -> str:
+        """Restore an exported run here; leased work becomes deliverable again. Returns its id."""
+        run_id = self._write(history.import_txn, doc, self.clock.now_iso())
+        return run_id
+
+    def prune(self, older_than: float) -> int:
+        """Delete runs finished more than `older_than` seconds ago, and all that belongs to them."""
+        before = iso(self.clock.now() - older_than)
+        total = 0
+        while True:
+            n = self.store.write(history.prune_txn, before)
+            total += n
+            if n == 0:
+                return total
 
     # --- workers and recovery --------------------------------------------------------------
 

@@ -175,3 +175,19 @@ UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased
 
 -- name: node_last_attempt
 SELECT max(attempt) FROM node_instances WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- ===== history ===================================================================================
+
+-- name: run_tree
+WITH RECURSIVE tree(run_id, depth) AS (
+    SELECT run_id, 0 FROM runs WHERE run_id = ?
+    UNION ALL
+    SELECT r.run_id, t.depth + 1 FROM runs r JOIN tree t ON r.parent_run_id = t.run_id
+)
+SELECT run_id FROM tree ORDER BY depth;
+
+-- name: runs_prunable
+SELECT run_id FROM runs
+WHERE parent_run_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?
+  AND status IN ('completed', 'failed', 'cancelled')
+ORDER BY finished_at LIMIT ?;

@@ -1,0 +1,122 @@
+"""A run's rows out and in (export/import), and pruning of finished runs.
+
+Export reads through sqlite-utils (rows as dicts, per table). Import writes with plain
+executemany inside the caller's transaction: sqlite-utils' writers commit on their own, which
+would break the all-or-nothing import.
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from durableflow.errors import DurableflowError, InvalidTransition
+from durableflow.storage.queries import Q
+from durableflow.storage.runs import event_txn
+
+FORMAT = "durableflow.run-export"
+FORMAT_VERSION = 1
+
+# Tables that hang off a run, in an order that satisfies foreign keys on insert.
+RUN_TABLES = ("node_instances", "messages", "dead_letters", "joins", "join_inputs", "signals", "events")
+
+
+def run_tree(conn, run_id: str) -> list[str]:
+    """The run and all its descendants (subflows, loop bodies), parents first."""
+    return [r[0] for r in conn.execute(Q.run_tree, (run_id,))]
+
+
+def export_txn(conn, run_id: str) -> dict:
+    db = sqlite_utils.Database(conn)
+    ids = run_tree(conn, run_id)
+    if not ids:
+        from durableflow.errors import RunNotFound
+        raise RunNotFound(f"run {run_id} not found")
+    marks = ",".join("?" * len(ids))
+    runs = list(db["runs"].rows_where(f"run_id IN ({marks})", ids, order_by="created_at"))
+    versions = {(r["workflow_id"], r["workflow_version"]) for r in runs}
+    workflows = [w for (wid, v) in sorted(versions)
+                 for w in db["workflows"].rows_where("workflow_id = ? AND version = ?", [wid, v])]
+    tables = {}
+    for table in RUN_TABLES:
+        if table == "dead_letters":
+            where = f"message_id IN (SELECT id FROM messages WHERE run_id IN ({marks}))"
+        else:
+            where = f"run_id IN ({marks})"
+        order = "seq" if table == "events" else ("rowid" if table not in ("joins", "join_inputs") else None)
+        tables[table] = list(db[table].rows_where(where, ids, order_by=order))
+    return {"format": FORMAT, "formatVersion": FORMAT_VERSION, "runId": run_id,
+            "workflows": workflows, "runs": runs, **tables}
+
+
+def import_txn(conn, doc: dict, now: str) -> str:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DurableflowError("not a durableflow run export (missing format marker)")
+    if doc.get("formatVersion") != FORMAT_VERSION:
+        raise DurableflowError(f"run export format version {doc.get('formatVersion')} is not supported")
+    for w in doc["workflows"]:
+        row = conn.execute(Q.workflow_version_get, (w["workflow_id"], w["version"])).fetchone()
+        if row is None:
+            _insert(conn, "workflows", [w])
+        elif row[0] != w["checksum"]:
+            raise InvalidTransition(f"workflow '{w['workflow_id']}' version {w['version']} exists here "
+                                    f"with a different definition; import refused")
+    for r in doc["runs"]:
+        if conn.execute(Q.run_get, (r["run_id"],)).fetchone() is not None:
+            raise InvalidTransition(f"run {r['run_id']} already exists in this database; import refused")
+        if r.get("idempotency_key") and conn.execute(Q.run_by_idempotency_key, (r["idempotency_key"],)).fetchone():
+            raise InvalidTransition(f"idempotency key {r['idempotency_key']!r} is taken here; import refused")
+    _insert(conn, "runs", doc["runs"])
+    # Row ids are local to a database: messages and node instances get new ids, links follow.
+    message_ids = {}
+    for m in doc["messages"]:
+        old = m["id"]
+        row = {k: v for k, v in m.items() if k != "id"}
+        if row["status"] == "leased":  # its lease stayed behind: deliverable again
+            row["status"] = "ready"
+        message_ids[old] = _insert(conn, "messages", [row])
+    nodes = []
+    for n in doc["node_instances"]:
+        row = {k: v for k, v in n.items() if k != "id"}
+        row["message_id"] = message_ids.get(row["message_id"])
+        if row["status"] == "running":  # interrupted by the move: that attempt is lost
+            row.update(status="failed", error="interrupted: the run was exported while this ran",
+                       error_type="WorkerLost", finished_at=now)
+        nodes.append(row)
+    _insert(conn, "node_instances", nodes)
+    dead = [{**{k: v for k, v in d.items() if k != "id"}, "message_id": message_ids[d["message_id"]]}
+            for d in doc["dead_letters"]]
+    _insert(conn, "dead_letters", dead)
+    for table in ("joins", "join_inputs", "signals"):
+        _insert(conn, table, [{k: v for k, v in row.items() if k != "id"} for row in doc[table]])
+    _insert(conn, "events", [{k: v for k, v in e.items() if k != "seq"} for e in doc["events"]])
+    event_txn(conn, doc["runId"], None, "run.imported", {"runs": len(doc["runs"])}, now)
+    return doc["runId"]
+
+
+def _insert(conn, table: str, rows: list[dict]) -> int | None:
+    """Insert rows (all with the same keys); returns the last rowid."""
+    if not rows:
+        return None
+    cols = list(rows[0])
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    cur = None
+    for row in rows:
+        cur = conn.execute(sql, [row.get(c) for c in cols])
+    return cur.lastrowid
+
+
+def prune_txn(conn, before: str, limit: int = 500) -> int:
+    """Delete up to `limit` top-level runs finished before `before`, with all that is theirs."""
+    roots = [r[0] for r in conn.execute(Q.runs_prunable, (before, limit))]
+    for root in roots:
+        ids = run_tree(conn, root)
+        marks = ",".join("?" * len(ids))
+        conn.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
+        conn.execute("DELETE FROM runs WHERE run_id = ?", (root,))  # the rest cascades
+    return len(roots)
+
+
+def dumps_export(doc: dict) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,357 @@
+"""Issue 5 from the stored rows: retries that wait in the database, pause/resume/cancel that
+survive a restart, idempotent starts, leases taken over, export/import and prune."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from durableflow import Engine, StaleLease
+from durableflow.clock import ManualClock
+from durableflow.execution import Outcome
+
+T0 = 1_800_000_000.0
+
+
+def chain(workflow_id: str, *nodes: dict) -> dict:
+    return {"workflowId": workflow_id, "nodes": list(nodes),
+            "connections": [{"sourceNodeId": a["nodeId"], "targetNodeId": b["nodeId"]}
+                            for a, b in zip(nodes, nodes[1:])]}
+
+
+def py(node_id: str, script: str, **extra) -> dict:
+    return {"nodeId": node_id, "runtimeType": "Python", "script": script, **extra}
+
+
+def drain(engine: Engine, limit: int = 100) -> int:
+    """Claim and run what is claimable now, on this thread. Returns how many nodes ran."""
+    from durableflow.worker import Worker
+    w = Worker(engine, concurrency=1)
+    ran = 0
+    for _ in range(limit):
+        tasks = engine._claim(w.worker_id, 16, 30.0)
+        if not tasks:
+            return ran
+        for t in tasks:
+            t.cancel_event = threading.Event()
+            w._execute(t)
+            ran += 1
+    return ran
+
+
+def rows(db: Path, sql: str, *args):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+# --- stored retries -------------------------------------------------------------------------------
+
+FAIL_TWICE = """
+if ctx.attempt < 3:
+    raise ValueError(f"attempt {ctx.attempt} fails")
+output = {"attempt": ctx.attempt}
+"""
+
+
+def test_retry_waits_in_the_database_and_survives_a_restart(tmp_path):
+    db = tmp_path / "r.db"
+    clock = ManualClock(T0)
+    engine = Engine(db, clock=clock)
+    retry = {"strategy": "exponential", "maxAttempts": 3, "initialDelay": "10m", "maxDelay": "1h", "multiplier": 2, "jitter": 0}
+    run_id = engine.start(chain("retry", py("flaky", FAIL_TWICE, retry=retry)))
+    assert drain(engine) == 1
+    engine.close()
+
+    # A new process: the retry is a row visible in 10 minutes, nobody sleeps through it.
+    clock = ManualClock(T0)
+    engine = Engine(db, clock=clock)
+    (visible,) = rows(db, "SELECT visible_at FROM messages WHERE status = 'ready'")
+    assert visible[0] == "2027-01-15T08:10:00.000Z"
+    assert drain(engine) == 0
+    clock.advance(600)
+    assert drain(engine) == 1           # attempt 2 fails, next in 20 minutes
+    clock.advance(1199)
+    assert drain(engine) == 0
+    clock.advance(1)
+    assert drain(engine) == 1
+    run = engine.get_run(run_id)
+    assert run.status == "completed"
+    attempts = [(n.attempt, n.status, n.error_type) for n in run.nodes]
+    assert attempts == [(1, "failed", "ValueError"), (2, "failed", "ValueError"), (3, "completed", None)]
+    assert run.nodes[0].error.startswith("ValueError: attempt 1 fails")
+    assert run.outputs == {"flaky": {"attempt": 3}}
+    engine.close()
+
+
+def test_retry_on_filters_by_error_type_and_budget_caps_retries(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "b.db", clock=clock)
+    retry = {"strategy": "fixed", "maxAttempts": 5, "initialDelay": "1s", "jitter": 0, "retryOn": ["KeyError"]}
+    run_id = engine.start(chain("only-keyerror", py("n", "raise ValueError('no')", retry=retry)))
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "failed" and [n.attempt for n in run.nodes] == [1]
+
+    wf = chain("budget", py("a", "raise KeyError('x')", retry={"strategy": "fixed", "maxAttempts": 5,
+                                                                "initialDelay": "1s", "jitter": 0}))
+    wf["retryBudget"] = 2
+    run_id = engine.start(wf)
+    for _ in range(6):
+        drain(engine)
+        clock.advance(1)
+    run = engine.get_run(run_id)
+    assert run.status == "failed"
+    assert [n.attempt for n in run.nodes] == [1, 2, 3]   # two retries, then the budget is spent
+    engine.close()
+
+
+# --- pause, resume, cancel -------------------------------------------------------------------------
+
+def test_pause_holds_new_nodes_and_survives_a_restart(tmp_path):
+    db = tmp_path / "p.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    run_id = engine.start(chain("p", py("a", "output = 1"), py("b", "output = 2"), py("c", "output = 3")))
+    assert drain(engine, limit=1) >= 1
+    engine.pause(run_id)
+    engine.close()
+
+    engine = Engine(db, clock=ManualClock(T0))
+    assert engine.get_run(run_id).status == "paused"
+    assert drain(engine) == 0                      # nothing starts while paused
+    engine.resume(run_id)
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"c": 3}
+    engine.close()
+
+
+def test_a_node_running_when_paused_finishes_and_is_kept(tmp_path):
+    engine = Engine(tmp_path / "p.db", clock=ManualClock(T0))
+    run_id = engine.start(chain("p2", py("a", "output = 'a'"), py("b", "output = 'b'")))
+    w_tasks = engine._claim("w", 1, 30.0)
+    engine.pause(run_id)
+    engine._record(w_tasks[0], Outcome(True, "a", '"a"'))
+    run = engine.get_run(run_id)
+    assert run.status == "paused" and run.node("a").status == "completed"
+    assert run.node("b").status == "pending" and drain(engine) == 0
+    engine.resume(run_id)
+    drain(engine)
+    assert engine.get_run(run_id).status == "completed"
+    engine.close()
+
+
+def test_pause_for_resumes_by_itself(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "pf.db", clock=clock)
+    run_id = engine.start(chain("pf", py("a", "output = 1")))
+    engine.pause(run_id, for_seconds=600)
+    engine.maintain()
+    assert engine.get_run(run_id).status == "paused"
+    clock.advance(600)
+    engine.maintain()
+    assert engine.get_run(run_id).status == "running"
+    drain(engine)
+    assert engine.get_run(run_id).status == "completed"
+    engine.close()
+
+
+def test_cancel_kills_external_processes_and_their_children(tmp_path):
+    engine = Engine(tmp_path / "c.db")
+    pidfile = tmp_path / "grandchild.pid"
+    wf = chain("cancel", {"nodeId": "sh", "runtimeType": "Shell", "shell": True,
+                          "command": f"sleep 999 & echo $! > {pidfile}; wait"})
+    run_id = engine.start(wf)
+    with engine.worker(concurrency=1):
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline, "shell node never started"
+            time.sleep(0.01)
+        grandchild = int(pidfile.read_text())
+        engine.cancel(run_id)
+        run = engine.wait(run_id, timeout=20)
+        deadline = time.monotonic() + 20
+        while engine.get_run(run_id).node("sh").status == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert run.status == "cancelled"
+    assert engine.get_run(run_id).node("sh").status == "cancelled"
+    assert not pid_alive(grandchild)
+    engine.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """A zombie (killed, reparented, not yet reaped) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_cancel_is_seen_by_a_python_node_and_nothing_new_starts(tmp_path):
+    engine = Engine(tmp_path / "c2.db")
+    body = "import time\nwhile not ctx.cancelled:\n    time.sleep(0.01)\nctx.check_cancelled()"
+    run_id = engine.start(chain("cancel-py", py("loop", body), py("after", "output = 1")))
+    with engine.worker(concurrency=1):
+        deadline = time.monotonic() + 20
+        while engine.get_run(run_id).node("loop") is None or engine.get_run(run_id).node("loop").status != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        engine.cancel(run_id)
+        engine.wait(run_id, timeout=20)
+        while engine.get_run(run_id).node("loop").status == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    run = engine.get_run(run_id)
+    assert run.status == "cancelled"
+    assert run.node("loop").status == "cancelled"
+    assert run.node("after") is None or run.node("after").status == "cancelled"
+    engine.close()
+
+
+# --- leases and recovery ---------------------------------------------------------------------------
+
+def test_a_lease_taken_over_after_expiry_rejects_the_old_holder(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "l.db", clock=clock, lease_seconds=5)
+    run_id = engine.start(chain("lease", py("a", "output = 1")))
+    (old,) = engine._claim("old-worker", 1, 5.0)
+    clock.advance(6)
+    engine.maintain()                                  # reclaims the expired lease
+    (new,) = engine._claim("new-worker", 1, 5.0)
+    with pytest.raises(StaleLease):
+        engine._record(old, Outcome(True, "late", '"late"'))
+    engine._record(new, Outcome(True, "on time", '"on time"'))
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"a": "on time"}
+    assert [(n.attempt, n.status, n.error_type) for n in run.nodes] == [(1, "failed", "WorkerLost"), (2, "completed", None)]
+    engine.close()
+
+
+KILLER = """
+import os, signal
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _worker_proc(db: Path, *extra: str) -> subprocess.Popen:
+    code = ("import sys; from durableflow import Engine; e = Engine(sys.argv[1], lease_seconds=300);"
+            "w = e.worker(concurrency=1); w.start(); "
+            "import time\nwhile True: time.sleep(1)")
+    return subprocess.Popen([sys.executable, "-c", code, str(db), *extra])
+
+
+@pytest.mark.slow
+def test_a_node_that_kills_its_worker_every_time_ends_dead_lettered(tmp_path):
+    db = tmp_path / "k.db"
+    engine = Engine(db, max_deliveries=3)
+    wf = chain("killer", py("boom", KILLER))
+    wf["connections"] = []
+    run_id = engine.start(wf)
+    for _ in range(10):
+        proc = _worker_proc(db)
+        proc.wait(timeout=60)                     # the node kills it
+        engine.recover()                          # its pid is gone: leases back at once
+        if engine.get_run(run_id).finished:
+            break
+    run = engine.get_run(run_id)
+    assert run.status == "failed" and "dead-lettered" in run.error
+    (dead,) = engine.dead_letters()
+    assert dead["attempts"] == 3 and dead["run_id"] == run_id
+    assert [n.status for n in run.nodes] == ["failed", "failed", "failed"]
+    engine.close()
+
+
+@pytest.mark.slow
+def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
+    db = tmp_path / "d.db"
+    engine = Engine(db)
+    started = tmp_path / "started"
+    body = f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('x')\ntime.sleep(600)"
+    run_id = engine.start(chain("slow", py("slow", body)))
+    proc = _worker_proc(db)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    report = engine.recover()                      # the 300 s lease has not expired
+    assert report["reclaimed"] == 1 and len(report["dead_workers"]) == 1
+    run = engine.get_run(run_id)
+    assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "pending")]
+    engine.close()
+
+
+# --- idempotency -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_four_processes_starting_with_one_key_create_one_run(tmp_path):
+    db = tmp_path / "i.db"
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(chain("idem", py("a", "output = 1"))))
+    Engine(db).register(wf)
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib; from durableflow import Engine; e = Engine(sys.argv[1]);"
+            "go = pathlib.Path(sys.argv[2])\n"
+            "while not go.exists(): time.sleep(0.001)\n"
+            "print(e.start('idem', idempotency_key='order-7'))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(go)], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    go.write_text("go")
+    ids = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(ids) == 1
+    assert rows(db, "SELECT count(*) FROM runs") == [(1,)]
+
+
+# --- export, import, prune -------------------------------------------------------------------------
+
+def test_export_import_resume_in_another_database(tmp_path):
+    a = Engine(tmp_path / "a.db", clock=ManualClock(T0))
+    run_id = a.start(chain("move", py("one", "output = 1"), py("two", "output = ctx.input + 1")))
+    drain(a, limit=1)
+    a.pause(run_id)
+    doc = json.loads(json.dumps(a.export_run(run_id)))
+    assert doc["runId"] == run_id and doc["runs"][0]["status"] == "paused"
+
+    b = Engine(tmp_path / "b.db", clock=ManualClock(T0))
+    assert b.import_run(doc) == run_id
+    b.resume(run_id)
+    drain(b)
+    run = b.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"two": 2}
+    with pytest.raises(Exception, match="already exists"):
+        b.import_run(doc)
+    a.close()
+    b.close()
+
+
+def test_prune_deletes_old_finished_runs_and_everything_theirs(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "pr.db", clock=clock)
+    old = engine.start(chain("old", py("a", "output = 1")))
+    drain(engine)
+    clock.advance(31 * 86400)
+    recent = engine.start(chain("old", py("a", "output = 1")))
+    drain(engine)
+    unfinished = engine.start(chain("old", py("a", "output = 1")))
+    assert engine.prune(30 * 86400) == 1
+    db = tmp_path / "pr.db"
+    left = {r[0] for r in rows(db, "SELECT run_id FROM runs")}
+    assert left == {recent, unfinished}
+    for table in ("node_instances", "messages", "events", "joins"):
+        assert rows(db, f"SELECT count(*) FROM {table} WHERE run_id = ?", old) == [(0,)], table
+    engine.close()
