@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, run_builtin
-from durableflow.errors import DurableflowError, NodeCancelled, NodeError
+from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError
 from durableflow.execution import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 
@@ -59,6 +59,10 @@ class Worker:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> "Worker":
+        problems = [p for p in self.engine.store.quick_check() if p != "ok"]
+        if problems:
+            raise DatabaseCorrupt(f"{self.engine.path}: quick_check failed: {problems[0]}; "
+                                  f"run `durableflow doctor`")
         self.engine._register_worker(self)
         self.engine.recover()
         for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper")):

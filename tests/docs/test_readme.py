@@ -1,0 +1,48 @@
+"""The README's SQL history queries run, and answer, on a real database."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from durableflow import Engine
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
+
+
+@pytest.fixture(scope="module")
+def history_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("readme") / "history.db"
+    engine = Engine(db)
+    ok = {"workflowId": "ok", "nodes": [
+        {"nodeId": "a", "runtimeType": "Python", "script": "output = {'rows': 2}"},
+        {"nodeId": "b", "runtimeType": "Python",
+         "script": "if ctx.attempt < 2:\n    raise TimeoutError('slow')\noutput = 1",
+         "retry": {"strategy": "fixed", "maxAttempts": 2, "initialDelay": "10ms", "jitter": 0}}],
+        "connections": [{"sourceNodeId": "a", "targetNodeId": "b"}]}
+    bad = {"workflowId": "bad", "nodes": [{"nodeId": "x", "runtimeType": "Python", "script": "raise KeyError('k')"}]}
+    good = engine.execute(ok, timeout=60)
+    failed = engine.execute(bad, timeout=60)
+    assert (good.status, failed.status) == ("completed", "failed")
+    engine.close()
+    return db, good.run_id
+
+
+def test_the_readme_has_ten_history_queries():
+    assert len(QUERIES) == 10
+
+
+@pytest.mark.parametrize("number", range(1, 11))
+def test_history_query_runs(history_db, number):
+    db, run_id = history_db
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(QUERIES[number - 1], {"run_id": run_id}).fetchall()
+    finally:
+        conn.close()
+    if number in (1, 2, 3, 4, 5, 8, 10):       # these must find what the fixture made
+        assert rows, f"query {number} found nothing"
