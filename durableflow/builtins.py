@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from durableflow.definitions import switch_port
 from durableflow.errors import ExpressionError, NodeError
 
 BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer"})
@@ -26,12 +27,7 @@ def run_builtin(task) -> tuple[Any, str | None]:
         value = _evaluate(task, "condition", names)
         return task.input, "true" if value else "false"
     if kind == "Switch":
-        value = _evaluate(task, "expression", names)
-        cases = node.config.get("cases") or {}
-        for case, port in cases.items():
-            if case == value or str(case) == str(value) and not isinstance(value, (dict, list)):
-                return task.input, str(port)
-        return task.input, str(node.config.get("default") or "default")
+        return task.input, switch_port(node, _evaluate(task, "expression", names))
     raise NodeError(f"node '{node.node_id}': runtime type {kind} is not supported by this version "
                     f"of durableflow yet", error_type="NotSupported")
 

@@ -5,6 +5,7 @@ controls runs, and coordinates workers; the transaction logic lives in durablefl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -62,8 +63,11 @@ class Engine:
     def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
         """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
         defn = self.load(source)
-        checksum = definition_checksum(defn)
-        body = dump_json(defn)
+        # Stored with absolute script paths: the row alone says what runs, and the same file
+        # in two folders (running different scripts) is two different versions.
+        stored = dataclasses.replace(defn, source_path=None)
+        checksum = definition_checksum(stored)
+        body = dump_json(stored)
         src = str(defn.source_path) if defn.source_path else None
         version, _created = self.store.write(R.register_workflow_txn, defn.workflow_id, checksum, body,
                                              src, defn.version, self.clock.now_iso())
@@ -76,9 +80,8 @@ class Engine:
         if plan is not None:
             return plan
         row = self.store.get_workflow(workflow_id, version)
-        base = Path(row["source_path"]).parent if row["source_path"] else None
         try:
-            defn = load_definition(json.loads(row["definition"]), base_dir=base, check_programs=False)
+            defn = load_definition(json.loads(row["definition"]), check_programs=False)
         except DefinitionError as exc:
             raise DefinitionError(f"stored workflow '{workflow_id}' v{version} no longer loads: {exc}") from exc
         plan = build_plan(defn, version)
@@ -131,8 +134,16 @@ class Engine:
                 timeout: float | None = None, idempotency_key: str | None = None) -> Run:
         """Register, start, and work in-process until the run is finished."""
         run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
-        with self.worker(concurrency=concurrency):
-            return self.wait(run_id, timeout=timeout)
+        worker = self.worker(concurrency=concurrency).start()
+        try:
+            run = self.wait(run_id, timeout=timeout)
+        except BaseException:
+            # Bound the call: nodes still in hand are abandoned; their leases expire and
+            # another worker delivers them again.
+            worker.stop(wait=False)
+            raise
+        worker.stop()
+        return run
 
     def get_run(self, run_id: str) -> Run:
         row, nodes = self.store.run_snapshot(run_id)

@@ -232,6 +232,13 @@ class Execution:
         error = outcome.error or "node failed"
         trigger = "cancel" if outcome.cancelled else "fail"
         data = {"attempt": task.attempt, "decision": reason} if reason else None
+        if task.plan.definition.max_concurrency:
+            R.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
+        budget = task.plan.definition.retry_budget
+        if retry_delay is not None and budget is not None and R.run_state(conn, c.run_id)[4] >= budget:
+            # Checked here, not only at decision time: parallel failures must share one budget.
+            retry_delay, reason = None, "the run's retryBudget is spent"
+            data = {"attempt": task.attempt, "decision": reason}
         if retry_delay is not None and not outcome.cancelled:
             nack_txn(conn, c.id, c.token, now, delay=retry_delay, error=error,
                      run_id=c.run_id, node_id=c.target_node_id)
@@ -245,8 +252,6 @@ class Execution:
         ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
                           now_s, error=error, error_type=outcome.error_type, data=data)
-        if task.plan.definition.max_concurrency:
-            R.release_throttled_txn(conn, c.run_id)
         status, _wf, _v, variables_json, _r = R.run_state(conn, c.run_id)
         if status not in ACTIVE or outcome.cancelled:
             if status in ACTIVE:

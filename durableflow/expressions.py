@@ -149,7 +149,8 @@ def _check_call(node: ast.Call, source: str) -> None:
                 f"invalid expression {_short(source)}: method {func.attr!r} is not allowed"
                 f" (string methods: {', '.join(sorted(STR_METHODS))})")
     else:
-        raise ExpressionError(f"invalid expression {_short(source)}: only named functions can be called")
+        raise ExpressionError(
+            f"invalid expression {_short(source)}: only named functions can be called")
 
 
 def validate_names(expr: Expression | str, allowed: set | frozenset) -> Expression:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from durableflow.definitions import entry_points, handler_nodes
 from durableflow.expressions import Expression, compile_expression
 from durableflow.model import PRIORITIES, TRIGGER_RUNTIMES, Connection, NodeDef, WorkflowDef
 
@@ -36,6 +37,7 @@ class Plan:
     entries: list[str]
     terminals: frozenset
     priorities: dict[str, int]
+    helpers: frozenset
     compiled: dict[str, Expression] = field(default_factory=dict)   # node-level expressions
 
     @property
@@ -59,11 +61,9 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
         edge = Edge(i, c, _compile(c.condition))
         outgoing[c.source_node_id].append(edge)
         incoming[c.target_node_id].append(edge)
-    helpers = set()
-    for n in definition.nodes:
-        helpers.update(x for x in (n.compensation_node_id, n.fallback_node_id) if x)
     # Compensation and fallback nodes only run when called on; they are not entry points.
-    entries = [nid for nid in nodes if not incoming[nid] and nid not in helpers]
+    helpers = handler_nodes(definition)
+    entries = list(entry_points(definition))
     terminals = frozenset(nid for nid in nodes if not outgoing[nid] and nid not in helpers)
     compiled = {}
     for n in definition.nodes:
@@ -72,7 +72,8 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
             if expr is not None:
                 compiled[f"{n.node_id}.{key}"] = expr
     priorities = {nid: PRIORITIES.get(n.priority, 1) for nid, n in nodes.items()}
-    return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities, compiled)
+    return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities,
+                helpers, compiled)
 
 
 def is_trigger(node: NodeDef) -> bool:

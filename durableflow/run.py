@@ -81,15 +81,19 @@ def latest_by_node(nodes) -> dict[tuple[str, int], Any]:
     return latest
 
 
-def compute_progress(plan: Plan, nodes, started_at: str | None, now: float) -> dict:
-    """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA."""
+def compute_progress(plan: Plan, nodes, started_at: str | None, now: float,
+                     finished: bool = False) -> dict:
+    """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA.
+
+    Nodes a finished run never reached will not run: they are left out rather than pending.
+    """
     counts = {s: 0 for s in ("pending", "waiting", "running", *_DONE)}
     seen: set[str] = set()
     for (node_id, _it), n in latest_by_node(nodes).items():
         counts[n.status] += 1
         seen.add(node_id)
-    untouched = sum(1 for nid in plan.nodes if nid not in seen and nid in _runnable(plan))
-    counts["pending"] += untouched
+    if not finished:
+        counts["pending"] += sum(1 for nid in plan.nodes if nid not in seen and nid not in plan.helpers)
     total = sum(counts.values())
     done = sum(counts[s] for s in _DONE)
     percent = round(100.0 * done / total, 1) if total else 100.0
@@ -100,13 +104,6 @@ def compute_progress(plan: Plan, nodes, started_at: str | None, now: float) -> d
     elif total and done == total:
         eta = 0.0
     return {"total": total, **counts, "percent": percent, "eta_seconds": eta}
-
-
-def _runnable(plan: Plan) -> set[str]:
-    helpers = set()
-    for n in plan.definition.nodes:
-        helpers.update(x for x in (n.compensation_node_id, n.fallback_node_id) if x)
-    return {nid for nid in plan.nodes if nid not in helpers}
 
 
 def build_run(row: dict, node_rows: list[dict], plan: Plan, now: float) -> Run:
@@ -128,5 +125,6 @@ def build_run(row: dict, node_rows: list[dict], plan: Plan, now: float) -> Run:
         variables=_load(row["variables"]) or {}, parent_run_id=row["parent_run_id"],
         created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], paused_until=row["paused_until"], nodes=nodes,
-        progress=compute_progress(plan, nodes, row["started_at"], now),
+        progress=compute_progress(plan, nodes, row["started_at"], now,
+                                  finished=row["status"] in ("completed", "failed", "cancelled")),
     )

@@ -51,6 +51,7 @@ class Worker:
         self._inflight: dict[int, Task] = {}
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._abandon = threading.Event()
         self._threads: list[threading.Thread] = []
         self._inline_streak = False
         self.idle = threading.Event()       # set when the worker found nothing to do
@@ -71,13 +72,22 @@ class Worker:
             self._threads.append(t)
         return self
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming, let the nodes in hand finish and record, then return."""
+    def stop(self, timeout: float | None = None, *, wait: bool = True) -> None:
+        """Stop claiming, let the nodes in hand finish and record, then return.
+
+        With wait=False, return at once: the nodes in hand are abandoned (told to cancel) and
+        their leases left to expire, so another worker delivers them again.
+        """
         self._stopping.set()
         self.engine._signal()
+        if not wait:
+            self._abandon.set()
+            with self._lock:
+                for task in self._inflight.values():
+                    task.cancel_event.set()
         for t in self._threads:
-            t.join(timeout)
-        self._pool.shutdown(wait=True)
+            t.join(timeout if wait else 1.0)
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         self.engine._unregister_worker(self)
 
@@ -206,7 +216,8 @@ class Worker:
         clock = engine.clock
         last_extend = last_upkeep = clock.monotonic()
         while not self._stopped.wait(0.1):
-            if self._stopping.is_set() and not self._threads[0].is_alive() and self.busy == 0:
+            if self._stopping.is_set() and not self._threads[0].is_alive() and (
+                    self.busy == 0 or self._abandon.is_set()):
                 return
             now = clock.monotonic()
             with self._lock:

@@ -15,13 +15,13 @@ from typing import Any, Mapping
 from durableflow.definitions.graph import to_dot, to_mermaid
 from durableflow.definitions.loader import check_plain_data, parse_text, read_source
 from durableflow.definitions.parse import body_workflow, parse_workflow
+from durableflow.definitions.report import unique
 from durableflow.definitions.save import (
     definition_checksum, dump_json, dump_yaml, save_definition, to_dict)
 from durableflow.definitions.schema import definition_schema, schema_errors
 from durableflow.definitions.validate import (
     CONNECTION_NAMES, NODE_NAMES, WHILE_NAMES, entry_points, handler_nodes, output_ports,
     switch_port, validate_definition)
-from durableflow.definitions.report import unique
 from durableflow.errors import DefinitionError, ValidationError
 from durableflow.model import WorkflowDef, thaw
 
@@ -33,8 +33,9 @@ __all__ = [
 ]
 
 
-def load_definition(source: str | os.PathLike | Mapping[str, Any], *, base_dir: str | os.PathLike | None = None,
-                    check_programs: bool = True, check_files: bool = True) -> WorkflowDef:
+def load_definition(source: str | os.PathLike | Mapping[str, Any], *,
+                    base_dir: str | os.PathLike | None = None, check_programs: bool = True,
+                    check_files: bool = True) -> WorkflowDef:
     """Load, check and freeze a definition from a file path or a dict.
 
     Relative paths in the definition resolve against `base_dir`, by default the file's folder
@@ -47,11 +48,13 @@ def load_definition(source: str | os.PathLike | Mapping[str, Any], *, base_dir: 
         data = thaw(source)  # jsonschema knows lists, not the tuples of a frozen definition
         source_path = None
         folder = Path(base_dir).absolute() if base_dir is not None else Path.cwd()
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         name = str(source)
         data, _fmt = read_source(source)
         source_path = Path(source).absolute()
         folder = Path(base_dir).absolute() if base_dir is not None else source_path.parent
+    else:
+        raise DefinitionError(f"a definition is a file path or a mapping, not {type(source).__name__}")
     return _build(data, name, folder, source_path, check_programs=check_programs,
                   check_files=check_files)
 

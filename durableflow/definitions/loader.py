@@ -294,8 +294,8 @@ class _YamlBuilder:
 
     def refuse_tag(self, event: Any, tag: str) -> None:
         shown = "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
-        self.fail(event.start_mark, f"tag {shown!r} is not allowed "
-                                    "(plain YAML only: mappings, lists, strings, numbers, booleans, null)")
+        self.fail(event.start_mark, f"tag {shown!r} is not allowed (plain YAML only: mappings, "
+                                    "lists, strings, numbers, booleans, null)")
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
@@ -318,13 +318,15 @@ def check_plain_data(data: Any, name: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
-                    raise DefinitionError(f"{name}: {where or 'top level'}: key {key!r} is not a string")
+                    raise DefinitionError(
+                        f"{name}: {where or 'top level'}: key {key!r} is not a string")
                 stack.append((item, depth + 1, f"{where}.{key}" if where else key))
         elif isinstance(value, (list, tuple)):
             stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise DefinitionError(f"{name}: {where}: {value} is not allowed (numbers must be finite)")
+                raise DefinitionError(
+                    f"{name}: {where}: {value} is not allowed (numbers must be finite)")
         elif not (value is None or isinstance(value, (str, int, bool))):
             raise DefinitionError(
                 f"{name}: {where or 'top level'}: {type(value).__name__} is not JSON data")

@@ -4,6 +4,10 @@ Only conversions live here (durations, paths, defaults, retry policies); a value
 convert is reported and left as None so that the graph checks still run and every problem is
 reported in one go. Keys the model has no field for are kept verbatim (camelCase) in
 `NodeDef.config`.
+
+The `defaults` block gives timeout, retry, priority and isolation to every node that does not set
+the key itself; a node's own `retry` replaces the default policy as a whole (no field merging),
+so what a node retries with can be read off one place.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from jsonschema.exceptions import SchemaError
 
 from durableflow.definitions.report import field, line, node_label
 from durableflow.durations import format_duration, parse_duration
+from durableflow.errors import ValidationError
 from durableflow.model import Connection, NodeDef, RetryPolicy, WorkflowDef, freeze
 
 # camelCase key -> NodeDef field, for the keys the model knows
@@ -211,19 +216,31 @@ def base_dir_of(defn: WorkflowDef, base_dir: Path | None = None) -> Path:
     return Path.cwd()
 
 
-def body_workflow(node: NodeDef, parent: WorkflowDef, *, base_dir: Path | None = None,
-                  prefix: str = "") -> tuple[WorkflowDef | None, list[str]]:
-    """The inline body of a ForEach/While node as a workflow of its own (id `parent.node`).
+def parse_body(node: NodeDef, parent: WorkflowDef, *, base_dir: Path | None = None,
+               prefix: str = "") -> tuple[WorkflowDef | None, list[str]]:
+    """The inline body of a ForEach/While node as a workflow of its own, with conversion errors.
 
-    Returns (None, []) for a body that names a registered workflow (`{workflowId: X}`). The body
-    inherits the parent's defaults block; its paths resolve against the parent's folder.
+    (None, []) for a body that names a registered workflow (`{workflowId: X}`). The body's id is
+    `parent.node`; it inherits the parent's defaults block and resolves paths like the parent.
     """
     body = node.config.get("body")
     if not isinstance(body, Mapping) or "nodes" not in body:
         return None, []
     raw = {"workflowId": f"{parent.workflow_id}.{node.node_id}", "nodes": body["nodes"],
            "connections": body.get("connections", ())}
-    defn, errors = parse_workflow(
-        raw, base_dir=base_dir_of(parent, base_dir), source_path=parent.source_path,
-        inherited_defaults=parent.defaults, prefix=prefix)
-    return defn, errors
+    return parse_workflow(raw, base_dir=base_dir_of(parent, base_dir), source_path=parent.source_path,
+                          inherited_defaults=parent.defaults, prefix=prefix)
+
+
+def body_workflow(node: NodeDef, parent: WorkflowDef, *, base_dir: Path | None = None
+                  ) -> WorkflowDef | None:
+    """The inline body as a WorkflowDef (None when the body is `{workflowId: X}`).
+
+    The body was fully validated when its parent loaded; a hand-built one that does not convert
+    raises ValidationError.
+    """
+    defn, errors = parse_body(node, parent, base_dir=base_dir,
+                              prefix=f"node {node.node_id!r}: body")
+    if errors:
+        raise ValidationError(errors)
+    return defn

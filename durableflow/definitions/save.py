@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from durableflow.definitions.parse import base_dir_of, duration, effective_defaults
+from durableflow.definitions.parse import duration, effective_defaults
 from durableflow.durations import format_duration
 from durableflow.errors import DefinitionError
 from durableflow.model import NodeDef, RetryPolicy, WorkflowDef, thaw
@@ -29,8 +29,11 @@ _PLAIN_RETRY = RetryPolicy()
 
 def to_dict(defn: WorkflowDef, *, base_dir: str | os.PathLike | None = None) -> dict:
     """The definition as plain camelCase data; paths relative to `base_dir` (default: the folder
-    the definition was loaded from) when they lie inside it, absolute otherwise."""
-    folder = base_dir_of(defn, Path(base_dir) if base_dir is not None else None)
+    of the file it was loaded from) when they lie inside it, absolute otherwise."""
+    if base_dir is not None:
+        folder: Path | None = Path(base_dir).absolute()
+    else:  # no folder known: absolute paths, which reload the same from any directory
+        folder = Path(defn.source_path).absolute().parent if defn.source_path else None
     out: dict[str, Any] = {"workflowId": defn.workflow_id}
     _put(out, "workflowName", defn.name)
     _put(out, "version", defn.version)
@@ -58,7 +61,7 @@ def _put(out: dict, key: str, value: Any) -> None:
         out[key] = value
 
 
-def _node(node: NodeDef, defaults: dict, folder: Path) -> dict:
+def _node(node: NodeDef, defaults: dict, folder: Path | None) -> dict:
     out: dict[str, Any] = {"nodeId": node.node_id}
     _put(out, "name", node.name)
     out["runtimeType"] = node.runtime_type
@@ -68,7 +71,8 @@ def _node(node: NodeDef, defaults: dict, folder: Path) -> dict:
     _put(out, "callable", node.callable)
     if node.command is not None:
         # a one-element command with shell: true is the shell line itself
-        out["command"] = node.command[0] if node.shell and len(node.command) == 1 else list(node.command)
+        one_line = node.shell and len(node.command) == 1
+        out["command"] = node.command[0] if one_line else list(node.command)
     if node.shell:
         out["shell"] = True
     if node.output_format != "text":
@@ -128,7 +132,9 @@ def _connection(conn: Any) -> dict:
     return out
 
 
-def _path(path: Path, folder: Path) -> str:
+def _path(path: Path, folder: Path | None) -> str:
+    if folder is None:
+        return str(path)
     try:
         return Path(path).relative_to(folder).as_posix()
     except ValueError:
@@ -142,7 +148,12 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None  # inline scripts stay readable
+    if any(char in value for char in "\x85\u2028\u2029"):
+        style = '"'  # PyYAML folds these unicode line breaks in its other styles
+    elif "\n" in value:
+        style = "|"  # inline scripts stay readable
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -16,6 +16,7 @@ from durableflow.definitions.report import (
 
 _JSON_TYPES = {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
                float: "number", type(None): "null"}
+_SCHEMA_TYPES = {"object": "mapping", "array": "list"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,12 +36,17 @@ def schema_errors(data: Any) -> list[str]:
     lines: list[str] = []
     for error in errors:
         where, path = locate(data, list(error.absolute_path))
-        lines.extend(line(where, *parts) for parts in _describe(error, path))
+        for name, message in _describe(error, path):
+            lines.append(line(where or ("" if name else "top level"), name, message))
     return list(dict.fromkeys(lines))
 
 
 def _sort_key(path: Any) -> tuple:
-    return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in path)
+    """Document order: top-level keys as the schema lists them (nodes before connections)."""
+    order = list(definition_schema()["properties"])
+    return tuple((0, part, "") if isinstance(part, int)
+                 else (1, order.index(part) if part in order else len(order), str(part))
+                 for part in path)
 
 
 def locate(data: Any, path: list) -> tuple[str, list]:
@@ -84,15 +90,16 @@ def _describe(error: SchemaError, path: list) -> list[tuple[str, ...]]:
                   if key not in known and not any(re.search(p, key) for p in patterns)]
         return [(field(join_path([*path, key])), "unknown key" + suggest(key, known))
                 for key in extras]
-    where = field(name) if name else "top level"
+    where = field(name) if name else ""
     if kind == "enum":
         valid = ", ".join(str(v) for v in error.validator_value)
         if path and path[-1] == "runtimeType":
             return [(where, f"unknown runtime type {short(error.instance)} (valid: {valid})")]
         return [(where, f"{short(error.instance)} is not one of: {valid}")]
     if kind == "type":
-        expected = error.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        wanted = error.validator_value
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        expected = " or ".join(_SCHEMA_TYPES.get(kind, kind) for kind in wanted)
         got = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
         return [(where, f"expected {expected}, got {got}")]
     if kind == "pattern" and path and path[-1] in (

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from durableflow.definitions.parse import base_dir_of, body_workflow
+from durableflow.definitions.parse import base_dir_of, parse_body
 from durableflow.definitions.report import (
     connection_label, field, line, node_label, suggest, unique)
 from durableflow.errors import ExpressionError
@@ -92,7 +92,8 @@ def entry_points(defn: WorkflowDef) -> tuple[str, ...]:
     handlers = handler_nodes(defn)
     return tuple(dict.fromkeys(
         n.node_id for n in defn.nodes
-        if n.runtime_type in TRIGGER_RUNTIMES or (n.node_id not in targets and n.node_id not in handlers)))
+        if n.runtime_type in TRIGGER_RUNTIMES
+        or (n.node_id not in targets and n.node_id not in handlers)))
 
 
 def validate_definition(defn: WorkflowDef, *, base_dir: Path | None = None, check_files: bool = True,
@@ -148,7 +149,8 @@ class _Checker:
         for index, node in enumerate(self.defn.nodes):
             where = node_label(node.node_id, index)
             if node.node_id in first_index:
-                self.report(where, "nodeId", f"duplicate node id (also nodes[{first_index[node.node_id]}])")
+                first = first_index[node.node_id]
+                self.report(where, "nodeId", f"duplicate node id (also nodes[{first}])")
                 continue
             first_index[node.node_id] = index
             kind = node.runtime_type
@@ -190,12 +192,11 @@ class _Checker:
     def type_keys(self, node: NodeDef, where: str) -> None:
         kind, config = node.runtime_type, node.config
         own = TYPE_KEYS.get(kind, ())
-        for other, keys in TYPE_KEYS.items():
-            for key in keys:
-                if key in config and key not in own:
-                    users = [k for k, ks in TYPE_KEYS.items() if key in ks]
-                    self.report(where, key, f"does not apply to runtime type {kind} "
-                                f"(used by {', '.join(dict.fromkeys(users))})")
+        for key in dict.fromkeys(k for keys in TYPE_KEYS.values() for k in keys):
+            if key in config and key not in own:
+                users = [k for k, keys in TYPE_KEYS.items() if key in keys]
+                self.report(where, key, f"does not apply to runtime type {kind} "
+                            f"(used by {', '.join(users)})")
         if "ports" in config and kind in ("IfElse", "Switch"):
             self.report(where, "ports", f"{kind} ports are fixed ({', '.join(output_ports(node))})")
         for key in REQUIRED_KEYS.get(kind, ()):
@@ -273,7 +274,8 @@ class _Checker:
             self.port(conn, where)
             if conn.connection_id is not None:
                 if conn.connection_id in seen_ids:
-                    self.report(where, "id", f"duplicate connection id (also connections[{seen_ids[conn.connection_id]}])")
+                    first = seen_ids[conn.connection_id]
+                    self.report(where, "id", f"duplicate connection id (also connections[{first}])")
                 seen_ids.setdefault(conn.connection_id, index)
             key = (conn.source_node_id, conn.target_node_id, conn.trigger, conn.condition,
                    conn.source_port, conn.target_port)
@@ -289,7 +291,8 @@ class _Checker:
         if conn.source_port is None:
             if source.runtime_type in ("IfElse", "Switch") and conn.trigger != "Fail":
                 self.report(where, "sourcePort", f"required on a {conn.trigger} connection from "
-                            f"{source.runtime_type} node {source.node_id!r} (ports: {', '.join(ports)})")
+                            f"{source.runtime_type} node {source.node_id!r} "
+                            f"(ports: {', '.join(ports)})")
             return
         if conn.trigger == "Fail":
             self.report(where, "sourcePort", "a Fail message has no port")
@@ -359,7 +362,7 @@ class _Checker:
 
     def body(self, node: NodeDef, **options: Any) -> None:
         prefix = line(self.prefix, node_label(node.node_id), "body")
-        sub, errors = body_workflow(node, self.defn, base_dir=self.base_dir, prefix=prefix)
+        sub, errors = parse_body(node, self.defn, base_dir=self.base_dir, prefix=prefix)
         if sub is None:
             return
         self.errors.extend(errors)

@@ -92,7 +92,7 @@ class StoreBase:
     def _retry_busy(self, fn, *args):
         retrying = Retrying(
             retry=retry_if_exception(is_busy),
-            wait=wait_random_exponential(multiplier=0.0005, max=0.05),
+            wait=wait_random_exponential(multiplier=0.0001, max=0.005),
             stop=stop_after_delay(self.busy_timeout),
             reraise=True,
         )

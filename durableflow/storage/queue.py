@@ -151,6 +151,8 @@ def bury_txn(conn, message_id: int, source: str, error: str | None, now: float,
                                         "counted": 1 if count_attempt else 0, "now": now_s}).fetchone()
     if row is None:
         raise InvalidTransition(f"message {message_id}: cannot 'bury', it is not {source}")
+    if source == "leased":
+        conn.execute(Q.lease_drop, (message_id,))  # an orphan lease would make reclaim fail later
     mid, run_id, kind, node_id, _iteration, payload, attempts = row
     conn.execute(Q.dead_letter_insert, {"id": mid, "run_id": run_id, "kind": kind,
                                         "target_node_id": node_id, "payload": payload,
@@ -191,8 +193,8 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
             bury_txn(conn, mid, "leased", f"{error}; gave up after {attempts + 1} lost deliveries", now)
             out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True))
             continue
-        row = conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error, "counted": 1})
-        if row.fetchone() is None:
+        if conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error,
+                                         "counted": 1}).fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
         _event(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)

@@ -1,0 +1,13 @@
+"""The `durableflow` command line: parses, calls the Engine, formats, exits.
+
+`main` is the console entry point; `cli` is the click group (for CliRunner and embedding).
+"""
+
+from durableflow.cli import commands_admin, commands_definitions, commands_execute, commands_runs
+from durableflow.cli.app import cli, main
+
+for _module in (commands_definitions, commands_execute, commands_runs, commands_admin):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+__all__ = ["cli", "main"]

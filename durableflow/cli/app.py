@@ -1,0 +1,121 @@
+"""The `durableflow` command group: the global `--db` option, the lazily opened Engine, and the
+one place where errors become a single stderr line and an exit code.
+
+Exit codes: 0 success; 1 a failed/cancelled run or any durableflow error (storage, not found,
+refused transition); 2 usage errors and invalid definitions (click's own usage errors are 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from durableflow import __version__
+from durableflow.errors import (
+    DatabaseReadOnly, DefinitionError, DurableflowError, StorageError, ValidationError)
+
+DEFAULT_DB = "durableflow.db"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def error_line(message: str) -> None:
+    click.echo(f"durableflow: error: {message}", err=True)
+
+
+def note(message: str) -> None:
+    """A progress or status line for people; stderr, so stdout stays parseable."""
+    click.echo(f"durableflow: {message}", err=True)
+
+
+def _is_uri(path: str) -> bool:
+    return path.startswith("file:")
+
+
+class State:
+    """What every command shares: the database path and the Engine opened on first use."""
+
+    def __init__(self, db: str):
+        self.db = db
+        self._engine = None
+
+    def engine(self, *, create: bool = True):
+        """The Engine on --db. With create=False a missing file is an error rather than a new,
+        empty database, and a read-only file is opened read-only (for commands that only read)."""
+        if self._engine is None:
+            from durableflow.engine import Engine
+            if not create and not _is_uri(self.db) and not Path(self.db).exists():
+                raise StorageError(f"{self.db}: no such database (use --db PATH or $DURABLEFLOW_DB)")
+            try:
+                self._engine = Engine(self.db)
+            except DatabaseReadOnly:
+                if create:
+                    raise
+                self._engine = Engine(self.db, readonly=True)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            engine.close()
+
+
+class DurableflowGroup(click.Group):
+    """Turns durableflow's exceptions into one `durableflow: error: ...` line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            for problem in exc.errors or [exc.message]:
+                error_line(problem)
+            ctx.exit(EXIT_USAGE)
+        except DefinitionError as exc:
+            error_line(exc.message)
+            ctx.exit(EXIT_USAGE)
+        except DurableflowError as exc:
+            error_line(exc.message)
+            ctx.exit(EXIT_FAILED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a bug: still one line, the traceback only on request
+            if os.environ.get("DURABLEFLOW_DEBUG"):
+                raise
+            error_line(f"internal error: {type(exc).__name__}: {exc} "
+                       "(set DURABLEFLOW_DEBUG=1 for the traceback)")
+            ctx.exit(EXIT_FAILED)
+
+
+@click.group("durableflow", cls=DurableflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", metavar="PATH", envvar="DURABLEFLOW_DB", default=DEFAULT_DB,
+              show_default=True, show_envvar=True,
+              help="The SQLite database file (or a `file:` URI, e.g. `file:app.db?mode=ro`).")
+@click.version_option(__version__, "--version", prog_name="durableflow",
+                      help="Show the version and exit.")
+@click.pass_context
+def cli(ctx: click.Context, db: str) -> None:
+    """durableflow: a durable workflow engine that lives inside one SQLite file.
+
+    Define workflows in YAML or JSON, `run` them in-process, or `start` runs and let
+    `worker` processes carry them out; every state change is a row you can query.
+    """
+    state = State(db)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (`durableflow`, `python -m durableflow`)."""
+    logging.basicConfig(level=logging.WARNING, format="durableflow: %(levelname)s: %(message)s")
+    try:
+        cli.main(args=argv, prog_name="durableflow")
+    except BrokenPipeError:  # `durableflow history RUN | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)

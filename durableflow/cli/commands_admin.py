@@ -1,0 +1,90 @@
+"""Upkeep commands: recover, doctor, dead-letters."""
+
+from __future__ import annotations
+
+import click
+
+from durableflow.cli.app import EXIT_FAILED, State
+from durableflow.cli.formatting import clip, compact, print_json, show, table, when
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was reclaimed as JSON.")
+@click.pass_obj
+def recover(state: State, as_json: bool) -> None:
+    """Reclaim the leases of dead workers now.
+
+    A worker also does this when it starts.
+
+    Workers on this host whose process is gone lose their leases at once; others when
+    their leases expire. A message delivered too often is dead-lettered.
+    """
+    result = state.engine(create=False).recover()
+    if as_json:
+        print_json(result)
+        return
+    dead = result["dead_workers"]
+    click.echo(f"dead workers: {len(dead)}" + (f" ({', '.join(dead)})" if dead else ""))
+    click.echo(f"messages reclaimed: {result['reclaimed']}")
+    click.echo(f"dead-lettered: {result['dead_lettered']}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def doctor(state: State, as_json: bool) -> None:
+    """Check the database's integrity; exit 1 if it is not ok.
+
+    Also shows the schema version and what the queue holds.
+    """
+    report = state.engine(create=False).doctor()
+    ok = report["integrity"] == "ok"
+    if as_json:
+        print_json({**report, "ok": ok})
+    else:
+        click.echo(f"database:       {report['path']}")
+        click.echo(f"schema version: {report['schema_version']}")
+        if ok:
+            click.echo("integrity:      ok")
+        else:
+            click.echo("integrity:      FAILED")
+            for problem in report["integrity"]:
+                click.echo(f"  {problem}")
+        queue = report.get("queue") or {}
+        click.echo("queue:          " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+    if not ok:
+        click.get_current_context().exit(EXIT_FAILED)
+
+
+@click.command("dead-letters")
+@click.option("--requeue", "requeue_id", type=int, metavar="MESSAGE_ID",
+              help="Put this dead message back on the queue (refused if its run is finished).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of a table.")
+@click.pass_obj
+def dead_letters(state: State, requeue_id: int | None, as_json: bool) -> None:
+    """List dead-lettered messages, or requeue one.
+
+    A message is dead-lettered when it was delivered too often; its node failed.
+    """
+    engine = state.engine(create=False)
+    if requeue_id is not None:
+        engine.requeue_dead_letter(requeue_id)
+        if as_json:
+            print_json({"requeued": requeue_id})
+        else:
+            click.echo(f"message {requeue_id} requeued")
+        return
+    rows = engine.dead_letters()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no dead letters")
+        return
+    show(table(["message", "run", "node", "attempts", "at", "error", "payload"],
+               ([r["message_id"], r["run_id"] or "", r["target_node_id"] or "", r["attempts"],
+                 when(r["created_at"]), clip(r["error"], 60), compact(r["payload"], 40)]
+                for r in rows), no_wrap=("run",)))
+
+
+COMMANDS = (recover, doctor, dead_letters)

@@ -1,0 +1,106 @@
+"""Commands about definitions: validate, graph, workflows. `validate` and `graph FILE` never
+open (or create) the database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from durableflow.cli.app import EXIT_USAGE, State
+from durableflow.cli.formatting import print_json, show, table, when
+from durableflow.errors import DefinitionError, RunNotFound, ValidationError, WorkflowNotFound
+
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def looks_like_file(text: str) -> bool:
+    return text.lower().endswith(DEFINITION_SUFFIXES) or os.sep in text or Path(text).is_file()
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...",
+                type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {file, valid, errors} to stdout.")
+def validate(files: tuple[str, ...], as_json: bool) -> None:
+    """Check workflow definition files; exit 2 if any is invalid.
+
+    Each problem is one line on stderr naming the file, the node or connection and the field.
+    """
+    from durableflow.definitions import load_definition
+    report = []
+    for name in files:
+        try:
+            load_definition(name)
+            errors: list[str] = []
+        except ValidationError as exc:
+            errors = exc.errors or [exc.message]
+        except DefinitionError as exc:
+            errors = [exc.message]
+        report.append({"file": name, "valid": not errors, "errors": errors})
+    if as_json:
+        print_json(report)
+    else:
+        for item in report:
+            if item["valid"]:
+                click.echo(f"{item['file']}: ok")
+            for problem in item["errors"]:
+                click.echo(problem, err=True)
+    if any(not item["valid"] for item in report):
+        click.get_current_context().exit(EXIT_USAGE)
+
+
+@click.command()
+@click.argument("target", metavar="FILE|RUN")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Mermaid flowchart or Graphviz dot.")
+@click.pass_obj
+def graph(state: State, target: str, fmt: str) -> None:
+    """Print the graph of a definition file or of a run.
+
+    A run's graph is coloured by the latest status of each node.
+
+    A stored workflow id works too (the latest version, uncoloured).
+    """
+    from durableflow.definitions import load_definition, to_dot, to_mermaid
+    render = to_dot if fmt == "dot" else to_mermaid
+    if looks_like_file(target):
+        defn = load_definition(target, check_files=False, check_programs=False)
+        click.echo(render(defn), nl=False)
+        return
+    engine = state.engine(create=False)
+    try:
+        run = engine.get_run(target)
+    except RunNotFound:
+        try:
+            defn = engine.definition(target)
+        except WorkflowNotFound:
+            raise RunNotFound(f"run {target} not found (nor a workflow or file of that name)") from None
+        click.echo(render(defn), nl=False)
+        return
+    statuses = {}
+    for node in run.nodes:  # oldest first, so the last attempt of each node wins
+        statuses[node.node_id] = node.status
+    click.echo(render(engine.run_definition(target), statuses), nl=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of a table.")
+@click.pass_obj
+def workflows(state: State, as_json: bool) -> None:
+    """List registered workflows, each version with its number of runs."""
+    rows = state.engine(create=False).workflows()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no workflows registered")
+        return
+    show(table(["workflow", "version", "runs", "registered", "source"],
+               ([r["workflow_id"], r["version"], r["runs"], when(r["created_at"]),
+                 r.get("source_path") or ""] for r in rows), no_wrap=("workflow",)))
+
+
+COMMANDS = (validate, graph, workflows)

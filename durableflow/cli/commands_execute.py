@@ -1,0 +1,242 @@
+"""Commands that make work happen: run (in-process), start (enqueue), worker (a long-lived
+process that carries runs out)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from durableflow.cli.app import EXIT_FAILED, State, error_line, note
+from durableflow.cli.formatting import (compact, node_table, print_json, run_to_dict, seconds,
+                                        show, status_text)
+from durableflow.cli.params import DURATION, POSITIVE_DURATION, build_inputs, input_options
+from durableflow.clock import parse_iso
+from durableflow.durations import format_duration
+from durableflow.errors import WaitTimeout
+from durableflow.model import TERMINAL_RUN_STATUSES
+
+_CONCURRENCY = click.IntRange(min=1)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TICK = 0.05  # how often `worker` looks at its stop flag and, with --until-idle, at the queue
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@input_options
+@click.option("--concurrency", "-c", type=_CONCURRENCY, default=4, show_default=True, metavar="N",
+              help="Node bodies run at once by the in-process worker.")
+@click.option("--timeout", type=POSITIVE_DURATION, metavar="DURATION",
+              help="Give up after DURATION (e.g. 30s, 5m): the run is cancelled and the exit "
+                   "code is 1.")
+@click.option("--idempotency-key", metavar="KEY",
+              help="Reuse the run already started with KEY instead of starting a new one.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the finished run as JSON instead of the summary table.")
+@click.pass_obj
+def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
+            timeout: float | None, idempotency_key: str | None, as_json: bool) -> None:
+    """Run a workflow file in this process until it finishes.
+
+    Registers FILE, starts a run and works on it here, with a progress bar on a terminal.
+    Prints a summary of every node attempt, then the run's status and outputs.
+    Exit 0 when the run completed, 1 when it failed or was cancelled.
+    """
+    from durableflow.cli.live import follow
+    from durableflow.definitions import load_definition
+    inputs = build_inputs(input_pairs, inputs_file)
+    defn = load_definition(file)  # an invalid file is refused before the database is opened
+    engine = state.engine()
+    run_id = engine.start(defn, inputs, idempotency_key=idempotency_key)
+    live = sys.stdout.isatty() and not as_json
+    timed_out = interrupted = False
+    w = engine.worker(concurrency=concurrency).start()
+    try:
+        run = follow(engine, run_id, timeout=timeout, live=live)
+    except WaitTimeout:
+        timed_out = True
+        engine.cancel(run_id)
+        run = engine.wait(run_id)
+    except KeyboardInterrupt:
+        interrupted = True
+        note(f"interrupted: finishing {w.busy} node(s) in hand (Ctrl-C again to quit at once)")
+    finally:
+        stop_worker(w)
+    if interrupted:
+        now = engine.store.run_statuses([run_id]).get(run_id)
+        if now in TERMINAL_RUN_STATUSES:
+            error_line(f"interrupted; run {run_id} is {now}")
+        else:
+            error_line(f"interrupted; run {run_id} is left {now}: `durableflow worker` carries "
+                       "it on, `durableflow cancel` stops it")
+        click.get_current_context().exit(EXIT_INTERRUPTED)
+    if timed_out:
+        error_line(f"run {run_id} did not finish within {seconds(timeout)}; cancelled")
+    if as_json:
+        print_json(run_to_dict(run))
+    else:
+        show(node_table(run.nodes))
+        _print_run_result(run)
+    if run.status != "completed":
+        click.get_current_context().exit(EXIT_FAILED)
+
+
+def _print_run_result(run) -> None:
+    from rich.text import Text
+    line = Text(f"run {run.run_id} ")
+    line.append_text(status_text(run.status))
+    if run.started_at and run.finished_at:
+        line.append(f" in {seconds(parse_iso(run.finished_at) - parse_iso(run.started_at))}")
+    show(line)
+    if run.error:
+        show(f"error: {run.error}")
+    if run.outputs:
+        show(f"outputs: {compact(run.outputs, None)}")
+
+
+@click.command()
+@click.argument("workflow", metavar="FILE|WORKFLOW_ID")
+@input_options
+@click.option("--idempotency-key", metavar="KEY",
+              help="If a run with KEY exists, print its id instead of starting another.")
+@click.option("--version", "version", type=click.IntRange(min=1), metavar="N",
+              help="Version of a registered workflow to start (default: the latest).")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), default="normal",
+              show_default=True, help="Claim priority of the run's nodes.")
+@click.pass_obj
+def start(state: State, workflow: str, input_pairs, inputs_file, idempotency_key: str | None,
+          version: int | None, priority: str) -> None:
+    """Start a run and print its id.
+
+    WORKFLOW is a definition file or the id of a registered workflow.
+
+    A file is registered first (same content, same version). Nothing runs until a
+    `durableflow worker` picks the run up.
+    """
+    from durableflow.cli.commands_definitions import looks_like_file
+    if version is not None and looks_like_file(workflow):
+        raise click.UsageError("--version applies to a registered workflow id, not to a file "
+                               "(a file's version is its `version` key)")
+    from durableflow.definitions import load_definition
+    inputs = build_inputs(input_pairs, inputs_file)
+    source = load_definition(workflow) if looks_like_file(workflow) else workflow
+    engine = state.engine()
+    run_id = engine.start(source, inputs, idempotency_key=idempotency_key, version=version,
+                          priority=priority)
+    click.echo(run_id)
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=_CONCURRENCY, default=4, show_default=True, metavar="N",
+              help="Node bodies run at once.")
+@click.option("--lease", "lease", type=POSITIVE_DURATION, default="30s", show_default=True,
+              metavar="DURATION",
+              help="Lease length on a claimed node; renewed while the node runs. Another worker "
+                   "takes the node over when a lease runs out.")
+@click.option("--until-idle", is_flag=True,
+              help="Exit once nothing is claimable, running or leased, and nothing becomes "
+                   "visible within --max-wait.")
+@click.option("--max-wait", type=DURATION, default="60s", show_default=True, metavar="DURATION",
+              help="With --until-idle: wait for work due within DURATION (a retry's backoff), "
+                   "not for work due later (a 3-day Wait).")
+@click.pass_obj
+def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_wait: float) -> None:
+    """Work on runs until stopped (or idle, with --until-idle).
+
+    SIGTERM or Ctrl-C: stop claiming, finish the nodes in hand, exit 0.
+
+    Starts by recovering: the leases of dead workers on this host are reclaimed at once,
+    those of other hosts once they expire. Several workers may share one database.
+    """
+    engine = state.engine()
+    recovered = engine.recover()
+    if recovered["reclaimed"] or recovered["dead_workers"]:
+        note(f"recovered {recovered['reclaimed']} message(s) from "
+             f"{len(recovered['dead_workers'])} dead worker(s)")
+    w = engine.worker(concurrency=concurrency, lease_seconds=lease)
+    stop = threading.Event()
+    restore = _install_stop_handlers(stop)
+    try:
+        w.start()
+    except BaseException:
+        restore()
+        raise
+    try:
+        note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
+             f"lease {format_duration(lease)})")
+        while not stop.wait(TICK):
+            if w.errors:
+                break
+            if until_idle and _drained(engine, w, max_wait):
+                note(f"worker {w.worker_id}: idle, exiting")
+                break
+        if stop.is_set():
+            busy = w.busy
+            note(f"worker {w.worker_id} stopping: finishing {busy} node(s) in hand "
+                 "(Ctrl-C again to quit at once)")
+    except KeyboardInterrupt:  # a second Ctrl-C before the loop saw the first
+        quit_now(w)
+    finally:
+        try:
+            stop_worker(w)
+        finally:
+            restore()
+    if w.errors:
+        error_line(f"worker {w.worker_id} crashed: {type(w.errors[0]).__name__}: {w.errors[0]}")
+        click.get_current_context().exit(EXIT_FAILED)
+    note(f"worker {w.worker_id} stopped")
+
+
+def stop_worker(w) -> None:
+    """Stop claiming and wait for the nodes in hand. A Ctrl-C meanwhile quits the process at once:
+    a thread running a node body cannot be stopped, and would hold the exit until it returned.
+    The leases it leaves are reclaimed by the next worker or `recover` (the process is gone)."""
+    try:
+        w.stop()
+    except KeyboardInterrupt:
+        quit_now(w)
+
+
+def quit_now(w) -> None:
+    error_line(f"quit with {w.busy} node(s) in hand; the next `durableflow worker` or "
+               "`durableflow recover` reclaims them")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _drained(engine, w, max_wait: float) -> bool:
+    """Nothing for this worker to do now or within max_wait, and nobody holding a lease."""
+    if not w.idle.is_set() or w.busy:
+        return False
+    store = engine.store
+    if store.queue_counts()["leased"]:
+        return False
+    next_at = store.next_visible_at()
+    return next_at is None or parse_iso(next_at) - engine.clock.now() > max_wait
+
+
+def _install_stop_handlers(stop: threading.Event):
+    """SIGTERM/SIGINT set `stop`; a second SIGINT interrupts at once. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def on_signal(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, on_signal)
+
+    def restore():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return restore
+
+
+COMMANDS = (run_cmd, start, worker)

@@ -1,0 +1,152 @@
+"""Commands that look at and steer runs: runs, status, history, pause, resume, cancel."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+from rich.text import Text
+
+from durableflow.cli.app import EXIT_FAILED, State, error_line
+from durableflow.cli.formatting import (clip, compact, event_to_dict, node_table, print_json,
+                                        progress_line, run_to_dict, seconds, show, status_text,
+                                        table, when)
+from durableflow.cli.params import POSITIVE_DURATION
+from durableflow.errors import InvalidTransition
+
+RUN_STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled", "compensating")
+_JSON = click.option("--json", "as_json", is_flag=True,
+                     help="Print JSON to stdout instead of a table.")
+
+
+@click.command()
+@click.option("--status", type=click.Choice(RUN_STATUSES), help="Only runs in this status.")
+@click.option("--workflow", "workflow_id", metavar="ID", help="Only runs of this workflow id.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many runs, newest first.")
+@_JSON
+@click.pass_obj
+def runs(state: State, status: str | None, workflow_id: str | None, limit: int,
+         as_json: bool) -> None:
+    """List runs, newest first."""
+    rows = state.engine(create=False).runs(status=status, workflow_id=workflow_id, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no runs")
+        return
+    show(table(["run", "workflow", "status", "created", "finished", "error"],
+               ([r["run_id"], f"{r['workflow_id']} v{r['workflow_version']}",
+                 status_text(r["status"]), when(r["created_at"]), when(r["finished_at"]),
+                 clip(r["error"], 60)] for r in rows), no_wrap=("run",)))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@_JSON
+@click.pass_obj
+def status(state: State, run_id: str, as_json: bool) -> None:
+    """Show a run: its header, every node attempt and its progress."""
+    run = state.engine(create=False).get_run(run_id)
+    if as_json:
+        print_json(run_to_dict(run))
+        return
+    header = Text(f"run {run.run_id}  {run.workflow_id} v{run.workflow_version}  ")
+    header.append_text(status_text(run.status))
+    lines: list = [header]
+    if run.parent_run_id:
+        lines.append(f"parent:   {run.parent_run_id}")
+    lines.append(f"created:  {when(run.created_at)}"
+                 + (f"  started: {when(run.started_at)}" if run.started_at else "")
+                 + (f"  finished: {when(run.finished_at)}" if run.finished_at else ""))
+    if run.paused_until:
+        lines.append(f"paused until: {when(run.paused_until)}")
+    lines.append(f"inputs:   {compact(run.inputs, 200) or '{}'}")
+    if run.outputs is not None:
+        lines.append(f"outputs:  {compact(run.outputs, 200)}")
+    if run.error:
+        lines.append(f"error:    {run.error}")
+    lines.append(f"progress: {progress_line(run.progress)}")
+    show(*lines)
+    if run.nodes:
+        show(node_table(run.nodes))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new events until the run finishes.")
+@_JSON
+@click.pass_obj
+def history(state: State, run_id: str, follow: bool, as_json: bool) -> None:
+    """Print a run's events in order: seq, time, node, type, data."""
+    engine = state.engine(create=False)
+    engine.store.get_run_row(run_id)  # RunNotFound for an unknown id
+    events = engine.events(run_id, after=0, follow=follow)
+    if as_json:
+        print_json([event_to_dict(e) for e in events])
+        return
+    if follow:  # one line per event, as it comes
+        for e in events:
+            show(f"{e['seq']:>6}  {e['at']}  {e['node_id'] or '-':<16} {e['type']:<18} "
+                 f"{clip(e['data'], 120)}")
+        return
+    show(table(["seq", "at", "node", "type", "data"],
+               ([e["seq"], e["at"], e["node_id"] or "", e["type"], clip(e["data"], 120)]
+                for e in events), no_wrap=("at", "type")))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--for", "for_seconds", type=POSITIVE_DURATION, metavar="DURATION",
+              help="Resume by itself after DURATION (e.g. 10m); without it, until `resume`.")
+@click.pass_obj
+def pause(state: State, run_id: str, for_seconds: float | None) -> None:
+    """Pause a run: nodes running now finish, nothing new starts."""
+    engine = state.engine(create=False)
+    with _refused(engine, run_id, "pause"):
+        engine.pause(run_id, for_seconds=for_seconds)
+    suffix = f" for {seconds(for_seconds)}" if for_seconds else ""
+    click.echo(f"run {run_id} paused{suffix}")
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.pass_obj
+def resume(state: State, run_id: str) -> None:
+    """Resume a paused run."""
+    engine = state.engine(create=False)
+    with _refused(engine, run_id, "resume"):
+        engine.resume(run_id)
+    click.echo(f"run {run_id} resumed")
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.pass_obj
+def cancel(state: State, run_id: str) -> None:
+    """Cancel a run.
+
+    Pending nodes are cancelled and running ones are told to stop.
+
+    Exit 1 if the run had already completed or failed.
+    """
+    result = state.engine(create=False).cancel(run_id)
+    if result != "cancelled":
+        error_line(f"run {run_id} is already {result}; nothing to cancel")
+        click.get_current_context().exit(EXIT_FAILED)
+    click.echo(f"run {run_id} cancelled")
+
+
+@contextlib.contextmanager
+def _refused(engine, run_id: str, verb: str):
+    """Name the run and its status when the lifecycle refuses a change."""
+    try:
+        yield
+    except InvalidTransition as exc:
+        current = engine.store.get_run_row(run_id)["status"]  # RunNotFound for an unknown id
+        raise InvalidTransition(f"cannot {verb} run {run_id}: it is {current} ({exc.message})") from None
+
+
+COMMANDS = (runs, status, history, pause, resume, cancel)

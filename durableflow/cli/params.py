@@ -1,0 +1,96 @@
+"""Parameter types and shared options: durations, `k=v` inputs, an inputs file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from durableflow.durations import parse_duration
+from durableflow.errors import DefinitionError
+
+
+class Duration(click.ParamType):
+    """`500ms`, `10s`, `5m`, `2h`, `1d`, `1h30m` or a number of seconds; converts to seconds."""
+
+    name = "duration"
+
+    def __init__(self, *, positive: bool = False):
+        self.positive = positive
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if self.positive and seconds <= 0:
+            self.fail(f"must be more than zero, not {value!r}", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+POSITIVE_DURATION = Duration(positive=True)
+
+
+class KeyValue(click.ParamType):
+    """`key=value`; the value is JSON when it parses as JSON (numbers, true, objects), else text."""
+
+    name = "key=value"
+
+    def convert(self, value, param, ctx) -> tuple[str, Any]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = value.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            self.fail(f"{value!r} is not key=value (e.g. --input day=2026-11-27 --input n=3)",
+                      param, ctx)
+        try:
+            parsed: Any = json.loads(text)
+        except ValueError:
+            parsed = text
+        return key, parsed
+
+
+KEY_VALUE = KeyValue()
+
+
+def read_inputs_file(path: str) -> Any:
+    """The JSON or YAML document in `path`, read with the same safe reader as definitions."""
+    from durableflow.definitions.loader import read_source
+    try:
+        data, _fmt = read_source(Path(path))
+    except DefinitionError as exc:
+        raise click.BadParameter(exc.message, param_hint="'--inputs'") from None
+    return data
+
+
+def build_inputs(pairs: tuple[tuple[str, Any], ...], inputs_file: str | None) -> Any:
+    """--inputs FILE first, then each --input k=v on top (a later key wins)."""
+    inputs: Any = read_inputs_file(inputs_file) if inputs_file else {}
+    if inputs is None:
+        inputs = {}
+    if pairs:
+        if not isinstance(inputs, dict):
+            raise click.BadParameter(
+                f"{inputs_file} holds a {type(inputs).__name__}, not a mapping, so --input "
+                "cannot add keys to it", param_hint="'--inputs'")
+        inputs = {**inputs, **dict(pairs)}
+    return inputs
+
+
+def input_options(fn):
+    """--input k=v (repeatable) and --inputs FILE, shared by `run` and `start`."""
+    fn = click.option("--inputs", "inputs_file", metavar="FILE",
+                      type=click.Path(dir_okay=False),
+                      help="A JSON or YAML file holding the run's inputs; --input keys go on top.")(fn)
+    fn = click.option("--input", "-i", "input_pairs", multiple=True, type=KEY_VALUE,
+                      metavar="KEY=VALUE",
+                      help="One run input; VALUE is parsed as JSON when it can be (3, true, "
+                           "{\"a\": 1}), else taken as text. Repeatable.")(fn)
+    return fn
+

@@ -1,0 +1,232 @@
+"""The Engine facade: register, start, execute, wait, get_run/runs, Run fields, worker lifecycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import yaml
+
+from df_it_support import conn, df_threads, py, wait_until, wf
+from durableflow import (
+    DurableflowError, Engine, RunNotFound, ValidationError, WaitTimeout, WorkflowNotFound,
+)
+
+TWO_STEP = wf(
+    "two-step",
+    py("a", "output = {'n': ctx.input['n'] + 1}"),
+    py("b", "output = ctx.input['n'] * 10"),
+    connections=[conn("a", "b")],
+)
+
+
+def write_yaml(path, data) -> str:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+# --- register -----------------------------------------------------------------------------------
+
+def test_register_same_content_keeps_version_changed_content_gets_next(engine, tmp_path, sql):
+    assert engine.register(TWO_STEP) == ("two-step", 1)
+    assert engine.register(dict(TWO_STEP)) == ("two-step", 1)
+    # The same content from a YAML file is the same definition.
+    assert engine.register(write_yaml(tmp_path / "two.yaml", TWO_STEP)) == ("two-step", 1)
+
+    changed = wf("two-step", py("a", "output = {'n': 0}"), py("b"), connections=[conn("a", "b")])
+    assert engine.register(changed) == ("two-step", 2)
+    assert engine.register(changed) == ("two-step", 2)
+    assert sql.rows("SELECT version FROM workflows WHERE workflow_id = 'two-step' ORDER BY version") == [(1,), (2,)]
+    # Starting by id takes the latest version.
+    run_id = engine.start("two-step")
+    assert engine.get_run(run_id).workflow_version == 2
+
+
+def test_register_explicit_version_with_other_content_is_refused(engine, sql):
+    first = {**TWO_STEP, "version": 3}
+    assert engine.register(first) == ("two-step", 3)
+    assert engine.register(first) == ("two-step", 3)
+    clash = {**wf("two-step", py("a", "output = 'other'")), "version": 3}
+    with pytest.raises(DurableflowError, match="version 3"):
+        engine.register(clash)
+    stored = sql.rows("SELECT version, definition FROM workflows WHERE workflow_id = 'two-step'")
+    assert len(stored) == 1 and "other" not in stored[0][1]
+    # Without an explicit version, new content goes after the highest one.
+    assert engine.register(wf("two-step", py("a", "output = 'other'"))) == ("two-step", 4)
+
+
+def test_register_invalid_definition_raises_and_stores_nothing(engine, sql):
+    bad = wf("bad", py("a"), connections=[conn("a", "nowhere")])
+    with pytest.raises(ValidationError, match="nowhere"):
+        engine.register(bad)
+    assert sql.one("SELECT count(*) FROM workflows") == 0
+
+
+# --- start ----------------------------------------------------------------------------------------
+
+def test_start_by_id_by_file_and_with_inputs(engine, tmp_path):
+    (tmp_path / "flows").mkdir()
+    path = write_yaml(tmp_path / "flows" / "two.yaml", TWO_STEP)
+    by_file = engine.start(path, inputs={"n": 1})
+    engine.register(TWO_STEP)
+    by_id = engine.start("two-step", inputs={"n": 4})
+    by_dict = engine.start(TWO_STEP, inputs={"n": 0})
+    with engine.worker(concurrency=2):
+        runs = {rid: engine.wait(rid, timeout=30) for rid in (by_file, by_id, by_dict)}
+    assert {rid: (r.status, r.outputs) for rid, r in runs.items()} == {
+        by_file: ("completed", {"b": 20}),
+        by_id: ("completed", {"b": 50}),
+        by_dict: ("completed", {"b": 10}),
+    }
+    assert runs[by_id].inputs == {"n": 4}
+    assert runs[by_id].node("a").input == {"n": 4}
+
+
+def test_start_unknown_workflow_id_raises(engine):
+    with pytest.raises(WorkflowNotFound):
+        engine.start("no-such-workflow")
+
+
+def test_inputs_schema_violation_raises_validation_error_and_stores_no_run(engine, sql):
+    defn = {**TWO_STEP, "inputsSchema": {
+        "type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}}
+    engine.register(defn)
+    events_before = sql.one("SELECT count(*) FROM events")
+    with pytest.raises(ValidationError, match="n"):
+        engine.start("two-step", inputs={"n": "one"})
+    with pytest.raises(ValidationError):
+        engine.start("two-step", inputs={})
+    assert sql.one("SELECT count(*) FROM runs") == 0
+    assert sql.one("SELECT count(*) FROM messages") == 0
+    assert sql.one("SELECT count(*) FROM node_instances") == 0
+    assert sql.one("SELECT count(*) FROM events") == events_before
+    run = engine.execute(defn, inputs={"n": 2}, timeout=30)
+    assert run.status == "completed" and run.outputs == {"b": 30}
+
+
+def test_idempotency_key_returns_the_existing_run(engine, sql):
+    first = engine.start(TWO_STEP, inputs={"n": 1}, idempotency_key="order-7")
+    again = engine.start(TWO_STEP, inputs={"n": 99}, idempotency_key="order-7")
+    assert again == first
+    assert sql.one("SELECT count(*) FROM runs") == 1
+
+
+# --- execute / wait / get_run / runs --------------------------------------------------------------
+
+def test_execute_returns_the_finished_run_with_its_fields(engine):
+    run = engine.execute(TWO_STEP, inputs={"n": 1}, concurrency=2, timeout=30)
+    assert run.status == "completed"
+    assert run.finished
+    assert run.error is None
+    assert run.outputs == {"b": 20}
+    assert run.workflow_id == "two-step" and run.workflow_version == 1
+    assert run.started_at and run.finished_at and run.created_at <= run.started_at <= run.finished_at
+    assert [(n.node_id, n.attempt, n.status) for n in run.nodes] == [("a", 1, "completed"), ("b", 1, "completed")]
+    a = run.node("a")
+    assert a.output == {"n": 2} and a.worker_id and a.duration is not None and a.duration >= 0
+    assert run.progress["completed"] == 2 and run.progress["percent"] == 100.0
+
+
+def test_wait_raises_wait_timeout_while_nobody_works(engine):
+    run_id = engine.start(TWO_STEP, inputs={"n": 1})
+    with pytest.raises(WaitTimeout, match=run_id):
+        engine.wait(run_id, timeout=0.2)
+    assert engine.get_run(run_id).status == "running"
+    with engine.worker(concurrency=1):
+        assert engine.wait(run_id, timeout=30).status == "completed"
+
+
+def test_get_run_and_runs_list(engine):
+    ok = engine.execute(TWO_STEP, inputs={"n": 1}, timeout=30).run_id
+    bad = engine.execute(wf("boom", py("x", "raise RuntimeError('nope')")), timeout=30).run_id
+    listed = {r["run_id"]: r for r in engine.runs()}
+    assert listed[ok]["status"] == "completed" and listed[bad]["status"] == "failed"
+    assert [r["run_id"] for r in engine.runs(status="failed")] == [bad]
+    assert [r["run_id"] for r in engine.runs(workflow_id="two-step")] == [ok]
+    assert engine.get_run(bad).error and "x" in engine.get_run(bad).error
+    with pytest.raises(RunNotFound):
+        engine.get_run("nope")
+    with pytest.raises(RunNotFound):
+        engine.wait("nope", timeout=1)
+
+
+def test_a_second_engine_on_the_same_file_sees_the_runs(engine, tmp_path):
+    run = engine.execute(TWO_STEP, inputs={"n": 1}, timeout=30)
+    other = Engine(engine.path)
+    try:
+        again = other.get_run(run.run_id)
+        assert (again.status, again.outputs, len(again.nodes)) == ("completed", {"b": 20}, 2)
+    finally:
+        other.close()
+
+
+# --- worker lifecycle -----------------------------------------------------------------------------
+
+def test_worker_context_manager_leaves_no_threads_behind(engine):
+    before = df_threads()
+    with engine.worker(concurrency=3) as w:
+        assert len(df_threads() - before) >= 2      # dispatcher and keeper at least
+        run = engine.wait(engine.start(TWO_STEP, inputs={"n": 1}), timeout=30)
+        assert run.status == "completed"
+        assert w.worker_id
+    left = df_threads() - before
+    assert not left, f"threads left after the worker stopped: {sorted(t.name for t in left)}"
+    # Another worker on the same engine still works after the first one stopped.
+    with engine.worker(concurrency=1):
+        assert engine.wait(engine.start(TWO_STEP, inputs={"n": 2}), timeout=30).status == "completed"
+    assert not (df_threads() - before)
+
+
+def test_worker_stop_waits_for_the_node_in_hand(engine, hooks):
+    """Leaving the `with` block lets a running node finish and be recorded."""
+    defn = wf("slow", py("s", "import df_it_hooks as h\nh.record('in', 1)\nh.wait('go')\noutput = 'done'"))
+    run_id = engine.start(defn)
+    w = engine.worker(concurrency=1).start()
+    wait_until(lambda: hooks.calls["in"], what="node to start")
+    stopper = threading.Thread(target=w.stop)
+    stopper.start()
+    hooks.event("go").set()
+    stopper.join(20)
+    assert not stopper.is_alive()
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"s": "done"}
+
+
+def test_execute_timeout_bounds_the_call_while_a_node_still_runs(engine, hooks):
+    """execute(..., timeout=T) must give up (WaitTimeout) about T seconds in, even when a node
+    body is still running; it must not sit in the worker's shutdown until the body returns."""
+    defn = wf("execute-timeout", py("hang", "import df_it_hooks as h\nh.wait('valve', 5)\noutput = 1"))
+    valve = threading.Timer(5.0, hooks.event("valve").set)   # frees the body if the engine waits for it
+    valve.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(WaitTimeout):
+            engine.execute(defn, timeout=0.5)
+        elapsed = time.monotonic() - t0
+    finally:
+        valve.cancel()
+        hooks.event("valve").set()
+    assert elapsed < 3, f"execute(timeout=0.5) returned after {elapsed:.1f}s"
+
+
+def test_the_same_definition_file_in_two_folders_runs_its_own_scripts(engine, tmp_path):
+    """Relative paths resolve against the definition file's folder: one/flow.yaml runs one/s.py,
+    two/flow.yaml runs two/s.py, whatever was registered first."""
+    flow = wf("relpath", {"nodeId": "s", "runtimeType": "Python", "scriptPath": "s.py"})
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        write_yaml(tmp_path / name / "flow.yaml", flow)
+        (tmp_path / name / "s.py").write_text(f"def run(ctx):\n    return '{name}'\n")
+    first = engine.execute(str(tmp_path / "one" / "flow.yaml"), timeout=30)
+    second = engine.execute(str(tmp_path / "two" / "flow.yaml"), timeout=30)
+    assert first.outputs == {"s": "one"}
+    assert second.outputs == {"s": "two"}
+    # A fresh engine (another process, say) runs the stored version of the second run the same way.
+    other = Engine(engine.path)
+    try:
+        run_id = other.start("relpath", version=second.workflow_version)
+        with other.worker(concurrency=1):
+            assert other.wait(run_id, timeout=30).outputs == {"s": "two"}
+    finally:
+        other.close()
