@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import definition_checksum, dump_json, load_definition
-from durableflow.errors import DefinitionError, InvalidTransition, ValidationError, WaitTimeout
+from durableflow.errors import DatabaseCorrupt, DefinitionError, InvalidTransition, ValidationError, WaitTimeout
 from durableflow.execution import Execution, Outcome, Task
 from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
 from durableflow.plan import Plan, build_plan
@@ -209,9 +209,14 @@ class Engine:
 
     def doctor(self) -> dict:
         """Integrity check of the database file, plus what the queue holds."""
-        problems = [p for p in self.store.integrity_check() if p != "ok"]
-        return {"path": self.path, "integrity": "ok" if not problems else problems,
-                "schema_version": self.store.schema_version(), "queue": self.store.queue_counts()}
+        try:
+            problems = [p for p in self.store.integrity_check() if p != "ok"]
+        except DatabaseCorrupt as exc:
+            problems = [str(exc)]
+        report = {"path": self.path, "integrity": "ok" if not problems else problems}
+        if not problems:
+            report.update(schema_version=self.store.schema_version(), queue=self.store.queue_counts())
+        return report
 
     # --- history ---------------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ FROM leases l JOIN messages m ON m.id = l.message_id
 WHERE l.worker_id = :worker_id
 ORDER BY l.message_id;
 
+-- name: message_attempts
+SELECT attempts, max_attempts FROM messages WHERE id = ?;
+
 -- name: message_requeue
 UPDATE messages SET status = 'ready', attempts = 0, visible_at = :now, finished_at = NULL,
                     held = coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), 0)

@@ -128,8 +128,16 @@ def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=
 
 def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.0,
              error: str | None = None, count_attempt: bool = False, run_id=None, node_id=None) -> None:
-    """Give the message back, visible again after `delay` seconds: a stored backoff, no sleeping."""
+    """Give the message back, visible again after `delay` seconds: a stored backoff, no sleeping.
+
+    With count_attempt, the delivery counts as lost; past max_attempts the message is buried.
+    """
     release_txn(conn, message_id, token)
+    if count_attempt:
+        attempts, max_attempts = conn.execute(Q.message_attempts, (message_id,)).fetchone() or (0, 1)
+        if attempts + 1 >= max_attempts:
+            bury_txn(conn, message_id, "leased", error, now)
+            return
     row = conn.execute(Q.message_nack, {
         "id": message_id, "visible_at": iso(now + delay), "error": error,
         "counted": 1 if count_attempt else 0,

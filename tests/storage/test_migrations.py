@@ -1,0 +1,316 @@
+"""schema.sql vs migrations, atomic migrations, newer databases, concurrent openers, the wheel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from durableflow.errors import SchemaVersionError, StorageError
+from durableflow.storage import Store
+from durableflow.storage import migrate as migrator
+from durableflow.storage.connection import connect
+
+REPO = Path(__file__).resolve().parents[2]
+HELPERS = Path(__file__).parent / "helpers"
+PYTHON = sys.executable
+SCHEMA_SQL = REPO / "schema.sql"
+LATEST = migrator.available()[-1].version
+
+
+def normalized(sql: str | None) -> str | None:
+    if sql is None:
+        return None
+    sql = re.sub(r"--[^\n]*", "", sql)
+    sql = re.sub(r"\s+", " ", sql).strip()
+    return re.sub(r"\s*([(),])\s*", r"\1", sql)
+
+
+def schema_of(path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    finally:
+        conn.close()
+    return sorted((t, n, tbl, normalized(sql)) for t, n, tbl, sql in rows)
+
+
+def build_from_schema_sql(path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(SCHEMA_SQL.read_text(encoding="utf-8"))
+    finally:
+        conn.close()
+
+
+def file_state(path) -> tuple:
+    """The bytes of the database and the names of the files beside it (-wal, -shm, -journal)."""
+    return (hashlib.sha256(path.read_bytes()).hexdigest(),
+            sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)))
+
+
+def migrations_folder(tmp_path, **extra: str):
+    """A root holding a copy of the shipped migrations plus `extra` ({file name: SQL})."""
+    root = tmp_path / "sqlroot"
+    (root / "migrations").mkdir(parents=True)
+    for m in migrator.available():
+        shutil.copy(m.path, root / "migrations" / m.path.name)
+    for name, sql in extra.items():
+        (root / "migrations" / name).write_text(sql, encoding="utf-8")
+    return migrator.available(root)
+
+
+def tables(conn) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+
+
+# --- schema.sql is the truth ---------------------------------------------------------------------
+
+def test_migrations_build_exactly_the_schema_of_schema_sql(tmp_path, clock):
+    from_schema, from_migrations = tmp_path / "schema.db", tmp_path / "migrated.db"
+    build_from_schema_sql(from_schema)
+    Store(from_migrations, clock=clock).close()
+    expected, actual = schema_of(from_schema), schema_of(from_migrations)
+    assert [r[:3] for r in actual] == [r[:3] for r in expected]
+    for want, got in zip(expected, actual):
+        assert got == want, f"{want[0]} {want[1]} differs between schema.sql and migrations/"
+
+
+def test_schema_sql_and_migrations_define_the_columns_users_rely_on(tmp_path, clock):
+    path = tmp_path / "db"
+    Store(path, clock=clock).close()
+    conn = sqlite3.connect(path)
+    try:
+        cols = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")]
+                for t in ("messages", "leases", "events", "runs", "node_instances", "workflows")}
+    finally:
+        conn.close()
+    assert set(cols["messages"]) >= {"id", "run_id", "kind", "target_node_id", "payload", "status",
+                                     "priority", "visible_at", "attempts", "created_at"}
+    assert cols["leases"][:5] == ["message_id", "worker_id", "token", "acquired_at", "expires_at"]
+    assert cols["events"] == ["seq", "run_id", "node_id", "type", "data", "at"]
+
+
+def test_a_new_database_records_every_migration(store, clock):
+    rows = store.read(lambda c: c.execute("SELECT version, name, applied_at FROM schema_version").fetchall())
+    assert rows == [(m.version, m.name, clock.now_iso()) for m in migrator.available()]
+    assert store.schema_version() == LATEST
+
+
+def test_reopening_migrates_nothing(db_path, clock):
+    Store(db_path, clock=clock).close()
+    conn = connect(db_path)
+    try:
+        assert migrator.migrate(conn, "later", migrator.available()) == []
+    finally:
+        conn.close()
+
+
+# --- one migration, one transaction ------------------------------------------------------------
+
+def test_the_version_row_commits_in_the_migration_transaction(tmp_path):
+    conn = connect(tmp_path / "db")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        migrator.migrate(conn, "2027-01-01T00:00:00.000Z")
+    finally:
+        conn.set_trace_callback(None)
+        conn.close()
+    begin = statements.index("BEGIN IMMEDIATE")
+    commit = statements.index("COMMIT")
+    inside = statements[begin + 1:commit]
+    assert any("CREATE TABLE messages" in s for s in inside)
+    assert inside[-1].startswith("INSERT INTO schema_version")
+    assert "COMMIT" not in inside and "BEGIN" not in " ".join(inside)
+
+
+def test_a_refused_version_row_undoes_the_migration(tmp_path, db_path, clock):
+    Store(db_path, clock=clock).close()
+    migrations = migrations_folder(tmp_path, **{"0002_refused.sql": """
+        CREATE TABLE extra (a INTEGER);
+        CREATE TRIGGER refuse BEFORE INSERT ON schema_version BEGIN SELECT RAISE(ABORT, 'no version'); END;
+    """})
+    conn = connect(db_path)
+    try:
+        with pytest.raises(StorageError, match="no version"):
+            migrator.migrate(conn, clock.now_iso(), migrations)
+        assert migrator.current_version(conn) == 1
+        assert not {"extra", "refuse"} & tables(conn)
+    finally:
+        conn.close()
+
+
+def test_a_failing_migration_leaves_the_version_and_no_partial_table(tmp_path, db_path, clock):
+    Store(db_path, clock=clock).close()
+    migrations = migrations_folder(tmp_path, **{"0002_half_way.sql": """
+        -- a comment; with a semicolon
+        CREATE TABLE extra (a INTEGER, b TEXT DEFAULT 'x;y');
+        INSERT INTO extra (a) VALUES (1);
+        CREATE INDEX extra_a ON extra (a);
+        ALTER TABLE messages ADD COLUMN extra_col TEXT;
+        INSERT INTO no_such_table VALUES (1);
+        CREATE TABLE never (x);
+    """})
+    before = schema_of(db_path)
+    conn = connect(db_path)
+    try:
+        with pytest.raises(StorageError) as exc:
+            migrator.migrate(conn, clock.now_iso(), migrations)
+        message = str(exc.value)
+        assert "\n" not in message
+        assert "0002_half_way.sql failed" in message and "version 1" in message and "no_such_table" in message
+        assert not conn.in_transaction
+        assert migrator.current_version(conn) == 1
+    finally:
+        conn.close()
+    assert schema_of(db_path) == before
+
+    # Fixed, it applies, and Store-level checks still accept the database.
+    (migrations[-1].path).write_text("CREATE TABLE extra (a INTEGER);\n", encoding="utf-8")
+    conn = connect(db_path)
+    try:
+        assert migrator.migrate(conn, clock.now_iso(), migrations) == [2]
+        assert migrator.current_version(conn) == 2 and "extra" in tables(conn)
+    finally:
+        conn.close()
+
+
+def test_a_migration_file_that_cannot_be_read_leaves_no_transaction_open(tmp_path, db_path, clock):
+    Store(db_path, clock=clock).close()
+    migrations = migrations_folder(tmp_path, **{"0002_unterminated.sql": "CREATE TABLE extra (a INTEGER)"})
+    conn = connect(db_path)
+    try:
+        with pytest.raises(StorageError, match="unterminated"):
+            migrator.migrate(conn, clock.now_iso(), migrations)
+        assert not conn.in_transaction
+        assert migrator.current_version(conn) == 1
+    finally:
+        conn.close()
+
+
+def test_migrations_must_be_numbered_without_gaps(tmp_path):
+    root = tmp_path / "r"
+    (root / "migrations").mkdir(parents=True)
+    for name in ("0001_a.sql", "0003_c.sql"):
+        (root / "migrations" / name).write_text("SELECT 1;\n")
+    with pytest.raises(StorageError, match="without gaps"):
+        migrator.available(root)
+
+
+def test_split_statements_keeps_trigger_bodies_and_strings_whole():
+    script = """
+    -- leading comment;
+    CREATE TABLE t (a TEXT DEFAULT 'a;b');
+    CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+        UPDATE t SET a = 'x;' WHERE rowid = NEW.rowid;
+        SELECT 1;
+    END;
+    -- trailing comment
+    """
+    stmts = migrator.split_statements(script)
+    assert len(stmts) == 2 and stmts[1].startswith("CREATE TRIGGER") and stmts[1].endswith("END;")
+
+
+# --- a database from a newer durableflow ----------------------------------------------------------
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_newer_database_is_refused_untouched(tmp_path, clock, readonly):
+    path = tmp_path / "newer.db"
+    build_from_schema_sql(path)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("INSERT INTO schema_version VALUES (1, 'initial', 'then'), (999, 'future', 'later')")
+    conn.close()
+    before = file_state(path)
+    assert path.read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
+    with pytest.raises(SchemaVersionError) as exc:
+        Store(path, clock=clock, readonly=readonly)
+    message = str(exc.value)
+    assert "\n" not in message and "999" in message and str(LATEST) in message and "not changed" in message
+    assert file_state(path) == before  # same bytes, no -wal/-shm/-journal: no WAL switch either
+
+
+def test_a_newer_wal_database_is_refused_with_its_bytes_unchanged(db_path, clock):
+    Store(db_path, clock=clock).close()
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute("INSERT INTO schema_version VALUES (999, 'future', 'later')")
+    conn.close()
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    with pytest.raises(SchemaVersionError):
+        Store(db_path, clock=clock)
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+
+
+# --- several processes open a new file at once -----------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_concurrent_opening_migrates_exactly_once(tmp_path, helper_env, processes):
+    for round_ in range(3):
+        path = tmp_path / f"race{round_}.db"
+        start_at = time.time() + 0.5  # after every interpreter has imported durableflow
+        procs = [subprocess.Popen([PYTHON, str(HELPERS / "open_store.py"), str(path), str(start_at)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=helper_env(), cwd=tmp_path)
+                 for _ in range(processes)]
+        reports = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, (out, err)
+            reports.append(json.loads(out))
+        assert [r["version"] for r in reports] == [LATEST] * processes
+        applied = sorted(v for r in reports for v in r["applied"])
+        assert applied == list(range(1, LATEST + 1)), reports
+        conn = sqlite3.connect(path)
+        try:
+            assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == applied
+        finally:
+            conn.close()
+
+
+# --- a plain (non-editable) install can create a database ----------------------------------------
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_sql_and_creates_a_database(tmp_path, helper_env):
+    wheels = tmp_path / "wheels"
+    subprocess.run([PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir",
+                    "-q", "-w", str(wheels), str(REPO)], check=True, timeout=25, capture_output=True,
+                   env=helper_env(PIP_DISABLE_PIP_VERSION_CHECK="1"), cwd=tmp_path)
+    [wheel] = wheels.glob("durableflow-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {"durableflow/_sql/schema.sql", "durableflow/storage/queries.sql",
+               "durableflow/definitions/schema.json"}
+    shipped |= {f"durableflow/_sql/migrations/{m.path.name}" for m in migrator.available()}
+    assert "durableflow/_sql/migrations/0001_initial.sql" in shipped
+    assert shipped <= names, f"missing from the wheel: {sorted(shipped - names)}"
+
+    site = tmp_path / "site"
+    subprocess.run([PYTHON, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+                    str(wheel)], check=True, timeout=25, capture_output=True,
+                   env=helper_env(PIP_DISABLE_PIP_VERSION_CHECK="1"), cwd=tmp_path)
+    probe = (
+        "import json, sys, durableflow\n"
+        "from durableflow.storage import Store, NewMessage\n"
+        "from durableflow.storage import migrate\n"
+        "with Store(sys.argv[1]) as s:\n"
+        "    s.enqueue(NewMessage('task'))\n"
+        "    print(json.dumps({'file': durableflow.__file__, 'root': str(migrate.sql_root()),\n"
+        "                      'version': s.schema_version(), 'counts': s.queue_counts()}))\n"
+    )
+    run = subprocess.run([PYTHON, "-c", probe, str(tmp_path / "fresh.db")], capture_output=True, text=True,
+                         timeout=25, env=helper_env(PYTHONPATH=str(site)), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["file"].startswith(str(site)) and out["root"].startswith(str(site))
+    assert out["version"] == LATEST and out["counts"]["ready"] == 1
