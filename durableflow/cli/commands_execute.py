@@ -3,10 +3,7 @@ process that carries runs out)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 
 import click
 
@@ -14,13 +11,13 @@ from durableflow.cli.app import EXIT_FAILED, State, error_line, note
 from durableflow.cli.formatting import (compact, node_table, print_json, run_to_dict, seconds,
                                         show, status_text)
 from durableflow.cli.params import DURATION, POSITIVE_DURATION, build_inputs, input_options
+from durableflow.cli.signals import EXIT_INTERRUPTED, StopOnSignal
 from durableflow.clock import parse_iso
 from durableflow.durations import format_duration
 from durableflow.errors import WaitTimeout
 from durableflow.model import TERMINAL_RUN_STATUSES
 
 _CONCURRENCY = click.IntRange(min=1)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 TICK = 0.05  # how often `worker` looks at its stop flag and, with --until-idle, at the queue
 
 
@@ -52,20 +49,22 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
     engine = state.engine()
     run_id = engine.start(defn, inputs, idempotency_key=idempotency_key)
     live = sys.stdout.isatty() and not as_json
-    timed_out = interrupted = False
-    w = engine.worker(concurrency=concurrency).start()
-    try:
-        run = follow(engine, run_id, timeout=timeout, live=live)
-    except WaitTimeout:
-        timed_out = True
-        engine.cancel(run_id)
-        run = engine.wait(run_id)
-    except KeyboardInterrupt:
-        interrupted = True
-        note(f"interrupted: finishing {w.busy} node(s) in hand (Ctrl-C again to quit at once)")
-    finally:
-        stop_worker(w)
-    if interrupted:
+    timed_out = False
+    w = engine.worker(concurrency=concurrency)
+    with StopOnSignal(w) as signals:
+        w.start()
+        try:
+            run = follow(engine, run_id, timeout=timeout, live=live, stop=signals.requested)
+        except WaitTimeout:
+            timed_out = True
+            engine.cancel(run_id)
+            run = engine.wait(run_id)
+        finally:
+            if signals.requested.is_set():
+                note(f"interrupted: finishing {w.busy} node(s) in hand "
+                     "(Ctrl-C again to quit at once)")
+            w.stop()
+    if run is None:
         now = engine.store.run_statuses([run_id]).get(run_id)
         if now in TERMINAL_RUN_STATUSES:
             error_line(f"interrupted; run {run_id} is {now}")
@@ -157,55 +156,26 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
         note(f"recovered {recovered['reclaimed']} message(s) from "
              f"{len(recovered['dead_workers'])} dead worker(s)")
     w = engine.worker(concurrency=concurrency, lease_seconds=lease)
-    stop = threading.Event()
-    restore = _install_stop_handlers(stop)
-    try:
+    with StopOnSignal(w) as signals:
         w.start()
-    except BaseException:
-        restore()
-        raise
-    try:
-        note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
-             f"lease {format_duration(lease)})")
-        while not stop.wait(TICK):
-            if w.errors:
-                break
-            if until_idle and _drained(engine, w, max_wait):
-                note(f"worker {w.worker_id}: idle, exiting")
-                break
-        if stop.is_set():
-            busy = w.busy
-            note(f"worker {w.worker_id} stopping: finishing {busy} node(s) in hand "
-                 "(Ctrl-C again to quit at once)")
-    except KeyboardInterrupt:  # a second Ctrl-C before the loop saw the first
-        quit_now(w)
-    finally:
         try:
-            stop_worker(w)
+            note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
+                 f"lease {format_duration(lease)})")
+            while not signals.requested.wait(TICK):
+                if w.errors:
+                    break
+                if until_idle and _drained(engine, w, max_wait):
+                    note(f"worker {w.worker_id}: idle, exiting")
+                    break
         finally:
-            restore()
+            if signals.requested.is_set():
+                note(f"worker {w.worker_id} stopping: finishing {w.busy} node(s) in hand "
+                     "(Ctrl-C again to quit at once)")
+            w.stop()
     if w.errors:
         error_line(f"worker {w.worker_id} crashed: {type(w.errors[0]).__name__}: {w.errors[0]}")
         click.get_current_context().exit(EXIT_FAILED)
     note(f"worker {w.worker_id} stopped")
-
-
-def stop_worker(w) -> None:
-    """Stop claiming and wait for the nodes in hand. A Ctrl-C meanwhile quits the process at once:
-    a thread running a node body cannot be stopped, and would hold the exit until it returned.
-    The leases it leaves are reclaimed by the next worker or `recover` (the process is gone)."""
-    try:
-        w.stop()
-    except KeyboardInterrupt:
-        quit_now(w)
-
-
-def quit_now(w) -> None:
-    error_line(f"quit with {w.busy} node(s) in hand; the next `durableflow worker` or "
-               "`durableflow recover` reclaims them")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
 
 
 def _drained(engine, w, max_wait: float) -> bool:
@@ -217,26 +187,6 @@ def _drained(engine, w, max_wait: float) -> bool:
         return False
     next_at = store.next_visible_at()
     return next_at is None or parse_iso(next_at) - engine.clock.now() > max_wait
-
-
-def _install_stop_handlers(stop: threading.Event):
-    """SIGTERM/SIGINT set `stop`; a second SIGINT interrupts at once. Returns the undo."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {}
-
-    def on_signal(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, on_signal)
-
-    def restore():
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return restore
 
 
 COMMANDS = (run_cmd, start, worker)

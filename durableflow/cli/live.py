@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn)
@@ -48,13 +49,15 @@ class RunProgress:
                              detail=detail.replace("[", r"\["))
 
 
-def follow(engine, run_id: str, *, timeout: float | None, live: bool):
-    """Wait for the run to finish, redrawing the bar; raises WaitTimeout after `timeout`."""
+def follow(engine, run_id: str, *, timeout: float | None, live: bool,
+           stop: threading.Event | None = None):
+    """Wait for the run to finish, redrawing the bar; raises WaitTimeout after `timeout`.
+    Returns None if `stop` is set first."""
     clock = engine.clock
     deadline = None if timeout is None else clock.monotonic() + timeout
     display = RunProgress(f"run {run_id[:8]}") if live else None
     with display or contextlib.nullcontext():
-        while True:
+        while stop is None or not stop.is_set():
             tick = TICK if deadline is None else max(0.0, min(TICK, deadline - clock.monotonic()))
             try:
                 run = engine.wait(run_id, timeout=tick)
@@ -67,3 +70,4 @@ def follow(engine, run_id: str, *, timeout: float | None, live: bool):
             if display is not None:
                 display.update(run)
             return run
+    return None

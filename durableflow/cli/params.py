@@ -50,10 +50,14 @@ class KeyValue(click.ParamType):
             self.fail(f"{value!r} is not key=value (e.g. --input day=2026-11-27 --input n=3)",
                       param, ctx)
         try:
-            parsed: Any = json.loads(text)
+            parsed: Any = json.loads(text, parse_constant=_not_json)
         except ValueError:
-            parsed = text
+            parsed = text  # NaN and Infinity too: run inputs are strict JSON
         return key, parsed
+
+
+def _not_json(word: str):
+    raise ValueError(word)
 
 
 KEY_VALUE = KeyValue()
