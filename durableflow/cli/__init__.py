@@ -3,10 +3,12 @@
 `main` is the console entry point; `cli` is the click group (for CliRunner and embedding).
 """
 
-from durableflow.cli import commands_admin, commands_definitions, commands_execute, commands_runs
+from durableflow.cli import (
+    commands_admin, commands_definitions, commands_execute, commands_history, commands_runs)
 from durableflow.cli.app import cli, main
 
-for _module in (commands_definitions, commands_execute, commands_runs, commands_admin):
+for _module in (commands_definitions, commands_execute, commands_runs, commands_admin,
+                commands_history):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -39,8 +39,9 @@ def _is_uri(path: str) -> bool:
 class State:
     """What every command shares: the database path and the Engine opened on first use."""
 
-    def __init__(self, db: str):
+    def __init__(self, db: str, max_deliveries: int = 5):
         self.db = db
+        self.max_deliveries = max_deliveries
         self._engine = None
 
     def engine(self, *, create: bool = True):
@@ -51,11 +52,11 @@ class State:
             if not create and not _is_uri(self.db) and not Path(self.db).exists():
                 raise StorageError(f"{self.db}: no such database (use --db PATH or $DURABLEFLOW_DB)")
             try:
-                self._engine = Engine(self.db)
+                self._engine = Engine(self.db, max_deliveries=self.max_deliveries)
             except DatabaseReadOnly:
                 if create:
                     raise
-                self._engine = Engine(self.db, readonly=True)
+                self._engine = Engine(self.db, readonly=True, max_deliveries=self.max_deliveries)
         return self._engine
 
     def close(self) -> None:
@@ -96,16 +97,19 @@ class DurableflowGroup(click.Group):
 @click.option("--db", "db", metavar="PATH", envvar="DURABLEFLOW_DB", default=DEFAULT_DB,
               show_default=True, show_envvar=True,
               help="The SQLite database file (or a `file:` URI, e.g. `file:app.db?mode=ro`).")
+@click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Deliveries a node message may lose (worker died, lease expired) before it is "
+                   "dead-lettered.")
 @click.version_option(__version__, "--version", prog_name="durableflow",
                       help="Show the version and exit.")
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, db: str, max_deliveries: int) -> None:
     """durableflow: a durable workflow engine that lives inside one SQLite file.
 
     Define workflows in YAML or JSON, `run` them in-process, or `start` runs and let
     `worker` processes carry them out; every state change is a row you can query.
     """
-    state = State(db)
+    state = State(db, max_deliveries)
     ctx.obj = state
     ctx.call_on_close(state.close)
 

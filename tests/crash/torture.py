@@ -64,6 +64,7 @@ class Torture:
     min_delay: float = 0.05
     max_delay: float = 0.7
     seed: int | None = None
+    runs: int = 3
     log: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -104,28 +105,29 @@ class Torture:
             raise RuntimeError(f"reference worker failed: {err}")
         return read_run(db, run_id)
 
-    def tortured(self) -> tuple[Path, Path, str]:
+    def tortured(self) -> tuple[Path, Path, list[str]]:
         db, ledger = self.folder / "tortured.db", self.folder / "tortured-ledger"
-        run_id = self.start(db, ledger)
+        run_ids = [self.start(db, ledger) for _ in range(self.runs)]
         for _ in range(self.kills):
             proc = self.worker(db, ledger)
             delay = self.rng.uniform(self.min_delay, self.max_delay)
             try:
                 proc.wait(timeout=delay)
-                self.log.append(("exited", round(delay, 3), proc.returncode))
-                if proc.returncode != 0:
-                    raise RuntimeError(f"worker exited {proc.returncode}: {proc.stderr.read()}")
-                break  # the run finished before we could kill it
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                proc.stderr.close()
+                proc.communicate()
                 self.log.append(("killed", round(delay, 3)))
+                continue
+            _, err = proc.communicate()
+            self.log.append(("exited", round(delay, 3), proc.returncode))
+            if proc.returncode != 0:
+                raise RuntimeError(f"worker exited {proc.returncode}: {err}")
+            break  # the run finished before we could kill it
         final = self.worker(db, ledger)
         _, err = final.communicate(timeout=180)
         if final.returncode != 0:
             raise RuntimeError(f"final worker exited {final.returncode}: {err}")
-        return db, ledger, run_id
+        return db, ledger, run_ids
 
 
 def read_run(db: Path, run_id: str) -> dict:

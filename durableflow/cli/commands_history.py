@@ -1,0 +1,70 @@
+"""Moving and cleaning up history: export, import, prune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from durableflow.cli.app import State
+from durableflow.cli.formatting import print_json
+from durableflow.cli.params import POSITIVE_DURATION
+from durableflow.errors import DurableflowError
+from durableflow.storage.history import dumps_export
+
+
+@click.command("export")
+@click.argument("run_id", metavar="RUN")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the JSON document to this file instead of stdout.")
+@click.pass_obj
+def export_cmd(state: State, run_id: str, output: str | None) -> None:
+    """Write a run (definition versions, rows, events, subruns) as one JSON document.
+
+    `durableflow import` restores it into another database, where it can be resumed.
+    """
+    text = dumps_export(state.engine(create=False).export_run(run_id))
+    if output is None:
+        click.echo(text)
+        return
+    Path(output).write_text(text + "\n", encoding="utf-8")
+    click.echo(f"run {run_id} exported to {output}", err=True)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the imported run id as JSON.")
+@click.pass_obj
+def import_cmd(state: State, file: str, as_json: bool) -> None:
+    """Restore a run exported with `durableflow export` into this database.
+
+    Work that was leased when it was exported is delivered again; resume a paused run with
+    `durableflow resume`. Refused if the run already exists here.
+    """
+    try:
+        doc = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DurableflowError(f"{file}: not a JSON run export ({exc})") from None
+    run_id = state.engine().import_run(doc)
+    if as_json:
+        print_json({"run_id": run_id})
+    else:
+        click.echo(run_id)
+
+
+@click.command()
+@click.option("--older-than", "older_than", type=POSITIVE_DURATION, required=True, metavar="DURATION",
+              help="Delete runs that finished longer ago than this, e.g. 30d.")
+@click.option("--json", "as_json", is_flag=True, help="Print how many runs were deleted as JSON.")
+@click.pass_obj
+def prune(state: State, older_than: float, as_json: bool) -> None:
+    """Delete finished runs and everything that belongs to them (nodes, messages, events)."""
+    deleted = state.engine(create=False).prune(older_than)
+    if as_json:
+        print_json({"deleted_runs": deleted})
+    else:
+        click.echo(f"deleted {deleted} finished run(s)")
+
+
+COMMANDS = (export_cmd, import_cmd, prune)
