@@ -81,7 +81,8 @@ class Engine:
             return plan
         row = self.store.get_workflow(workflow_id, version)
         try:
-            defn = load_definition(json.loads(row["definition"]), check_programs=False)
+            # Scripts may have moved since: a missing one fails its node, not every read of the run.
+            defn = load_definition(json.loads(row["definition"]), check_programs=False, check_files=False)
         except DefinitionError as exc:
             raise DefinitionError(f"stored workflow '{workflow_id}' v{version} no longer loads: {exc}") from exc
         plan = build_plan(defn, version)
@@ -341,6 +342,8 @@ class Engine:
                timeout: float | None = None, poll: float = 0.05) -> Iterator[dict]:
         """Events after `after`, oldest first. With follow=True, keep tailing (across processes)
         until the run is finished (when run_id is given) or `timeout` passes."""
+        if run_id is not None:
+            self.store.get_run_row(run_id)  # RunNotFound for an unknown run, not silence
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
             batch = self.store.events_after(after, run_id)

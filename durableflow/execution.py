@@ -230,36 +230,48 @@ class Execution:
         c = task.message
         now_s = iso(now)
         error = outcome.error or "node failed"
-        trigger = "cancel" if outcome.cancelled else "fail"
         data = {"attempt": task.attempt, "decision": reason} if reason else None
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
+        status, _wf, _v, variables_json, retries_used = R.run_state(conn, c.run_id)
+        if outcome.cancelled:
+            if status in ACTIVE:
+                # The run goes on: the worker let go of the node (shutting down); deliver again.
+                self._redeliver(conn, task, "cancel", error, outcome.error_type, 0.0, now, data)
+                return
+            ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+            R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
+                              now_s, error=error, error_type=outcome.error_type, data=data)
+            return
         budget = task.plan.definition.retry_budget
-        if retry_delay is not None and budget is not None and R.run_state(conn, c.run_id)[4] >= budget:
+        if retry_delay is not None and budget is not None and retries_used >= budget:
             # Checked here, not only at decision time: parallel failures must share one budget.
             retry_delay, reason = None, "the run's retryBudget is spent"
             data = {"attempt": task.attempt, "decision": reason}
-        if retry_delay is not None and not outcome.cancelled:
-            nack_txn(conn, c.id, c.token, now, delay=retry_delay, error=error,
-                     run_id=c.run_id, node_id=c.target_node_id)
-            R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
-                              now_s, error=error, error_type=outcome.error_type, data=data)
+        if retry_delay is not None and status in ACTIVE:
+            self._redeliver(conn, task, "fail", error, outcome.error_type, retry_delay, now, data)
             R.count_retry_txn(conn, c.run_id)
-            R.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
-                              "pending", c.id, dumps(task.input), now_s,
-                              data={"retryAt": iso(now + retry_delay)})
             return
         ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
-        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
+        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "fail", "running",
                           now_s, error=error, error_type=outcome.error_type, data=data)
-        status, _wf, _v, variables_json, _r = R.run_state(conn, c.run_id)
-        if status not in ACTIVE or outcome.cancelled:
-            if status in ACTIVE:
-                self.settle(conn, task.plan, c.run_id, status, now)
-            return
-        self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
-                         outcome.error_type, task.attempt, status, json.loads(variables_json or "{}"),
-                         task.inputs, now)
+        if status in ACTIVE:
+            self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
+                             outcome.error_type, task.attempt, status,
+                             json.loads(variables_json or "{}"), task.inputs, now)
+
+    def _redeliver(self, conn, task: Task, trigger: str, error: str, error_type: str | None,
+                   delay: float, now: float, data: dict | None) -> None:
+        """End this attempt and give its message back, visible after `delay`: the next attempt."""
+        c = task.message
+        now_s = iso(now)
+        nack_txn(conn, c.id, c.token, now, delay=delay, error=error,
+                 run_id=c.run_id, node_id=c.target_node_id)
+        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
+                          now_s, error=error, error_type=error_type, data=data)
+        R.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
+                          "pending", c.id, dumps(task.input), now_s,
+                          data={"retryAt": iso(now + delay)} if delay else None)
 
     def node_failed(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, error: str,
                     error_type: str | None, attempt: int, status: str, variables: dict,

@@ -65,7 +65,7 @@ class Worker:
             raise DatabaseCorrupt(f"{self.engine.path}: quick_check failed: {problems[0]}; "
                                   f"run `durableflow doctor`")
         self.engine._register_worker(self)
-        self.engine.recover()
+        self.recovered = self.engine.recover()
         for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper")):
             t = threading.Thread(target=self._guard, args=(target,), name=f"durableflow-{name}", daemon=True)
             t.start()

@@ -90,7 +90,10 @@ def insert_run_txn(conn, *, run_id: str, workflow_id: str, workflow_version: int
 def run_transition_txn(conn, run_id: str, trigger: str, source: str, now: str, *,
                        outputs: str | None = None, error: str | None = None,
                        paused_until: str | None = None, data: dict | None = None) -> str:
-    to = machines.target(machines.RUN, trigger, source)
+    try:
+        to = machines.target(machines.RUN, trigger, source)
+    except InvalidTransition:
+        raise InvalidTransition(f"run {run_id}: cannot {trigger} a run that is {source}") from None
     finished = now if to in ("completed", "failed", "cancelled") else None
     cur = conn.execute(Q.run_transition, {
         "to": to, "from": source, "run_id": run_id,
