@@ -60,13 +60,12 @@ class Worker:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> "Worker":
-        problems = [p for p in self.engine.store.quick_check() if p != "ok"]
-        if problems:
-            raise DatabaseCorrupt(f"{self.engine.path}: quick_check failed: {problems[0]}; "
-                                  f"run `durableflow doctor`")
         self.engine._register_worker(self)
         self.recovered = self.engine.recover()
-        for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper")):
+        # quick_check reads the whole file (a second per 500 MB): it runs beside the work
+        # instead of delaying recovery, and stops the worker if the file is damaged.
+        for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper"),
+                             (self._check, "quick-check")):
             t = threading.Thread(target=self._guard, args=(target,), name=f"durableflow-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -105,6 +104,10 @@ class Worker:
     def _guard(self, fn) -> None:
         try:
             fn()
+        except DurableflowError as exc:
+            log.error("worker %s: %s", self.worker_id, exc)
+            self.errors.append(exc)
+            self._stopping.set()
         except BaseException as exc:  # a dying thread must not take the worker down silently
             log.exception("worker %s: %s crashed", self.worker_id, fn.__name__)
             self.errors.append(exc)
@@ -115,25 +118,24 @@ class Worker:
     def _dispatch(self) -> None:
         engine = self.engine
         wait = 0.001
+        tasks: list[Task] = []
         while not self._stopping.is_set():
-            with self._lock:
-                free = self.concurrency - len(self._inflight)
-                if free <= 0:
-                    self._lock.wait(0.05)
-                    continue
-            limit = max(free, self.batch) if self._inline_streak else free
-            gen = engine._generation
-            try:
-                tasks = engine._claim(self.worker_id, limit, self.lease_seconds)
-            except DurableflowError as exc:
-                log.error("worker %s: claim failed: %s", self.worker_id, exc)
-                tasks = []
             if not tasks:
-                self._inline_streak = False
-                self.idle.set()
-                engine._wait_signal(gen, wait)
-                wait = min(wait * 2, self.poll_max)
-                continue
+                free = self._free_slots()
+                if free <= 0:
+                    continue
+                limit = max(free, self.batch) if self._inline_streak else free
+                gen = engine._generation
+                try:
+                    tasks = engine._claim(self.worker_id, limit, self.lease_seconds)
+                except DurableflowError as exc:
+                    log.error("worker %s: claim failed: %s", self.worker_id, exc)
+                if not tasks:
+                    self._inline_streak = False
+                    self.idle.set()
+                    engine._wait_signal(gen, wait)
+                    wait = min(wait * 2, self.poll_max)
+                    continue
             self.idle.clear()
             wait = 0.001
             inline = []
@@ -145,10 +147,21 @@ class Worker:
                 with self._lock:
                     self._inflight[task.instance_id] = task
                 self._pool.submit(self._run_pooled, task)
-            if inline:
-                # Cheap nodes claimed together are recorded together: one commit for the batch.
-                self._record(inline)
             self._inline_streak = len(inline) == len(tasks)
+            tasks = []
+            if inline:
+                # Cheap nodes claimed together are recorded together, and the transaction that
+                # records them claims what comes next: one commit per step of a chain.
+                free = self._free_slots(block=False)
+                nxt = max(free, self.batch) if self._inline_streak else free
+                tasks = self._record(inline, claim_next=0 if self._stopping.is_set() else nxt)
+
+    def _free_slots(self, block: bool = True) -> int:
+        with self._lock:
+            free = self.concurrency - len(self._inflight)
+            if free <= 0 and block:
+                self._lock.wait(0.05)
+            return free
 
     def _run_pooled(self, task: Task) -> None:
         try:
@@ -163,7 +176,8 @@ class Worker:
     # --- running a body --------------------------------------------------------------------
 
     def _execute(self, task: Task) -> None:
-        self._record([(task, self._outcome(task))])
+        if not self._abandon.is_set():
+            self._record([(task, self._outcome(task))])
 
     def _outcome(self, task: Task) -> Outcome:
         """Run the node body and say how it went. Never raises for a body's failure."""
@@ -193,21 +207,32 @@ class Worker:
                 check_output(variables, "ctx.vars")
             return outcome
         except NodeError as exc:
+            # Only the engine cancels: a body raising NodeCancelled on its own has failed.
+            cancelled = isinstance(exc, NodeCancelled) and task.cancel_event.is_set()
             return Outcome(False, error=str(exc), error_type=exc.error_type,
-                           exit_code=exc.exit_code, cancelled=isinstance(exc, NodeCancelled))
+                           exit_code=exc.exit_code, cancelled=cancelled)
         except Exception as exc:  # the engine's own failure around a body: still a node failure
             return Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
 
-    def _record(self, items: list[tuple[Task, Outcome]]) -> None:
+    def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
+        """Record results (and, in the same transaction, claim up to `claim_next` new tasks)."""
         try:
-            results = self.engine._record_many(items)
+            results, tasks = self.engine._record_many(
+                items, claim=(self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None)
         except DurableflowError as exc:
             # Not recorded: the lease will expire and the node will be delivered again.
             log.error("worker %s: could not record %d result(s): %s", self.worker_id, len(items), exc)
-            return
+            return []
         for (task, _outcome), err in zip(items, results):
             if err is not None:
                 log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, err)
+        return tasks
+
+    def _check(self) -> None:
+        problems = [p for p in self.engine.store.quick_check() if p != "ok"]
+        if problems:
+            raise DatabaseCorrupt(f"{self.engine.path}: quick_check failed: {problems[0]}; "
+                                  f"run `durableflow doctor`")
 
     # --- keeping leases and the engine -----------------------------------------------------
 
