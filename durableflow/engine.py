@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import definition_checksum, dump_json, load_definition
-from durableflow.errors import DatabaseCorrupt, DefinitionError, InvalidTransition, ValidationError, WaitTimeout
+from durableflow.errors import (
+    DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, ValidationError, WaitTimeout)
 from durableflow.execution import Execution, Outcome, Task
 from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
 from durableflow.plan import Plan, build_plan
@@ -51,6 +52,7 @@ class Engine:
         self._done = threading.Condition()   # notified when a run of this process finishes
         self._done_generation = 0
         self._workers: list = []
+        self._subscriptions: list[Callable[[], None]] = []
         self._progress_last: dict[int, float] = {}
 
     # --- workflows -------------------------------------------------------------------------
@@ -377,14 +379,23 @@ class Engine:
 
     def subscribe(self, callback: Callable[[dict], Any], run_id: str | None = None,
                   after: int | None = None, poll: float = 0.05) -> Callable[[], None]:
-        """Call `callback(event)` for each new event on a background thread; returns unsubscribe."""
+        """Call `callback(event)` for each new event on a background thread; returns unsubscribe
+        (callable from inside the callback too). Closing the engine ends every subscription."""
         stop = threading.Event()
         start = self.store.last_event_seq() if after is None else after
 
         def pump():
             seq = start
             while not stop.is_set():
-                for event in self.store.events_after(seq, run_id):
+                try:
+                    batch = self.store.events_after(seq, run_id)
+                except DurableflowError:
+                    if stop.is_set():
+                        return  # the engine closed under us
+                    raise
+                for event in batch:
+                    if stop.is_set():
+                        return
                     seq = event["seq"]
                     try:
                         callback(event)
@@ -395,12 +406,17 @@ class Engine:
                     self._wait_signal(gen, poll)
 
         thread = threading.Thread(target=pump, name="durableflow-subscriber", daemon=True)
-        thread.start()
 
         def unsubscribe():
             stop.set()
             self._signal()
-            thread.join(5)
+            with contextlib.suppress(ValueError):
+                self._subscriptions.remove(unsubscribe)
+            if threading.current_thread() is not thread:
+                thread.join(5)
+
+        self._subscriptions.append(unsubscribe)
+        thread.start()
         return unsubscribe
 
     # --- in-process wake-ups ---------------------------------------------------------------
@@ -428,6 +444,8 @@ class Engine:
             self._signal()
 
     def close(self) -> None:
+        for unsubscribe in list(self._subscriptions):
+            unsubscribe()
         for w in list(self._workers):
             w.stop()
         self.store.close()

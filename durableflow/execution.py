@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from durableflow.clock import iso
 from durableflow.errors import DurableflowError, ExpressionError
@@ -23,6 +23,17 @@ from durableflow.storage.queue import (
 
 dumps = R.dumps
 ACTIVE = ("running", "paused")
+
+
+class Flow(NamedTuple):
+    """How the messages a run sends now are enqueued."""
+
+    held: bool          # the run is paused: not claimable until it resumes
+    priority: int       # the run's priority (2 high, 1 normal, 0 low)
+
+    @classmethod
+    def of(cls, state: R.RunState) -> "Flow":
+        return cls(state.status == "paused", state.priority)
 
 
 @dataclass
@@ -97,15 +108,17 @@ class Execution:
                          parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s)
         R.run_transition_txn(conn, run_id, "start", "pending", now_s)
         for node_id in plan.entries:
-            self._enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}", False, now)
+            self._enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}", Flow(False, priority), now)
         return run_id, True
 
     def _enqueue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
-                      input_json: str, inputs_json: str, held: bool, now: float,
+                      input_json: str, inputs_json: str, flow: "Flow", now: float,
                       attempt: int = 1) -> None:
         payload = '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
         (mid,) = enqueue_txn(conn, [NewMessage(
-            "node", payload, run_id, node_id, iteration, plan.priorities[node_id], None, held,
+            # Node priority first; the run's priority orders messages of equal node priority.
+            "node", payload, run_id, node_id, iteration, plan.priorities[node_id] * 3 + flow.priority,
+            None, flow.held,
             self.max_deliveries)], now)
         R.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json, iso(now))
 
@@ -123,7 +136,7 @@ class Execution:
             state = states.get(c.run_id)
             if state is None:
                 state = states[c.run_id] = R.run_state(conn, c.run_id)
-            status, workflow_id, version, variables_json, retries_used = state
+            status, workflow_id, version, variables_json, retries_used, _p = state
             if status != "running":
                 self._drop_claimed(conn, c, status, now)
                 continue
@@ -174,8 +187,9 @@ class Execution:
         ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
                           now_s, output=outcome.output_json, port=outcome.port)
-        status, _wf, _v, variables_json, _r = R.run_state(conn, c.run_id)
-        variables = self._merge_variables(conn, task, outcome, variables_json)
+        state = R.run_state(conn, c.run_id)
+        status = state.status
+        variables = self._merge_variables(conn, task, outcome, state.variables)
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)
         if status not in ACTIVE:
@@ -189,7 +203,7 @@ class Execution:
                            f"node '{c.target_node_id}': {exc}", now)
             return
         self._route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
-                    outcome.output, status == "paused", now)
+                    outcome.output, Flow.of(state), now)
         self.settle(conn, task.plan, c.run_id, status, now)
 
     def record_many(self, conn, prepared: list, now: float) -> list[Exception | None]:
@@ -233,7 +247,8 @@ class Execution:
         data = {"attempt": task.attempt, "decision": reason} if reason else None
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
-        status, _wf, _v, variables_json, retries_used = R.run_state(conn, c.run_id)
+        state = R.run_state(conn, c.run_id)
+        status, variables_json, retries_used = state.status, state.variables, state.retries_used
         if outcome.cancelled:
             if status in ACTIVE:
                 # The run goes on: the worker let go of the node (shutting down); deliver again.
@@ -257,8 +272,7 @@ class Execution:
                           now_s, error=error, error_type=outcome.error_type, data=data)
         if status in ACTIVE:
             self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
-                             outcome.error_type, task.attempt, status,
-                             json.loads(variables_json or "{}"), task.inputs, now)
+                             outcome.error_type, task.attempt, state, task.inputs, now)
 
     def _redeliver(self, conn, task: Task, trigger: str, error: str, error_type: str | None,
                    delay: float, now: float, data: dict | None) -> None:
@@ -274,20 +288,21 @@ class Execution:
                           data={"retryAt": iso(now + delay)} if delay else None)
 
     def node_failed(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, error: str,
-                    error_type: str | None, attempt: int, status: str, variables: dict,
-                    inputs: dict, now: float) -> None:
+                    error_type: str | None, attempt: int, state: R.RunState, inputs: dict,
+                    now: float) -> None:
         """A node is finally failed: route its Fail message, or fail the run if nothing handles it."""
         value = {"error": error, "errorType": error_type, "nodeId": node_id, "attempt": attempt}
+        status = state.status
         try:
-            deliveries = self._deliveries(plan, node_id, "Fail", None,
-                                          {"output": value, "inputs": inputs, "vars": variables})
+            deliveries = self._deliveries(plan, node_id, "Fail", None, {
+                "output": value, "inputs": inputs, "vars": json.loads(state.variables or "{}")})
         except ExpressionError as exc:
             deliveries, error = [], f"{error}; and {exc}"
         handled = any(ok for _e, ok in deliveries)
         if not handled:
             self._fail_run(conn, plan, run_id, status, f"node '{node_id}' failed: {error}", now)
             return
-        self._route(conn, plan, run_id, node_id, iteration, deliveries, value, status == "paused", now)
+        self._route(conn, plan, run_id, node_id, iteration, deliveries, value, Flow.of(state), now)
         self.settle(conn, plan, run_id, status, now)
 
     # --- routing ---------------------------------------------------------------------------
@@ -307,15 +322,15 @@ class Execution:
         return out
 
     def _route(self, conn, plan: Plan, run_id: str, source: str, iteration: int,
-               deliveries: list[tuple[Edge, bool]], value: Any, held: bool, now: float) -> None:
+               deliveries: list[tuple[Edge, bool]], value: Any, flow: "Flow", now: float) -> None:
         value_json = None
         for edge, ok in deliveries:
             if ok and value_json is None:
                 value_json = dumps(value)
-            self._resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, held, now)
+            self._resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, flow, now)
 
     def _resolve(self, conn, plan: Plan, run_id: str, edge: Edge, iteration: int, delivered: bool,
-                 value: Any, value_json: str | None, held: bool, now: float) -> None:
+                 value: Any, value_json: str | None, flow: "Flow", now: float) -> None:
         """One incoming connection of a node delivered or was ruled out: run, wait, or skip it."""
         target = edge.conn.target_node_id
         incoming = plan.incoming[target]
@@ -324,9 +339,9 @@ class Execution:
         if len(incoming) == 1 and mode != "each":
             if delivered:
                 inputs_json = "{" + json.dumps(key) + ":" + value_json + "}"
-                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, held, now)
+                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, flow, now)
             else:
-                self._skip(conn, plan, run_id, target, iteration, held, now)
+                self._skip(conn, plan, run_id, target, iteration, flow, now)
             return
         join_iteration = 0 if mode == "each" else iteration
         resolved, count, fired = R.join_get(conn, run_id, target, join_iteration)
@@ -337,16 +352,16 @@ class Execution:
         one_input = "{" + json.dumps(key) + ":" + value_json + "}" if delivered else None
         if mode == "each":
             if delivered:
-                self._enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, held, now)
+                self._enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, flow, now)
             elif done and count == 0:
-                self._skip(conn, plan, run_id, target, 0, held, now)
+                self._skip(conn, plan, run_id, target, 0, flow, now)
         elif mode == "any":
             if delivered and not fired:
                 fired = True
-                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, held, now)
+                self._enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, flow, now)
             elif done and not fired:
                 fired = True
-                self._skip(conn, plan, run_id, target, iteration, held, now)
+                self._skip(conn, plan, run_id, target, iteration, flow, now)
         else:
             if delivered:
                 R.join_input_put(conn, run_id, target, join_iteration, key, value_json)
@@ -356,17 +371,17 @@ class Execution:
                     got = R.join_inputs_get(conn, run_id, target, join_iteration)
                     inputs_json = "{" + ",".join(json.dumps(k) + ":" + v for k, v in got) + "}"
                     self._enqueue_node(conn, plan, run_id, target, iteration,
-                                       got[0][1] if len(got) == 1 else inputs_json, inputs_json, held, now)
+                                       got[0][1] if len(got) == 1 else inputs_json, inputs_json, flow, now)
                 else:
-                    self._skip(conn, plan, run_id, target, iteration, held, now)
+                    self._skip(conn, plan, run_id, target, iteration, flow, now)
         R.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
 
-    def _skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, held: bool,
+    def _skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, flow: "Flow",
               now: float) -> None:
         """Dead-path elimination: a node none of whose inputs will come is skipped, and so on down."""
         R.insert_node_txn(conn, run_id, node_id, iteration, 1, "skipped", None, None, iso(now))
         for edge in plan.outgoing[node_id]:
-            self._resolve(conn, plan, run_id, edge, iteration, False, None, None, held, now)
+            self._resolve(conn, plan, run_id, edge, iteration, False, None, None, flow, now)
 
     # --- run state -------------------------------------------------------------------------
 
@@ -412,7 +427,7 @@ class Execution:
         return "paused"
 
     def resume(self, conn, run_id: str, now: float) -> str:
-        status, workflow_id, version, _v, _r = R.run_state(conn, run_id)
+        status, workflow_id, version = R.run_state(conn, run_id)[:3]
         R.run_transition_txn(conn, run_id, "resume", status, iso(now))
         R.hold_run_messages_txn(conn, run_id, False)
         self.settle(conn, self.plans(workflow_id, version), run_id, "running", now)
@@ -438,7 +453,8 @@ class Execution:
                 instance_id, node_status, attempt, _nid, _it = row
                 R.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
                                   now_s, error=why, error_type="WorkerLost")
-            status, workflow_id, version, variables_json, _ = R.run_state(conn, r.run_id)
+            state = R.run_state(conn, r.run_id)
+            status = state.status
             if status not in ACTIVE:
                 if not r.dead:
                     R.discard_run_messages_txn(conn, r.run_id, now_s)
@@ -447,10 +463,10 @@ class Execution:
                 R.insert_node_txn(conn, r.run_id, r.target_node_id, r.iteration, attempt + 1,
                                   "pending", r.message_id, None, now_s, data={"redelivery": True})
                 continue
-            plan = self.plans(workflow_id, version)
+            plan = self.plans(state.workflow_id, state.version)
             self.node_failed(conn, plan, r.run_id, r.target_node_id, r.iteration,
                              f"{why}; dead-lettered after {self.max_deliveries} deliveries",
-                             "DeadLettered", attempt, status, json.loads(variables_json or "{}"), {}, now)
+                             "DeadLettered", attempt, state, {}, now)
 
 
 _MISSING = object()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from durableflow import machines
 from durableflow.clock import iso
@@ -111,11 +111,20 @@ def run_transition_txn(conn, run_id: str, trigger: str, source: str, now: str, *
     return to
 
 
-def run_state(conn, run_id: str) -> tuple:
+class RunState(NamedTuple):
+    status: str
+    workflow_id: str
+    version: int
+    variables: str | None
+    retries_used: int
+    priority: int
+
+
+def run_state(conn, run_id: str) -> RunState:
     row = conn.execute(Q.run_state, (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(f"run {run_id} not found")
-    return row
+    return RunState(*row)
 
 
 def get_run_row(conn, run_id: str) -> dict:

@@ -42,7 +42,7 @@ SELECT run_id, workflow_id, workflow_version, parent_run_id, parent_node_id, sta
 FROM runs WHERE run_id = ?;
 
 -- name: run_state
-SELECT status, workflow_id, workflow_version, variables, retries_used FROM runs WHERE run_id = ?;
+SELECT status, workflow_id, workflow_version, variables, retries_used, priority FROM runs WHERE run_id = ?;
 
 -- name: run_transition
 UPDATE runs SET status = :to,
