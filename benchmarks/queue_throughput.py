@@ -55,6 +55,14 @@ WHERE id IN (
     ORDER BY priority DESC, id
     LIMIT :limit)
 RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts""",
+    "claim_one": """
+UPDATE messages SET status = 'leased'
+WHERE id = (
+    SELECT id FROM messages INDEXED BY messages_claimable
+    WHERE status = 'ready' AND held = 0 AND visible_at <= :now
+    ORDER BY priority DESC, id
+    LIMIT 1)
+RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts""",
     "lease_insert": """
 INSERT INTO leases (message_id, worker_id, token, acquired_at, expires_at)
 VALUES (?, ?, ?, ?, ?)""",
@@ -62,6 +70,7 @@ VALUES (?, ?, ?, ?, ?)""",
     "message_ack": """
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
 RETURNING run_id, target_node_id""",
+    "message_ack_many": "UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'",
     "event_insert": "INSERT INTO events (run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?)",
 }
 R = {k: v.strip() for k, v in RAW_SQL.items()}
@@ -200,7 +209,7 @@ class Raw(Impl):
         c.executemany(ev, events)
 
     def _claim(self, c, k, now_s, expires_s):
-        rows = c.execute(R["claim"], {"now": now_s, "limit": k}).fetchall()
+        rows = c.execute(R["claim_one"] if k == 1 else R["claim"], {"now": now_s, "limit": k}).fetchall()
         if not rows:
             return rows
         token = os.urandom(8).hex()
@@ -229,16 +238,13 @@ class Raw(Impl):
                 raise RuntimeError("not leased")
             c.execute(ev, (row[0], row[1], "message.acked", f'{{"id":{mid},"from":"leased"}}', now_s))
             return
-        # Batches: one executemany where no row comes back; RETURNING needs one execute each.
+        # Batches: as durableflow's ack_many_txn, one executemany per statement.
         if c.executemany(release, [(i[0], i[3]) for i in items]).rowcount != len(items):
             raise RuntimeError("stale lease")
-        events = []
-        for i in items:
-            row = c.execute(ack, (now_s, i[0])).fetchone()
-            if row is None:
-                raise RuntimeError("not leased")
-            events.append((row[0], row[1], "message.acked", f'{{"id":{i[0]},"from":"leased"}}', now_s))
-        c.executemany(ev, events)
+        if c.executemany(R["message_ack_many"], [(now_s, i[0]) for i in items]).rowcount != len(items):
+            raise RuntimeError("not leased")
+        c.executemany(ev, [(i[1], i[2], "message.acked", f'{{"id":{i[0]},"from":"leased"}}', now_s)
+                           for i in items])
 
     def _take(self, k):
         t = time.time()

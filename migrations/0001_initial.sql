@@ -104,8 +104,8 @@ CREATE TABLE leases (
     acquired_at  TEXT NOT NULL,
     expires_at   TEXT NOT NULL
 );
-CREATE INDEX leases_by_expiry ON leases (expires_at);
-CREATE INDEX leases_by_worker ON leases (worker_id);
+-- No secondary indexes: the table holds only the leases in force (one per message in flight),
+-- so a scan is cheap, and every index would be written twice per delivery.
 
 CREATE TABLE dead_letters (
     id              INTEGER PRIMARY KEY,

@@ -20,6 +20,16 @@ WHERE id IN (
     LIMIT :limit)
 RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
 
+-- name: claim_one
+-- The same for one message: `id = (subquery)` lets SQLite skip building the IN list.
+UPDATE messages SET status = 'leased'
+WHERE id = (
+    SELECT id FROM messages INDEXED BY messages_claimable
+    WHERE status = 'ready' AND held = 0 AND visible_at <= :now
+    ORDER BY priority DESC, id
+    LIMIT 1)
+RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+
 -- name: lease_insert
 INSERT INTO leases (message_id, worker_id, token, acquired_at, expires_at)
 VALUES (?, ?, ?, ?, ?);
@@ -40,6 +50,9 @@ UPDATE leases SET expires_at = :until WHERE message_id = :message_id AND token =
 -- RETURNING: the event names the message's run and node even when the caller did not.
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
 RETURNING run_id, target_node_id;
+
+-- name: message_ack_many
+UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased';
 
 -- name: message_nack
 UPDATE messages SET status = 'ready', visible_at = :visible_at, last_error = :error,

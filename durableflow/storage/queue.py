@@ -93,7 +93,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     now_s = iso(now)
     expires = now + lease_seconds
     expires_s = iso(expires)
-    rows = conn.execute(Q.claim, {"now": now_s, "limit": limit}).fetchall()
+    rows = conn.execute(Q.claim_one if limit == 1 else Q.claim, {"now": now_s, "limit": limit}).fetchall()
     if not rows:
         return []
     # RETURNING gives no order guarantee; callers get the claim order.
@@ -124,6 +124,21 @@ def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=
         run_id, node_id = row
     conn.execute(Q.event_insert, (run_id, node_id, "message." + _ACK,
                                   f'{{"id":{message_id},"from":"leased"}}', now_s))
+
+
+def ack_many_txn(conn, items: list[Claimed], now: float) -> None:
+    """Ack a batch: all or nothing. A stale lease among them refuses the whole batch."""
+    if not items:
+        return
+    now_s = iso(now)
+    released = conn.executemany(Q.lease_release, [(c.id, c.token) for c in items]).rowcount
+    if released != len(items):
+        raise StaleLease(f"ack of {len(items)} messages refused: {len(items) - released} of their "
+                         f"lease tokens are stale (expired or taken over); nothing was acked")
+    if conn.executemany(Q.message_ack_many, [(now_s, c.id) for c in items]).rowcount != len(items):
+        raise InvalidTransition(f"ack of {len(items)} messages refused: not all of them are leased")
+    conn.executemany(Q.event_insert, [(c.run_id, c.target_node_id, "message." + _ACK,
+                                       f'{{"id":{c.id},"from":"leased"}}', now_s) for c in items])
 
 
 def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.0,
@@ -249,10 +264,7 @@ class QueueOps:
         self.write(ack_txn, message_id, token, self.clock.now())
 
     def ack_many(self, claimed: Iterable[Claimed]) -> None:
-        def txn(conn, items, now):
-            for c in items:
-                ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
-        self.write(txn, list(claimed), self.clock.now())
+        self.write(ack_many_txn, list(claimed), self.clock.now())
 
     def nack(self, message_id: int, token: str, *, delay: float = 0.0, error: str | None = None,
              count_attempt: bool = False) -> None:
