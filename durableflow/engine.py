@@ -341,6 +341,13 @@ class Engine:
             return results, tasks
         return self._write(txn)
 
+    def _release(self, tasks: list[Task]) -> None:
+        """Give back claimed nodes that were not started: deliverable again at once."""
+        def txn(conn, now):
+            for task in tasks:
+                self.execution.let_go(conn, task, "the worker stopped before starting it", now)
+        self._write(txn, self.clock.now())
+
     def _progress(self, task: Task, percent: float, message: str | None) -> None:
         mono = self.clock.monotonic()
         last = self._progress_last.get(task.instance_id, 0.0)

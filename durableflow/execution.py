@@ -274,6 +274,13 @@ class Execution:
             self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
                              outcome.error_type, task.attempt, state, task.inputs, now)
 
+    def let_go(self, conn, task: Task, why: str, now: float) -> None:
+        """The worker gives back a claimed node whose body it never started: deliverable again
+        at once, as the same attempt."""
+        c = task.message
+        nack_txn(conn, c.id, c.token, now, error=why, run_id=c.run_id, node_id=c.target_node_id)
+        R.release_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, iso(now))
+
     def _redeliver(self, conn, task: Task, trigger: str, error: str, error_type: str | None,
                    delay: float, now: float, data: dict | None) -> None:
         """End this attempt and give its message back, visible after `delay`: the next attempt."""

@@ -32,6 +32,7 @@ RUN = _machine("run", ["pending", "running", "paused", "completed", "failed", "c
 
 NODE = _machine("node", ["pending", "waiting", "running", "completed", "failed", "cancelled", "skipped"], [
     ["start", ["pending", "waiting"], "running"],
+    ["release", "running", "pending"],            # claimed, given back before its body started
     ["wait", ["pending", "running"], "waiting"],   # a limit holds it, or a timer/signal parks it
     ["complete", ["running", "waiting"], "completed"],
     ["fail", ["running", "waiting", "pending"], "failed"],

@@ -155,6 +155,13 @@ class Worker:
                 free = self._free_slots(block=False)
                 nxt = max(free, self.batch) if self._inline_streak else free
                 tasks = self._record(inline, claim_next=0 if self._stopping.is_set() else nxt)
+        if tasks:
+            # Claimed by the last record transaction as we were told to stop: give them back.
+            try:
+                engine._release(tasks)
+            except DurableflowError as exc:
+                log.error("worker %s: could not give back %d claimed node(s), their leases will "
+                          "expire: %s", self.worker_id, len(tasks), exc)
 
     def _free_slots(self, block: bool = True) -> int:
         with self._lock:

@@ -186,6 +186,14 @@ def finish_node_txn(conn, instance_id: int, run_id: str, node_id: str, trigger: 
     return to
 
 
+def release_node_txn(conn, instance_id: int, run_id: str, node_id: str, now: str) -> None:
+    """A claimed attempt whose body never started goes back to pending, attempt unchanged."""
+    machines.target(machines.NODE, "release", "running")
+    if conn.execute(Q.node_release, (instance_id,)).rowcount != 1:
+        raise InvalidTransition(f"node instance {instance_id}: cannot 'release', it is not running")
+    event_txn(conn, run_id, node_id, "node.pending", {"id": instance_id, "from": "running", "released": True}, now)
+
+
 def wait_node_txn(conn, instance_id: int, run_id: str, node_id: str, source: str, reason: str,
                   now: str) -> None:
     machines.target(machines.NODE, "wait", source)

@@ -108,6 +108,10 @@ UPDATE node_instances SET status = :to, output = :output, error = :error,
                           waiting_reason = NULL
 WHERE id = :id AND status = :from;
 
+-- name: node_release
+UPDATE node_instances SET status = 'pending', started_at = NULL, worker_id = NULL
+WHERE id = ? AND status = 'running';
+
 -- name: node_wait
 UPDATE node_instances SET status = 'waiting', waiting_reason = :reason
 WHERE id = :id AND status = :from;

@@ -519,6 +519,7 @@ LIFECYCLES = {
     },
     "NODE": {
         "start": {"pending": "running", "waiting": "running"},
+        "release": {"running": "pending"},
         "wait": {"pending": "waiting", "running": "waiting"},
         "complete": {"running": "completed", "waiting": "completed"},
         "fail": {"running": "failed", "waiting": "failed", "pending": "failed"},
