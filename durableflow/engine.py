@@ -68,7 +68,8 @@ class Engine:
         # Stored with absolute script paths: the row alone says what runs, and the same file
         # in two folders (running different scripts) is two different versions.
         stored = dataclasses.replace(defn, source_path=None)
-        checksum = definition_checksum(stored)
+        # The version key says where to file the content; it is not part of the content.
+        checksum = definition_checksum(dataclasses.replace(stored, version=None))
         body = dump_json(stored)
         src = str(defn.source_path) if defn.source_path else None
         version, _created = self.store.write(R.register_workflow_txn, defn.workflow_id, checksum, body,

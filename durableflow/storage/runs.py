@@ -12,7 +12,7 @@ from typing import Any, Iterable, NamedTuple
 
 from durableflow import machines
 from durableflow.clock import iso
-from durableflow.errors import InvalidTransition, RunNotFound, WorkflowNotFound
+from durableflow.errors import DefinitionError, InvalidTransition, RunNotFound, WorkflowNotFound
 from durableflow.storage.queries import Q
 from durableflow.storage.queue import release_txn
 
@@ -43,7 +43,7 @@ def register_workflow_txn(conn, workflow_id: str, checksum: str, definition_json
         row = conn.execute(Q.workflow_version_get, (workflow_id, version)).fetchone()
         if row is not None:
             if row[0] != checksum:
-                raise InvalidTransition(
+                raise DefinitionError(
                     f"workflow '{workflow_id}' version {version} is already registered with a "
                     f"different definition; bump `version` or leave it out")
             return version, False

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from df_it_support import conn, df_threads, py, wait_until, wf
+from df_it_support import conn, df_threads, node, py, wait_until, wf
 from durableflow import (
     DurableflowError, Engine, RunNotFound, ValidationError, WaitTimeout, WorkflowNotFound,
 )
@@ -97,6 +97,10 @@ def test_inputs_schema_violation_raises_validation_error_and_stores_no_run(engin
         engine.start("two-step", inputs={"n": "one"})
     with pytest.raises(ValidationError):
         engine.start("two-step", inputs={})
+    with pytest.raises(ValidationError):
+        engine.start(defn, inputs={"n": 1.5})      # by definition, too
+    with pytest.raises(ValidationError):
+        engine.execute(defn, inputs=None, timeout=5)
     assert sql.one("SELECT count(*) FROM runs") == 0
     assert sql.one("SELECT count(*) FROM messages") == 0
     assert sql.one("SELECT count(*) FROM node_instances") == 0
@@ -230,3 +234,73 @@ def test_the_same_definition_file_in_two_folders_runs_its_own_scripts(engine, tm
             assert other.wait(run_id, timeout=30).outputs == {"s": "two"}
     finally:
         other.close()
+
+
+def test_a_run_abandoned_by_execute_timeout_is_finished_by_the_next_worker(tmp_path, hooks):
+    """execute() gave up on the run, not the run on its node: the node in hand must not be
+    recorded as done (the run must not 'complete' without it); a later worker redelivers it
+    after its lease expires and the run completes with every node."""
+    engine = Engine(tmp_path / "abandon.db", lease_seconds=1)
+    try:
+        defn = wf("abandon", py("a", "import df_it_hooks as h\nif ctx.attempt == 1:\n    h.wait('valve', 5)\noutput = 1"),
+                  py("b", "output = ctx.input + 1"), connections=[conn("a", "b")])
+        with pytest.raises(WaitTimeout):
+            engine.execute(defn, timeout=0.5)
+        (run_row,) = engine.runs()
+        assert engine.get_run(run_row["run_id"]).status == "running"
+        hooks.event("valve").set()
+        with engine.worker(concurrency=1):
+            run = engine.wait(run_row["run_id"], timeout=20)
+        assert run.status == "completed", run.error
+        assert run.outputs == {"b": 2}
+        assert [n.status for n in run.nodes if n.node_id == "a"][-1] == "completed"
+    finally:
+        hooks.reset()
+        engine.close()
+
+
+def test_a_workflow_whose_script_file_is_gone_fails_only_its_own_runs(tmp_path):
+    """A stored version whose scriptPath file was deleted: its node fails (ScriptNotFound) and
+    its run fails; other workflows' runs are not held up; its finished runs stay readable."""
+    script = tmp_path / "gone.py"
+    script.write_text("def run(ctx):\n    return 'S'\n")
+    engine = Engine(tmp_path / "gone.db")
+    try:
+        with_script = wf("with-script", {"nodeId": "s", "runtimeType": "Python", "scriptPath": str(script)})
+        finished = engine.execute(with_script, timeout=30).run_id
+        doomed = engine.start("with-script")
+        other = engine.start(TWO_STEP, inputs={"n": 1})
+    finally:
+        engine.close()
+    script.unlink()
+    engine = Engine(tmp_path / "gone.db")      # a fresh process: nothing cached
+    try:
+        assert engine.get_run(finished).outputs == {"s": "S"}
+        with engine.worker(concurrency=2):
+            assert engine.wait(other, timeout=10).status == "completed"
+            run = engine.wait(doomed, timeout=10)
+        assert run.status == "failed"
+        assert "s" in run.error and "gone.py" in run.error
+    finally:
+        engine.close()
+
+
+def test_a_stopped_worker_holds_no_leases_and_the_next_one_carries_on(engine, sql):
+    """Stop a worker in the middle of a long chain of cheap nodes: nothing stays leased or running
+    behind it, and a new worker finishes the run at once (not after a lease expiry)."""
+    n = 400
+    defn = wf("long-chain", *[node(f"n{i}", "Noop") for i in range(n)],
+              connections=[conn(f"n{i}", f"n{i + 1}") for i in range(n - 1)])
+    run_id = engine.start(defn, inputs={"x": 1})
+    for _round in range(3):
+        with engine.worker(concurrency=2):
+            wait_until(lambda: sql.one("SELECT count(*) FROM node_instances WHERE run_id = ? "
+                                       "AND status = 'completed'", run_id) >= 10 * (_round + 1),
+                       what="some progress")
+        assert sql.one("SELECT count(*) FROM messages WHERE status = 'leased'") == 0
+        assert sql.one("SELECT count(*) FROM node_instances WHERE status = 'running'") == 0
+    with engine.worker(concurrency=2):
+        run = engine.wait(run_id, timeout=15)     # well inside the 30 s lease
+    assert run.status == "completed"
+    assert run.outputs == {f"n{n - 1}": {"x": 1}}
+    assert sql.one("SELECT count(*) FROM node_instances WHERE run_id = ? AND status != 'completed'", run_id) == 0

@@ -8,7 +8,7 @@ import textwrap
 
 import yaml
 
-from df_it_support import conn, node, py, wf
+from df_it_support import conn, node, node_status, py, wait_until, wf
 
 
 def test_inline_script_sets_output(engine):
@@ -148,7 +148,6 @@ def test_process_isolated_python_node_writes_vars_and_reports_progress(engine):
 
 
 def test_external_bodies_are_killed_on_cancel(engine):
-    from df_it_support import node_status, wait_until
     sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
     defn = wf("kill-on-cancel", py("start"), node("sh", "Shell", command=sleeper),
               py("iso", "import time\ntime.sleep(30)", isolation="process"),

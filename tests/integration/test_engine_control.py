@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from df_it_support import call, conn, node_status, py, wait_until, wf
-from durableflow import InvalidTransition
+from durableflow import Engine, InvalidTransition, ManualClock
 
 
 def test_cancel_stops_a_running_node_and_cancels_what_is_pending(engine, hooks, sql):
@@ -115,7 +115,6 @@ def test_cancel_a_paused_run(engine, hooks, sql):
 
 
 def test_pause_for_a_while_resumes_by_itself_in_maintain(tmp_path, hooks):
-    from durableflow import Engine, ManualClock
     clock = ManualClock(1_800_000_000.0)
     engine = Engine(tmp_path / "pause-for.db", clock=clock)
     try:
@@ -130,3 +129,13 @@ def test_pause_for_a_while_resumes_by_itself_in_maintain(tmp_path, hooks):
             assert engine.wait(run_id, timeout=10).status == "completed"
     finally:
         engine.close()
+
+
+def test_a_body_that_raises_node_cancelled_itself_ends_its_run(engine):
+    """Only the engine cancels a node; a body raising the engine's NodeCancelled while its run goes
+    on must not be delivered again without end: the run finishes, with a bounded number of attempts."""
+    defn = wf("self-cancel", py("a", "from durableflow.errors import NodeCancelled\n"
+                                     "raise NodeCancelled('I give up')"))
+    run = engine.execute(defn, timeout=5)
+    assert run.status in ("failed", "cancelled")
+    assert len(run.nodes) <= 5, f"{len(run.nodes)} attempts"

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from df_it_support import call, conn, event_data, py, wait_until, wf
+from durableflow import Engine
 
 CHAIN = wf("chain", py("a", "output = 1"), py("b", "output = ctx.input + 1"), connections=[conn("a", "b")])
 
@@ -156,3 +157,40 @@ def test_progress_of_a_finished_run_has_nothing_pending_and_no_eta(engine, endin
     p = first.progress
     assert (p["pending"], p["running"], p["waiting"]) == (0, 0, 0), p
     assert p["eta_seconds"] in (0.0, None), p
+
+
+def test_unsubscribe_from_inside_the_callback(engine):
+    """A subscriber that stops itself when it has seen what it waited for."""
+    got: list[str] = []
+    errors: list[BaseException] = []
+    holder = {}
+
+    def callback(event):
+        got.append(event["type"])
+        if event["type"] == "run.completed":
+            try:
+                holder["unsubscribe"]()
+            except BaseException as exc:   # noqa: BLE001 - recorded for the assertion below
+                errors.append(exc)
+
+    holder["unsubscribe"] = engine.subscribe(callback)
+    engine.execute(CHAIN, timeout=30)
+    wait_until(lambda: "run.completed" in got, what="the callback to see run.completed")
+    wait_until(lambda: not any(t.name == "durableflow-subscriber" for t in threading.enumerate()),
+               what="the subscriber thread to end")
+    assert errors == []
+    count = len(got)
+    engine.execute(CHAIN, timeout=30)
+    assert len(got) == count
+
+
+def test_closing_the_engine_ends_its_subscriptions_quietly(tmp_path, monkeypatch):
+    crashed: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(repr(args.exc_value)))
+    engine = Engine(tmp_path / "close.db")
+    engine.subscribe(lambda event: None)
+    engine.execute(CHAIN, timeout=30)
+    engine.close()
+    wait_until(lambda: not any(t.name == "durableflow-subscriber" for t in threading.enumerate()),
+               what="the subscriber thread to end")
+    assert crashed == []

@@ -118,41 +118,41 @@ def test_a_stale_lease_cannot_record_a_second_completion(tmp_path, hooks):
         engine.close()
 
 
+def worker_argv(kind: str, db: Path, tmp_path: Path, k: int) -> list[str]:
+    if kind == "cli":
+        return [sys.executable, "-m", "durableflow", "--db", str(db), "worker", "--until-idle",
+                "--max-wait", "1s", "--concurrency", "2"]
+    return [sys.executable, str(FIXTURES / "df_it_worker.py"), str(db), str(tmp_path / f"ready-{k}"),
+            str(tmp_path / "go")]
+
+
 @pytest.mark.slow
-def test_two_worker_processes_share_the_work_of_200_runs(tmp_path):
+@pytest.mark.parametrize("kind", ["helper", "cli"])
+def test_two_worker_processes_share_the_work_of_200_runs(tmp_path, kind):
     db = tmp_path / "shared.db"
-    defn = wf(
-        "shared",
-        py("a", "output = ctx.input['i'] * 2"),
-        py("b", "output = ctx.input + 1"),
-        {"nodeId": "c", "runtimeType": "Noop"},
-        connections=[conn("a", "b"), conn("b", "c")],
-    )
+    defn = fan_defn("shared")
     engine = Engine(db)
     try:
-        run_ids = [engine.start(defn, inputs={"i": i}) for i in range(200)]
+        run_ids = [engine.start(defn, inputs={"n": i % 6}) for i in range(200)]
     finally:
         engine.close()
 
-    go = tmp_path / "go"
-    procs, ready_files = [], []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")]))}
+    procs = []
     try:
         for k in range(2):
-            ready = tmp_path / f"ready-{k}"
-            ready_files.append(ready)
-            procs.append(subprocess.Popen(
-                [sys.executable, str(FIXTURES / "df_it_worker.py"), str(db), str(ready), str(go)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-        wait_until(lambda: all(f.exists() for f in ready_files) or any(p.poll() is not None for p in procs),
-                   timeout=30, what="both worker processes to be ready")
-        go.write_text("go")
-        results = []
+            procs.append(subprocess.Popen(worker_argv(kind, db, tmp_path, k), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=env))
+        if kind == "helper":
+            # Both open the engine first, then start working together.
+            wait_until(lambda: all((tmp_path / f"ready-{k}").exists() for k in range(2))
+                       or any(p.poll() is not None for p in procs),
+                       timeout=30, what="both worker processes to be ready")
+            (tmp_path / "go").write_text("go")
         deadline = time.monotonic() + 55
         for p in procs:
-            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert p.returncode == 0, f"worker exited {p.returncode}: {err[-2000:]}"
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            _out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert p.returncode == 0, f"{kind} worker exited {p.returncode}: {err[-2000:]}"
     finally:
         for p in procs:
             if p.poll() is None:
@@ -164,14 +164,21 @@ def test_two_worker_processes_share_the_work_of_200_runs(tmp_path):
         statuses = dict(sql.rows("SELECT status, count(*) FROM runs GROUP BY status"))
         assert statuses == {"completed": 200}
         assert sql.rows(DUPLICATE_COMPLETIONS) == []
-        per_node = sql.rows("SELECT node_id, count(*) FROM node_instances WHERE status = 'completed' GROUP BY node_id")
-        assert dict(per_node) == {"a": 200, "b": 200, "c": 200}
-        assert sql.one("SELECT count(*) FROM node_instances WHERE status != 'completed'") == 0
+        per_node = dict(sql.rows(
+            "SELECT node_id, count(*) FROM node_instances WHERE status = 'completed' GROUP BY node_id"))
+        big = sum(1 for i in range(200) if i % 6 > 2)
+        assert per_node == {"split": 200, "left": 200, "right": 200, "gate": 200, "join": 200,
+                            "big": big, "small": 200 - big}
+        assert sql.one("SELECT count(*) FROM node_instances WHERE status NOT IN ('completed', 'skipped')") == 0
+        assert sql.one("SELECT count(*) FROM node_instances WHERE status = 'skipped'") == 200
         pids = {int(w.split(":")[1]) for (w,) in sql.rows(
             "SELECT DISTINCT worker_id FROM node_instances WHERE worker_id IS NOT NULL")}
-        assert pids == {r["pid"] for r in results}, "both worker processes must have run nodes"
+        assert pids == {p.pid for p in procs}, "both worker processes must have run nodes"
         outputs = dict(sql.rows("SELECT run_id, outputs FROM runs"))
-        assert sorted(json.loads(outputs[r])["c"] for r in run_ids) == sorted(2 * i + 1 for i in range(200))
+        for i, run_id in enumerate(run_ids):
+            n = i % 6
+            branch = "big" if n > 2 else "small"
+            assert json.loads(outputs[run_id]) == {"join": {"left": sum(range(n)), "right": n, branch: branch}}
         assert_recorded_once(sql, edges_of(defn))
     finally:
         sql.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
-from df_it_support import Sql, call, conn, node_status, py, wait_until, wf
+from df_it_support import call, conn, node_status, py, wait_until, wf
 from durableflow import Engine, ManualClock
 
 BLOCK = "import df_it_hooks as h\nh.record('started', ctx.node_id)\nh.wait('never')\noutput = 'late'"
@@ -76,8 +77,10 @@ def test_workflow_timeout_on_the_real_clock_is_enforced_by_the_worker(engine):
 # --- maxConcurrency -------------------------------------------------------------------------------
 
 def test_max_concurrency_caps_nodes_running_at_once(engine, hooks, sql):
-    body = ("import df_it_hooks as h, time\nh.enter('mc')\n"
-            "try:\n    h.wait('mc-slow', 0.15)\nfinally:\n    h.leave('mc')\noutput = ctx.node_id")
+    # The first two in wait for each other (so two really overlap); a third one in at the same
+    # time would show in the peak.
+    body = ("import df_it_hooks as h\nif h.enter('mc') >= 2:\n    h.event('two-in').set()\n"
+            "try:\n    h.wait('two-in', 2)\nfinally:\n    h.leave('mc')\noutput = ctx.node_id")
     workers = [py(f"w{i}", body) for i in range(6)]
     defn = wf("max-conc", py("start"), *workers, py("end", "output = sorted(ctx.inputs)"),
               connections=[conn("start", f"w{i}") for i in range(6)] + [conn(f"w{i}", "end") for i in range(6)],
@@ -120,7 +123,7 @@ def test_max_concurrency_slot_freed_by_a_node_in_retry_backoff(engine, hooks):
         py("start"),
         py("flaky", "import df_it_hooks as h\nh.record('order', ('flaky', ctx.attempt))\n"
                     "if ctx.attempt == 1:\n    raise ConnectionError('try again')\noutput = 'ok'",
-           retry={"strategy": "fixed", "maxAttempts": 2, "initialDelay": "2s", "jitter": 0}),
+           retry={"strategy": "fixed", "maxAttempts": 2, "initialDelay": "1s", "jitter": 0}),
         py("other", "import df_it_hooks as h\nh.record('order', ('other', 1))\noutput = 'ok'"),
         connections=[conn("start", "flaky"), conn("start", "other")],
         maxConcurrency=1,
@@ -208,7 +211,6 @@ def test_defaults_retry_applies_to_nodes_without_their_own(engine, hooks):
 
 
 def test_retry_on_exit_code_for_a_shell_node(engine, tmp_path):
-    import sys
     counter = tmp_path / "count"
     program = (f"import pathlib, sys\np = pathlib.Path({str(counter)!r})\n"
                "n = int(p.read_text()) + 1 if p.exists() else 1\np.write_text(str(n))\n"
@@ -249,7 +251,7 @@ def test_pause_during_a_retry_backoff_then_resume(engine, hooks, sql):
         engine.pause(run_id)
         assert sql.one("SELECT held FROM messages WHERE run_id = ?", run_id) == 1
         # Wait past the backoff, then make sure the worker went round with nothing to claim.
-        wait_until(lambda: time.time() > 0 and sql.one(
+        wait_until(lambda: sql.one(
             "SELECT visible_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM messages WHERE run_id = ?", run_id),
             what="the backoff to pass")
         w.idle.clear()
@@ -260,3 +262,90 @@ def test_pause_during_a_retry_backoff_then_resume(engine, hooks, sql):
         run = engine.wait(run_id, timeout=10)
     assert run.status == "completed", run.error
     assert hooks.calls["flaky:f"] == [1, 2]
+
+
+# --- priority -------------------------------------------------------------------------------------
+
+RECORD_ORDER = "import df_it_hooks as h\nh.record('order', ctx.node_id)\noutput = ctx.node_id"
+
+
+def test_node_priority_orders_claims(engine, hooks):
+    defn = wf("prio-nodes", py("start"),
+              py("low", RECORD_ORDER, priority="low"), py("normal", RECORD_ORDER),
+              py("high", RECORD_ORDER, priority="high"),
+              connections=[conn("start", n) for n in ("low", "normal", "high")])
+    run = engine.execute(defn, concurrency=1, timeout=30)
+    assert run.status == "completed"
+    assert hooks.calls["order"] == ["high", "normal", "low"]
+
+
+def test_run_priority_orders_claims_across_runs(engine, hooks):
+    def defn(name):
+        return wf(f"prio-run-{name}", py(name, RECORD_ORDER))
+    ids = [engine.start(defn("low"), priority="low"), engine.start(defn("normal")),
+           engine.start(defn("high"), priority="high")]
+    with engine.worker(concurrency=1):
+        for run_id in ids:
+            assert engine.wait(run_id, timeout=30).status == "completed"
+    assert hooks.calls["order"] == ["high", "normal", "low"]
+
+
+def test_max_concurrency_is_per_run(engine, hooks):
+    body = "import df_it_hooks as h\nh.barrier('runs', 2).wait()\noutput = 'met'"
+    defn = wf("per-run", py("only", body), maxConcurrency=1)
+    ids = [engine.start(defn), engine.start(defn)]
+    with engine.worker(concurrency=2):
+        runs = [engine.wait(r, timeout=30) for r in ids]
+    assert [r.status for r in runs] == ["completed", "completed"], [r.error for r in runs]
+
+
+def test_heartbeat_keeps_the_lease_of_a_node_longer_than_the_lease(tmp_path, hooks):
+    engine = Engine(tmp_path / "heartbeat.db", lease_seconds=0.5)
+    try:
+        defn = wf("heartbeat", py("slow", "import df_it_hooks as h\nh.record('slow', ctx.attempt)\n"
+                                          "h.wait('never', 1.5)\noutput = ctx.attempt"))
+        run = engine.execute(defn, timeout=30)
+        assert run.status == "completed", run.error
+        assert hooks.calls["slow"] == [1]
+        assert [(n.attempt, n.status) for n in run.nodes] == [(1, "completed")]
+    finally:
+        engine.close()
+
+
+def test_workflow_timeout_fails_a_paused_run(tmp_path, hooks):
+    clock = ManualClock(1_800_000_000.0)
+    engine = Engine(tmp_path / "paused-timeout.db", clock=clock)
+    try:
+        run_id = engine.start(wf("paused-timeout", py("a"), py("b"), connections=[conn("a", "b")], timeout="1m"))
+        engine.pause(run_id)
+        clock.advance(61)
+        engine.maintain()
+        run = engine.get_run(run_id)
+        assert run.status == "failed" and "timed out" in run.error
+        assert [(n.node_id, n.status) for n in run.nodes] == [("a", "cancelled")]
+    finally:
+        engine.close()
+
+
+def test_a_timed_out_attempt_is_retried(engine, hooks):
+    body = ("import df_it_hooks as h\nh.record('att', ctx.attempt)\n"
+            "if ctx.attempt == 1:\n    h.wait('never', 5)\noutput = ctx.attempt")
+    defn = wf("timeout-retry", py("t", body, timeout="300ms",
+                                  retry={**FIXED_3, "retryOn": ["TimeoutError"]}))
+    run = engine.execute(defn, timeout=30)
+    assert run.status == "completed", run.error
+    assert [(n.attempt, n.status, n.error_type) for n in run.nodes] == [
+        (1, "failed", "TimeoutError"), (2, "completed", None)]
+    assert run.outputs == {"t": 2}
+
+
+def test_fail_edge_after_retries_are_exhausted_gets_the_last_attempt(engine, hooks):
+    defn = wf("retry-then-handler", call("f", "flaky", retry=FIXED_3),
+              py("handler", "output = ctx.input"), connections=[conn("f", "handler", on="Fail")])
+    run = engine.execute(defn, timeout=30)
+    assert run.status == "completed", run.error
+    handled = run.outputs["handler"]
+    assert (handled["nodeId"], handled["attempt"], handled["errorType"]) == ("f", 3, "ConnectionError")
+    assert "flaky attempt 3" in handled["error"]
+    # The handler ran once, after the last attempt only.
+    assert [n.node_id for n in run.nodes] == ["f", "f", "f", "handler"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from df_it_support import conn, node, py, wf
+from df_it_support import conn, node, node_status, py, wait_until, wf
 
 
 def statuses(run) -> dict:
@@ -193,7 +193,6 @@ def test_join_all_waits_for_every_branch(engine, hooks):
     )
     run_id = engine.start(defn)
     with engine.worker(concurrency=3):
-        from df_it_support import node_status, wait_until
         wait_until(lambda: node_status(engine, run_id, "fast") == "completed", what="fast to complete")
         wait_until(lambda: node_status(engine, run_id, "slow") == "running", what="slow to run")
         assert engine.get_run(run_id).node("join") is None    # not started while slow runs
@@ -317,3 +316,24 @@ def test_parallel_nodes_writing_different_keys_both_survive(engine, hooks):
     expected = {"keep": True, "left": "LEFT", "right": "RIGHT"}
     assert run.variables == expected
     assert run.outputs == {"end": expected}
+
+
+def test_manual_trigger_and_noop_pass_the_run_inputs_along(engine):
+    defn = wf("manual", node("trigger", "Manual"), node("pass", "Noop"), py("use", "output = ctx.input"),
+              connections=[conn("trigger", "pass"), conn("pass", "use")])
+    run = engine.execute(defn, inputs={"k": [1, 2]}, timeout=30)
+    assert run.status == "completed", run.error
+    assert run.outputs == {"use": {"k": [1, 2]}}
+    assert [n.status for n in run.nodes] == ["completed"] * 3
+
+
+def test_a_routing_node_whose_expression_fails_takes_its_fail_edge(engine):
+    defn = wf("ifelse-error", node("check", "IfElse", condition="input.missing > 1"), py("yes"),
+              py("handler", "output = ctx.input['errorType']"),
+              connections=[conn("check", "yes", sourcePort="true"), conn("check", "handler", on="Fail")])
+    run = engine.execute(defn, inputs={"present": 1}, timeout=30)
+    assert run.status == "completed", run.error
+    check = run.node("check")
+    assert check.status == "failed" and check.error_type == "ExpressionError" and "missing" in check.error
+    assert run.node("yes").status == "skipped"
+    assert run.outputs == {"handler": "ExpressionError"}
