@@ -1,0 +1,3 @@
+// Pretends to save and reports where.
+using System;
+Console.WriteLine("{\"saved\": \"report.json\"}");
