@@ -355,3 +355,20 @@ def test_prune_deletes_old_finished_runs_and_everything_theirs(tmp_path):
     for table in ("node_instances", "messages", "events", "joins"):
         assert rows(db, f"SELECT count(*) FROM {table} WHERE run_id = ?", old) == [(0,)], table
     engine.close()
+
+
+def test_a_cancel_made_while_no_worker_runs_holds_after_restart(tmp_path):
+    db = tmp_path / "cr.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    run_id = engine.start(chain("cr", py("a", "output = 1"), py("b", "output = 2")))
+    assert drain(engine, limit=1) >= 1
+    engine.cancel(run_id)
+    engine.close()
+
+    engine = Engine(db, clock=ManualClock(T0))
+    assert drain(engine) == 0
+    run = engine.get_run(run_id)
+    assert run.status == "cancelled"
+    assert [(n.node_id, n.status) for n in run.nodes] == [("a", "completed"), ("b", "cancelled")]
+    assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
+    engine.close()
