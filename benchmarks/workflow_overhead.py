@@ -360,9 +360,9 @@ class Bench:
     def runs(self) -> dict:
         count, procs = self.args.drain, self.args.procs
         variants = [
-            ("1w", f"1 worker in-process, concurrency 1", lambda: (self.drain_in_process("runs-1w", count, 1), [])),
-            ("1p_c4", f"1 worker in-process, concurrency 4", lambda: (self.drain_in_process("runs-1p_c4", count, 4), [])),
-            ("1sub", f"1 worker subprocess, concurrency 1", lambda: self.drain_processes("runs-1sub", count, 1, 1)),
+            ("1w", "1 worker in-process, concurrency 1", lambda: (self.drain_in_process("runs-1w", count, 1), [])),
+            ("1p_c4", "1 worker in-process, concurrency 4", lambda: (self.drain_in_process("runs-1p_c4", count, 4), [])),
+            ("1sub", "1 worker subprocess, concurrency 1", lambda: self.drain_processes("runs-1sub", count, 1, 1)),
             (f"{procs}p", f"{procs} worker subprocesses, concurrency 1 each",
              lambda: self.drain_processes(f"runs-{procs}p", count, procs, 1)),
         ]

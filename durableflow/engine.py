@@ -10,25 +10,26 @@ import json
 import logging
 import os
 import socket
-import threading
 import secrets
+import threading
 from pathlib import Path
+
+import jsonschema
 from typing import Any, Callable, Iterator, Mapping
 
 from durableflow import retry as retry_policy
-from durableflow.clock import Clock, iso, parse_iso
+from durableflow.clock import Clock, iso
 from durableflow.definitions import definition_checksum, dump_json, load_definition
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, ValidationError, WaitTimeout)
 from durableflow.execution import Execution, Outcome, Task
-from durableflow.model import TERMINAL_RUN_STATUSES, WorkflowDef
+from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, WorkflowDef, thaw
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run
 from durableflow.storage import Store
 from durableflow.storage import history
 from durableflow.storage import runs as R
-from durableflow.storage.queue import reclaim_txn, requeue_dead_txn
-from durableflow.storage.queue import message_row as conn_message
+from durableflow.storage.queue import extend_txn, message_row, reclaim_txn, requeue_dead_txn
 
 log = logging.getLogger("durableflow.engine")
 
@@ -110,12 +111,11 @@ class Engine:
         plan = self._plan(workflow_id, version)
         inputs = {} if inputs is None else inputs
         self._check_inputs(plan, inputs)
-        run_id = self._new_run_id()
-        prio = {"high": 2, "normal": 1, "low": 0}.get(priority, 1)
-        run_id, _created = self._write(self.execution.start_run, plan, run_id, inputs,
-                                            self.clock.now(), idempotency_key=idempotency_key,
-                                            priority=prio)
-        self._signal()
+        if priority not in PRIORITIES:
+            raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        run_id, _created = self._write(self.execution.start_run, plan, self._new_run_id(), inputs,
+                                       self.clock.now(), idempotency_key=idempotency_key,
+                                       priority=PRIORITIES[priority])
         return run_id
 
     def _new_run_id(self) -> str:
@@ -130,14 +130,12 @@ class Engine:
             raise ValidationError(f"run inputs: not JSON-serialisable: {exc}") from None
         schema = plan.definition.inputs_schema
         if schema:
-            import jsonschema
-            from durableflow.model import thaw
             errors = sorted(jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs),
                             key=lambda e: list(e.absolute_path))
             if errors:
-                e = errors[0]
-                where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-                raise ValidationError([f"run inputs: {where}: {e.message}" for e in errors])
+                raise ValidationError([
+                    f"run inputs: {'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+                    for e in errors])
 
     def execute(self, workflow, inputs: Any = None, *, concurrency: int = 4,
                 timeout: float | None = None, idempotency_key: str | None = None) -> Run:
@@ -193,7 +191,7 @@ class Engine:
     def requeue_dead_letter(self, message_id: int) -> None:
         """Put a dead-lettered message back; refused when its run is finished (use rerun)."""
         def txn(conn, now):
-            msg = conn_message(conn, message_id)
+            msg = message_row(conn, message_id)
             if msg["run_id"] is not None:
                 status = R.run_state(conn, msg["run_id"])[0]
                 if status in TERMINAL_RUN_STATUSES:
@@ -302,7 +300,6 @@ class Engine:
     def _heartbeat(self, worker_id: str, lease_seconds: float, extend: bool) -> None:
         def txn(conn, now):
             if extend:
-                from durableflow.storage.queue import extend_txn
                 extend_txn(conn, worker_id, now + lease_seconds)
             R.worker_heartbeat_txn(conn, worker_id, iso(now))
         self.store.write(txn, self.clock.now())

@@ -248,7 +248,7 @@ class Execution:
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
         state = R.run_state(conn, c.run_id)
-        status, variables_json, retries_used = state.status, state.variables, state.retries_used
+        status = state.status
         if outcome.cancelled:
             if status in ACTIVE:
                 # The run goes on: the worker let go of the node (shutting down); deliver again.
@@ -259,7 +259,7 @@ class Execution:
                               now_s, error=error, error_type=outcome.error_type, data=data)
             return
         budget = task.plan.definition.retry_budget
-        if retry_delay is not None and budget is not None and retries_used >= budget:
+        if retry_delay is not None and budget is not None and state.retries_used >= budget:
             # Checked here, not only at decision time: parallel failures must share one budget.
             retry_delay, reason = None, "the run's retryBudget is spent"
             data = {"attempt": task.attempt, "decision": reason}

@@ -11,7 +11,6 @@ import socket
 from typing import Any, Iterable, NamedTuple
 
 from durableflow import machines
-from durableflow.clock import iso
 from durableflow.errors import DefinitionError, InvalidTransition, RunNotFound, WorkflowNotFound
 from durableflow.storage.queries import Q
 from durableflow.storage.queue import release_txn

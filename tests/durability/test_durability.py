@@ -4,7 +4,6 @@ survive a restart, idempotent starts, leases taken over, export/import and prune
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
