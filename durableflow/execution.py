@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from durableflow.clock import iso
-from durableflow.errors import DurableflowError, ExpressionError
+from durableflow.errors import DefinitionError, DurableflowError, ExpressionError
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Edge, Plan
 from durableflow.storage import runs as R
@@ -140,7 +140,14 @@ class Execution:
             if status != "running":
                 self._drop_claimed(conn, c, status, now)
                 continue
-            plan = self.plans(workflow_id, version)
+            try:
+                plan = self.plans(workflow_id, version)
+            except DefinitionError as exc:
+                # One unloadable stored definition must not stall the queue for every run.
+                ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+                self._stop_run(conn, c.run_id, "fail", status, now, error=str(exc))
+                states[c.run_id] = state._replace(status="failed")
+                continue
             limit_run = plan.definition.max_concurrency
             if limit_run:
                 running = R.running_count(conn, c.run_id) if c.run_id not in started else started[c.run_id]

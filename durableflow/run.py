@@ -81,7 +81,7 @@ def latest_by_node(nodes) -> dict[tuple[str, int], Any]:
     return latest
 
 
-def compute_progress(plan: Plan, nodes, started_at: str | None, now: float,
+def compute_progress(plan: Plan | None, nodes, started_at: str | None, now: float,
                      finished: bool = False) -> dict:
     """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA.
 
@@ -92,7 +92,7 @@ def compute_progress(plan: Plan, nodes, started_at: str | None, now: float,
     for (node_id, _it), n in latest_by_node(nodes).items():
         counts[n.status] += 1
         seen.add(node_id)
-    if not finished:
+    if not finished and plan is not None:
         counts["pending"] += sum(1 for nid in plan.nodes if nid not in seen and nid not in plan.helpers)
     total = sum(counts.values())
     done = sum(counts[s] for s in _DONE)
@@ -106,7 +106,7 @@ def compute_progress(plan: Plan, nodes, started_at: str | None, now: float,
     return {"total": total, **counts, "percent": percent, "eta_seconds": eta}
 
 
-def build_run(row: dict, node_rows: list[dict], plan: Plan, now: float) -> Run:
+def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -> Run:
     nodes = tuple(
         NodeInstance(
             id=r["id"], node_id=r["node_id"], iteration=r["iteration"], attempt=r["attempt"],

@@ -371,3 +371,23 @@ def test_a_cancel_made_while_no_worker_runs_holds_after_restart(tmp_path):
     assert [(n.node_id, n.status) for n in run.nodes] == [("a", "completed"), ("b", "cancelled")]
     assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
     engine.close()
+
+
+def test_a_stored_definition_that_no_longer_loads_fails_its_runs_not_the_queue(tmp_path):
+    db = tmp_path / "bd.db"
+    engine = Engine(db)
+    good = engine.start({"workflowId": "good", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]})
+    bad = engine.start({"workflowId": "bad", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]})
+    engine.close()
+    conn = sqlite3.connect(db)
+    conn.execute("""UPDATE workflows SET definition = '{"workflowId": "bad", "nodes": []}'
+                    WHERE workflow_id = 'bad'""")
+    conn.commit()
+    conn.close()
+
+    engine = Engine(db)
+    with engine.worker(concurrency=1):
+        assert engine.wait(good, timeout=20).status == "completed"
+        run = engine.wait(bad, timeout=20)
+    assert run.status == "failed" and "no longer loads" in run.error
+    engine.close()
