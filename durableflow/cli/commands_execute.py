@@ -14,7 +14,7 @@ from durableflow.cli.params import DURATION, POSITIVE_DURATION, build_inputs, in
 from durableflow.cli.signals import EXIT_INTERRUPTED, StopOnSignal
 from durableflow.clock import parse_iso
 from durableflow.durations import format_duration
-from durableflow.errors import WaitTimeout
+from durableflow.errors import DurableflowError, WaitTimeout
 from durableflow.model import TERMINAL_RUN_STATUSES
 
 _CONCURRENCY = click.IntRange(min=1)
@@ -151,13 +151,13 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
     those of other hosts once they expire. Several workers may share one database.
     """
     engine = state.engine()
-    recovered = engine.recover()
-    if recovered["reclaimed"] or recovered["dead_workers"]:
-        note(f"recovered {recovered['reclaimed']} message(s) from "
-             f"{len(recovered['dead_workers'])} dead worker(s)")
     w = engine.worker(concurrency=concurrency, lease_seconds=lease)
     with StopOnSignal(w) as signals:
         w.start()
+        recovered = w.recovered
+        if recovered["reclaimed"] or recovered["dead_workers"]:
+            note(f"recovered {recovered['reclaimed']} message(s) from "
+                 f"{len(recovered['dead_workers'])} dead worker(s)")
         try:
             note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
                  f"lease {format_duration(lease)})")
@@ -173,7 +173,9 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
                      "(Ctrl-C again to quit at once)")
             w.stop()
     if w.errors:
-        error_line(f"worker {w.worker_id} crashed: {type(w.errors[0]).__name__}: {w.errors[0]}")
+        err = w.errors[0]
+        error_line(f"worker {w.worker_id} stopped: {err}" if isinstance(err, DurableflowError)
+                   else f"worker {w.worker_id} crashed: {type(err).__name__}: {err}")
         click.get_current_context().exit(EXIT_FAILED)
     note(f"worker {w.worker_id} stopped")
 
@@ -183,7 +185,7 @@ def _drained(engine, w, max_wait: float) -> bool:
     if not w.idle.is_set() or w.busy:
         return False
     store = engine.store
-    if store.queue_counts()["leased"]:
+    if store.open_counts()["leased"]:
         return False
     next_at = store.next_visible_at()
     return next_at is None or parse_iso(next_at) - engine.clock.now() > max_wait

@@ -109,6 +109,10 @@ FROM messages WHERE id = :id;
 -- name: next_visible
 SELECT min(visible_at) FROM messages WHERE status = 'ready' AND held = 0;
 
+-- name: open_counts
+-- Only the open messages (the partial index messages_open_by_run covers them): cheap on any history.
+SELECT status, count(*) FROM messages WHERE status IN ('ready', 'leased') GROUP BY status;
+
 -- name: queue_counts
 SELECT status, count(*) FROM messages GROUP BY status;
 

@@ -296,5 +296,11 @@ class QueueOps:
         counts.update(self.read(lambda c: dict(c.execute(Q.queue_counts).fetchall())))
         return counts
 
+    def open_counts(self) -> dict[str, int]:
+        """Ready and leased messages only: cheap however much history the table holds."""
+        counts = {"ready": 0, "leased": 0}
+        counts.update(self.read(lambda c: dict(c.execute(Q.open_counts).fetchall())))
+        return counts
+
     def next_visible_at(self) -> str | None:
         return self.read(lambda c: c.execute(Q.next_visible).fetchone()[0])
