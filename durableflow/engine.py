@@ -21,11 +21,13 @@ from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso
 from durableflow.definitions import definition_checksum, dump_json, load_definition
 from durableflow.errors import (
-    DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, ValidationError, WaitTimeout)
+    DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
+    WaitTimeout)
 from durableflow.execution import Execution, Outcome, Task
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, WorkflowDef, thaw
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run
+from durableflow.runtimes import check_output
 from durableflow.storage import Store
 from durableflow.storage import history
 from durableflow.storage import runs as R
@@ -39,8 +41,11 @@ class Engine:
 
     def __init__(self, path: str | os.PathLike = "durableflow.db", *, clock: Clock | None = None,
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
-                 max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False):
+                 max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
+                 max_output_bytes: int = 16 * 1024 * 1024):
         self.clock = clock or Clock()
+        # An output is stored with its node and again in each message it sends downstream.
+        self.max_output_bytes = max_output_bytes
         self.lease_seconds = float(lease_seconds)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
                            busy_timeout=busy_timeout, readonly=readonly)
@@ -102,15 +107,18 @@ class Engine:
               idempotency_key: str | None = None, version: int | None = None,
               priority: str = "normal") -> str:
         """Start a run of a registered workflow id, or of a definition (registered first)."""
+        inputs = {} if inputs is None else inputs
         if isinstance(workflow, str) and not _looks_like_file(workflow):
             workflow_id = workflow
             if version is None:
                 version = self.store.get_workflow(workflow_id)["version"]
+            plan = self._plan(workflow_id, version)
+            self._check_inputs(plan.definition, inputs)
         else:
-            workflow_id, version = self.register(workflow)
-        plan = self._plan(workflow_id, version)
-        inputs = {} if inputs is None else inputs
-        self._check_inputs(plan, inputs)
+            defn = self.load(workflow)
+            self._check_inputs(defn, inputs)  # before registering: bad inputs store nothing
+            workflow_id, version = self.register(defn)
+            plan = self._plan(workflow_id, version)
         if priority not in PRIORITIES:
             raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
         run_id, _created = self._write(self.execution.start_run, plan, self._new_run_id(), inputs,
@@ -123,12 +131,12 @@ class Engine:
         rows land at the right edge of every index instead of all over a large file."""
         return f"{int(self.clock.now() * 1000):012x}{secrets.token_hex(10)}"
 
-    def _check_inputs(self, plan: Plan, inputs: Any) -> None:
+    def _check_inputs(self, defn: WorkflowDef, inputs: Any) -> None:
         try:
-            R.dumps(inputs)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"run inputs: not JSON-serialisable: {exc}") from None
-        schema = plan.definition.inputs_schema
+            check_output(inputs, "inputs")
+        except NodeError as exc:
+            raise ValidationError(f"run inputs: {exc}") from None
+        schema = defn.inputs_schema
         if schema:
             errors = sorted(jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs),
                             key=lambda e: list(e.absolute_path))
@@ -142,15 +150,25 @@ class Engine:
         """Register, start, and work in-process until the run is finished."""
         run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
         worker = self.worker(concurrency=concurrency).start()
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
         try:
-            run = self.wait(run_id, timeout=timeout)
+            while True:
+                left = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+                try:
+                    self.wait(run_id, timeout=0.5 if left is None else min(0.5, left))
+                    break
+                except WaitTimeout:
+                    if worker.errors:
+                        raise worker.errors[0] from None
+                    if left is not None and left <= 0.5:
+                        raise WaitTimeout(f"run {run_id} did not finish within {timeout}s") from None
         except BaseException:
             # Bound the call: nodes still in hand are abandoned; their leases expire and
             # another worker delivers them again.
             worker.stop(wait=False)
             raise
         worker.stop()
-        return run
+        return self.get_run(run_id)  # after the nodes in hand settled
 
     def get_run(self, run_id: str) -> Run:
         row, nodes = self.store.run_snapshot(run_id)
@@ -298,7 +316,10 @@ class Engine:
     def _unregister_worker(self, worker) -> None:
         with contextlib.suppress(ValueError):
             self._workers.remove(worker)
-        self.store.write(R.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
+        try:
+            self.store.write(R.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
+        except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone
+            log.warning("worker %s: could not record its stop: %s", worker.worker_id, exc)
 
     def _heartbeat(self, worker_id: str, lease_seconds: float, extend: bool) -> None:
         def txn(conn, now):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from durableflow.clock import iso
-from durableflow.errors import DefinitionError, DurableflowError, ExpressionError
+from durableflow.errors import DefinitionError, DurableflowError, ExpressionError, InvalidTransition
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Edge, Plan
 from durableflow.storage import runs as R
@@ -428,8 +428,10 @@ class Execution:
 
     def cancel(self, conn, run_id: str, now: float) -> str:
         status = R.run_state(conn, run_id)[0]
+        if status == "cancelled":
+            return status  # cancelling twice is not an error
         if status in TERMINAL_RUN_STATUSES:
-            return status
+            raise InvalidTransition(f"run {run_id} is already {status}; nothing to cancel")
         self._stop_run(conn, run_id, "cancel", status, now)
         return "cancelled"
 

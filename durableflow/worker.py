@@ -209,7 +209,14 @@ class Worker:
                 output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
                 if kind == "Python":
                     variables = ctx.vars
-            outcome = Outcome(True, output, check_output(output), port, variables)
+            output_json = check_output(output)
+            limit = self.engine.max_output_bytes
+            if limit and len(output_json) > limit:
+                raise NodeError(f"node {task.node_id!r}: output is {len(output_json):,} bytes of JSON, "
+                                f"over the {limit:,}-byte limit (Engine(max_output_bytes=...)); "
+                                f"write large data to a file and return its path",
+                                error_type="OutputTooLarge")
+            outcome = Outcome(True, output, output_json, port, variables)
             if variables is not None:
                 check_output(variables, "ctx.vars")
             return outcome
@@ -238,7 +245,8 @@ class Worker:
     def _check(self) -> None:
         problems = [p for p in self.engine.store.quick_check() if p != "ok"]
         if problems:
-            raise DatabaseCorrupt(f"{self.engine.path}: quick_check failed: {problems[0]}; "
+            first = " ".join(problems[0].split())  # SQLite's report spans lines
+            raise DatabaseCorrupt(f"{self.engine.path}: database is corrupt (quick_check: {first}); "
                                   f"run `durableflow doctor`")
 
     # --- keeping leases and the engine -----------------------------------------------------

@@ -83,7 +83,7 @@ class DurableflowGroup(click.Group):
             ctx.exit(EXIT_FAILED)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:  # a bug: still one line, the traceback only on request
             if os.environ.get("DURABLEFLOW_DEBUG"):

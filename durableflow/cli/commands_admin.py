@@ -43,15 +43,17 @@ def doctor(state: State, as_json: bool) -> None:
         print_json({**report, "ok": ok})
     else:
         click.echo(f"database:       {report['path']}")
-        click.echo(f"schema version: {report['schema_version']}")
+        if "schema_version" in report:
+            click.echo(f"schema version: {report['schema_version']}")
         if ok:
             click.echo("integrity:      ok")
         else:
             click.echo("integrity:      FAILED")
             for problem in report["integrity"]:
                 click.echo(f"  {problem}")
-        queue = report.get("queue") or {}
-        click.echo("queue:          " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+        queue = report.get("queue")
+        if queue:
+            click.echo("queue:          " + ", ".join(f"{k} {v}" for k, v in queue.items()))
     if not ok:
         click.get_current_context().exit(EXIT_FAILED)
 

@@ -11,6 +11,7 @@ from durableflow.cli.app import EXIT_FAILED, State, error_line, note
 from durableflow.cli.formatting import (compact, node_table, print_json, run_to_dict, seconds,
                                         show, status_text)
 from durableflow.cli.params import DURATION, POSITIVE_DURATION, build_inputs, input_options
+from durableflow.cli.output import node_output_to_stderr
 from durableflow.cli.signals import EXIT_INTERRUPTED, StopOnSignal
 from durableflow.clock import parse_iso
 from durableflow.durations import format_duration
@@ -51,10 +52,10 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
     live = sys.stdout.isatty() and not as_json
     timed_out = False
     w = engine.worker(concurrency=concurrency)
-    with StopOnSignal(w) as signals:
+    with StopOnSignal(w) as signals, node_output_to_stderr():
         w.start()
         try:
-            run = follow(engine, run_id, timeout=timeout, live=live, stop=signals.requested)
+            run = follow(engine, run_id, timeout=timeout, live=live, stop=signals.requested, worker=w)
         except WaitTimeout:
             timed_out = True
             engine.cancel(run_id)
@@ -64,6 +65,10 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
                 note(f"interrupted: finishing {w.busy} node(s) in hand "
                      "(Ctrl-C again to quit at once)")
             w.stop()
+    if w.errors:
+        raise w.errors[0]
+    if run is not None:
+        run = engine.get_run(run_id)  # after the nodes in hand settled (a failed run cancels them)
     if run is None:
         now = engine.store.run_statuses([run_id]).get(run_id)
         if now in TERMINAL_RUN_STATUSES:
@@ -152,7 +157,7 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
     """
     engine = state.engine()
     w = engine.worker(concurrency=concurrency, lease_seconds=lease)
-    with StopOnSignal(w) as signals:
+    with StopOnSignal(w) as signals, node_output_to_stderr():
         w.start()
         recovered = w.recovered
         if recovered["reclaimed"] or recovered["dead_workers"]:

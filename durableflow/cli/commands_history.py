@@ -10,7 +10,7 @@ import click
 from durableflow.cli.app import State
 from durableflow.cli.formatting import print_json
 from durableflow.cli.params import POSITIVE_DURATION
-from durableflow.errors import DurableflowError
+from durableflow.errors import DefinitionError
 from durableflow.storage.history import dumps_export
 
 
@@ -45,8 +45,11 @@ def import_cmd(state: State, file: str, as_json: bool) -> None:
     try:
         doc = json.loads(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DurableflowError(f"{file}: not a JSON run export ({exc})") from None
-    run_id = state.engine().import_run(doc)
+        raise DefinitionError(f"{file}: not a JSON run export ({exc})") from None
+    try:
+        run_id = state.engine().import_run(doc)
+    except DefinitionError as exc:
+        raise DefinitionError(f"{file}: {exc.message}") from None
     if as_json:
         print_json({"run_id": run_id})
     else:

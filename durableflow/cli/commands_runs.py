@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import click
 from rich.text import Text
 
-from durableflow.cli.app import EXIT_FAILED, State, error_line
+from durableflow.cli.app import State
 from durableflow.cli.formatting import (clip, compact, event_to_dict, node_table, print_json,
                                         progress_line, run_to_dict, seconds, show, status_text,
                                         table, when)
@@ -90,10 +91,10 @@ def history(state: State, run_id: str, follow: bool, as_json: bool) -> None:
     if follow:  # one line per event, as it comes
         for e in events:
             show(f"{e['seq']:>6}  {e['at']}  {e['node_id'] or '-':<16} {e['type']:<18} "
-                 f"{clip(e['data'], 120)}")
+                 f"{_data(e)}")
         return
     show(table(["seq", "at", "node", "type", "data"],
-               ([e["seq"], e["at"], e["node_id"] or "", e["type"], clip(e["data"], 120)]
+               ([e["seq"], e["at"], e["node_id"] or "", e["type"], _data(e)]
                 for e in events), no_wrap=("at", "type")))
 
 
@@ -130,13 +131,16 @@ def cancel(state: State, run_id: str) -> None:
 
     Pending nodes are cancelled and running ones are told to stop.
 
-    Exit 1 if the run had already completed or failed.
+    Cancelling a cancelled run does nothing; exit 1 if the run had completed or failed.
     """
-    result = state.engine(create=False).cancel(run_id)
-    if result != "cancelled":
-        error_line(f"run {run_id} is already {result}; nothing to cancel")
-        click.get_current_context().exit(EXIT_FAILED)
+    state.engine(create=False).cancel(run_id)
     click.echo(f"run {run_id} cancelled")
+
+
+def _data(event: dict) -> str:
+    """An event's data as one tight line of JSON, as it is stored."""
+    data = event["data"]
+    return "" if data is None else clip(json.dumps(data, separators=(",", ":"), ensure_ascii=False), 120)
 
 
 @contextlib.contextmanager
@@ -144,9 +148,9 @@ def _refused(engine, run_id: str, verb: str):
     """Name the run and its status when the lifecycle refuses a change."""
     try:
         yield
-    except InvalidTransition as exc:
+    except InvalidTransition:
         current = engine.store.get_run_row(run_id)["status"]  # RunNotFound for an unknown id
-        raise InvalidTransition(f"cannot {verb} run {run_id}: it is {current} ({exc.message})") from None
+        raise InvalidTransition(f"cannot {verb} run {run_id}: it is {current}") from None
 
 
 COMMANDS = (runs, status, history, pause, resume, cancel)

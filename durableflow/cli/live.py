@@ -50,9 +50,9 @@ class RunProgress:
 
 
 def follow(engine, run_id: str, *, timeout: float | None, live: bool,
-           stop: threading.Event | None = None):
-    """Wait for the run to finish, redrawing the bar; raises WaitTimeout after `timeout`.
-    Returns None if `stop` is set first."""
+           stop: threading.Event | None = None, worker=None):
+    """Wait for the run to finish, redrawing the bar; raises WaitTimeout after `timeout`, and
+    the worker's error if it stops on one (a damaged file). Returns None if `stop` is set first."""
     clock = engine.clock
     deadline = None if timeout is None else clock.monotonic() + timeout
     display = RunProgress(f"run {run_id[:8]}") if live else None
@@ -62,6 +62,8 @@ def follow(engine, run_id: str, *, timeout: float | None, live: bool,
             try:
                 run = engine.wait(run_id, timeout=tick)
             except WaitTimeout:
+                if worker is not None and worker.errors:
+                    raise worker.errors[0] from None
                 if display is not None:
                     display.update(engine.get_run(run_id))
                 if deadline is not None and clock.monotonic() >= deadline:

@@ -45,7 +45,9 @@ class StopOnSignal:
         self.requested.set()
 
     def quit_now(self) -> None:
+        from durableflow.runtimes.process import kill_running_groups
         busy = self.worker.busy if self.worker is not None else 0
+        kill_running_groups()  # external bodies must not outlive us and run again beside a redelivery
         try:
             error_line(f"quit with {busy} node(s) in hand; the next `durableflow worker` or "
                        "`durableflow recover` reclaims them")

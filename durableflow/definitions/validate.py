@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import textwrap
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -188,6 +189,17 @@ class _Checker:
                 found = ", ".join(repr(c) for c in chosen) or "none"
                 need = f"needs exactly one of {options}" if len(choices) > 1 else f"needs {options}"
                 self.report(where, None, f"{node.runtime_type} node {need} (given: {found})")
+        if node.runtime_type == "Python" and node.script is not None:
+            self.python_source(node.script, where)
+
+    def python_source(self, script: str, where: str) -> None:
+        """Compile an inline Python body now, so a syntax error fails validation, not a run."""
+        try:
+            compile(textwrap.dedent(script), "<script>", "exec")
+        except (SyntaxError, ValueError) as exc:
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            message = getattr(exc, "msg", None) or str(exc)
+            self.report(where, "script", f"Python syntax error{line}: {message}")
 
     def type_keys(self, node: NodeDef, where: str) -> None:
         kind, config = node.runtime_type, node.config

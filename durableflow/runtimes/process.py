@@ -136,6 +136,8 @@ class ProcessRunner:
         finally:
             for fd in pass_fds:   # the child has its copies; ours would keep the pipe from EOF
                 os.close(fd)
+        with _LIVE_LOCK:
+            _LIVE[proc.pid] = proc
         out, err = Capture(self.max_output), Capture(self.max_output)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         reason = None
@@ -164,6 +166,8 @@ class ProcessRunner:
             raise
         finally:
             proc.wait()                                     # reap only after the group was signalled
+            with _LIVE_LOCK:
+                _LIVE.pop(proc.pid, None)
             if pump is not None:
                 pump.close()
         if reason == "timeout":
@@ -199,6 +203,21 @@ def _spawn(argv, *, node_id, env, cwd, pass_fds) -> subprocess.Popen:
     except OSError as exc:  # ENOEXEC (no shebang), E2BIG (environment too large), ...
         raise NodeError(f"node {node_id!r}: cannot start {argv[0]!r}: {exc.strerror or exc}",
                         error_type="ProgramNotFound" if exc.errno == errno.ENOENT else "SpawnError") from None
+
+
+# Process groups of node bodies running now, so that a process quitting at once can take them
+# along (a SIGKILLed worker cannot; its children are left to finish on their own).
+_LIVE: dict[int, subprocess.Popen] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_running_groups() -> int:
+    """SIGKILL the process group of every node body running in this process. Returns how many."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE.values())
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)
+    return len(procs)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

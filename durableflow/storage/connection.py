@@ -76,6 +76,8 @@ def connect(
     if readonly and not uri:
         text, uri = f"file:{quote(str(Path(text).absolute()))}?mode=ro", True
     p, mode = _uri_file(text) if uri else (Path(text), "rwc")
+    if p is not None and p.is_dir():
+        raise StorageError(f"{label}: is a directory, not a database file")
     if p is not None and mode == "rwc":
         if not p.exists():
             if not create:

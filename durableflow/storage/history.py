@@ -11,7 +11,7 @@ import json
 
 import sqlite_utils
 
-from durableflow.errors import DurableflowError, InvalidTransition
+from durableflow.errors import DefinitionError, InvalidTransition
 from durableflow.storage.queries import Q
 from durableflow.storage.runs import event_txn
 
@@ -52,9 +52,9 @@ def export_txn(conn, run_id: str) -> dict:
 
 def import_txn(conn, doc: dict, now: str) -> str:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise DurableflowError("not a durableflow run export (missing format marker)")
+        raise DefinitionError("not a durableflow run export (missing format marker)")
     if doc.get("formatVersion") != FORMAT_VERSION:
-        raise DurableflowError(f"run export format version {doc.get('formatVersion')} is not supported")
+        raise DefinitionError(f"run export format version {doc.get('formatVersion')} is not supported")
     for w in doc["workflows"]:
         row = conn.execute(Q.workflow_version_get, (w["workflow_id"], w["version"])).fetchone()
         if row is None:

@@ -286,7 +286,10 @@ class QueueOps:
     def dead_letters(self) -> list[dict]:
         cols = ("id", "message_id", "run_id", "kind", "target_node_id", "payload", "error",
                 "attempts", "created_at")
-        return self.read(lambda c: [dict(zip(cols, r)) for r in c.execute(Q.dead_letters)])
+        rows = self.read(lambda c: [dict(zip(cols, r)) for r in c.execute(Q.dead_letters)])
+        for row in rows:
+            row["payload"] = json.loads(row["payload"]) if row["payload"] else None
+        return rows
 
     def message(self, message_id: int) -> dict:
         return self.read(message_row, message_id)

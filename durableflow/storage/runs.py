@@ -25,6 +25,13 @@ NODE_COLUMNS = ("id", "run_id", "node_id", "iteration", "attempt", "status", "in
 EVENT_COLUMNS = ("seq", "run_id", "node_id", "type", "data", "at")
 
 
+def _event_row(row) -> dict:
+    event = dict(zip(EVENT_COLUMNS, row))
+    if event["data"] is not None:
+        event["data"] = json.loads(event["data"])
+    return event
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -237,7 +244,7 @@ class RunOps:
                 rows = c.execute(Q.events_after, {"after": after, "limit": limit})
             else:
                 rows = c.execute(Q.events_of_run_after, {"run_id": run_id, "after": after, "limit": limit})
-            return [dict(zip(EVENT_COLUMNS, r)) for r in rows]
+            return [_event_row(r) for r in rows]
         return self.read(txn)
 
     def last_event_seq(self) -> int:

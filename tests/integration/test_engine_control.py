@@ -47,10 +47,14 @@ def test_cancel_before_any_worker_runs_it(engine, sql):
     assert [(n.node_id, n.status) for n in run.nodes] == [("a", "cancelled")]
 
 
-def test_cancel_a_completed_run_is_a_no_op(engine):
+def test_cancel_a_completed_run_is_refused_and_cancelling_twice_is_not(engine):
     run = engine.execute(wf("done", py("a")), timeout=30)
-    assert engine.cancel(run.run_id) == "completed"
+    with pytest.raises(InvalidTransition, match="already completed"):
+        engine.cancel(run.run_id)
     assert engine.get_run(run.run_id).status == "completed"
+    other = engine.start(wf("done", py("a")))
+    assert engine.cancel(other) == "cancelled"
+    assert engine.cancel(other) == "cancelled"
 
 
 def test_pause_keeps_the_running_node_and_starts_nothing_new_until_resume(engine, hooks, sql):

@@ -345,7 +345,7 @@ def test_past_max_attempts_the_message_is_dead_lettered(store, raw, clock, msg_e
     assert m["status"] == "dead" and m["attempts"] == 3 and m["finished_at"] == iso(clock.now())
     [dl] = store.dead_letters()
     assert (dl["message_id"], dl["run_id"], dl["kind"], dl["target_node_id"], dl["payload"], dl["attempts"]) == (
-        mid, "r1", "task", "n", '{"x":1}', 3)
+        mid, "r1", "task", "n", {"x": 1}, 3)
     assert "gave up after 3" in dl["error"]
     assert types(msg_events(mid))[-1] == "message.dead"
     assert store.claim("w1") == [] and store.queue_counts()["dead"] == 1
