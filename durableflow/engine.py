@@ -197,6 +197,22 @@ class Engine:
                 if self._done_generation == gen:
                     self._done.wait(poll)
 
+    def rerun(self, run_id: str, from_node: str | None = None) -> str:
+        """Start the run again as a new run: the same workflow version and inputs. With
+        `from_node`, keep what was recorded upstream of it and run it and its downstream again."""
+        row = self.store.get_run_row(run_id)
+        plan = self._plan(row["workflow_id"], row["workflow_version"])
+        if from_node is None:
+            return self.start(row["workflow_id"], json.loads(row["inputs"] or "null"),
+                              version=row["workflow_version"],
+                              priority={v: k for k, v in PRIORITIES.items()}[row["priority"]])
+        if from_node not in plan.nodes:
+            raise ValidationError(f"rerun --from: workflow '{plan.workflow_id}' v{plan.version} has "
+                                  f"no node '{from_node}' (nodes: {', '.join(plan.nodes)})")
+        new_id = self._new_run_id()
+        self._write(self.execution.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
+        return new_id
+
     # --- control ---------------------------------------------------------------------------
 
     def pause(self, run_id: str, for_seconds: float | None = None) -> str:

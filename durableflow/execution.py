@@ -111,6 +111,48 @@ class Execution:
             self._enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}", Flow(False, priority), now)
         return run_id, True
 
+    def rerun_from(self, conn, plan: Plan, old_run_id: str, run_id: str, from_node: str,
+                   now: float) -> None:
+        """A new run that keeps what the old one recorded upstream of `from_node` and runs
+        `from_node` and everything downstream of it again."""
+        old = R.get_run_row(conn, old_run_id)
+        redo = plan.downstream(from_node)
+        latest = {n["node_id"]: n for n in R.node_rows_txn(conn, old_run_id) if n["iteration"] == 0}
+        now_s = iso(now)
+        R.insert_run_txn(conn, run_id=run_id, workflow_id=plan.workflow_id,
+                         workflow_version=plan.version, inputs=old["inputs"],
+                         variables=old["variables"], priority=old["priority"], idempotency_key=None,
+                         deadline_at=iso(now + plan.definition.timeout) if plan.definition.timeout else None,
+                         parent_run_id=old["parent_run_id"], parent_node_id=old["parent_node_id"], now=now_s)
+        R.run_transition_txn(conn, run_id, "start", "pending", now_s,
+                             data={"rerunOf": old_run_id, "from": from_node})
+        kept = {}
+        for node_id, row in latest.items():
+            if node_id not in redo and row["status"] in ("completed", "skipped", "failed"):
+                R.copy_node_txn(conn, run_id, row, now_s, old_run_id)
+                kept[node_id] = row
+        flow = Flow(False, old["priority"])
+        inputs = {plan.input_key(e): json.loads(kept[e.conn.source_node_id]["output"] or "null")
+                  for e in plan.incoming[from_node]
+                  if kept.get(e.conn.source_node_id, {}).get("status") == "completed"}
+        first = latest.get(from_node)
+        input_json = first["input"] if first and first["input"] is not None else (
+            old["inputs"] if not plan.incoming[from_node] else dumps(inputs))
+        self._enqueue_node(conn, plan, run_id, from_node, 0, input_json, dumps(inputs), flow, now)
+        variables = json.loads(old["variables"] or "{}")
+        for node_id, row in kept.items():
+            for edge in plan.outgoing[node_id]:
+                target = edge.conn.target_node_id
+                if target == from_node or target not in redo:
+                    continue
+                value = json.loads(row["output"] or "null") if row["status"] == "completed" else {
+                    "error": row["error"], "errorType": row["error_type"], "nodeId": node_id}
+                outcome = {"completed": "Complete", "failed": "Fail"}.get(row["status"])
+                ok = outcome is not None and edge.matches(outcome, row["port"])
+                if ok and edge.condition is not None:
+                    ok = bool(edge.condition.evaluate({"output": value, "inputs": {}, "vars": variables}))
+                self._resolve(conn, plan, run_id, edge, 0, ok, value, dumps(value) if ok else None, flow, now)
+
     def _enqueue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
                       input_json: str, inputs_json: str, flow: "Flow", now: float,
                       attempt: int = 1) -> None:

@@ -44,6 +44,16 @@ class Plan:
     def workflow_id(self) -> str:
         return self.definition.workflow_id
 
+    def downstream(self, node_id: str) -> set[str]:
+        """`node_id` and every node reachable from it."""
+        seen, todo = {node_id}, [node_id]
+        while todo:
+            for edge in self.outgoing[todo.pop()]:
+                if edge.conn.target_node_id not in seen:
+                    seen.add(edge.conn.target_node_id)
+                    todo.append(edge.conn.target_node_id)
+        return seen
+
     def input_key(self, edge: Edge) -> str:
         """The key under which a delivery over `edge` appears in the target's ctx.inputs."""
         return edge.conn.target_port or edge.conn.source_node_id

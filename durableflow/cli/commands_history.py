@@ -70,4 +70,18 @@ def prune(state: State, older_than: float, as_json: bool) -> None:
         click.echo(f"deleted {deleted} finished run(s)")
 
 
-COMMANDS = (export_cmd, import_cmd, prune)
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--from", "from_node", metavar="NODE",
+              help="Keep what RUN recorded upstream of NODE; run NODE and everything after it again.")
+@click.pass_obj
+def rerun(state: State, run_id: str, from_node: str | None) -> None:
+    """Start RUN again as a new run (same workflow version and inputs); print the new run id.
+
+    Nothing runs until a `durableflow worker` picks the new run up. The new run's first event
+    names the run it repeats.
+    """
+    click.echo(state.engine(create=False).rerun(run_id, from_node))
+
+
+COMMANDS = (export_cmd, import_cmd, prune, rerun)

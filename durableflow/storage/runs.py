@@ -154,6 +154,18 @@ def insert_node_txn(conn, run_id: str, node_id: str, iteration: int, attempt: in
     return cur.lastrowid
 
 
+def node_rows_txn(conn, run_id: str) -> list[dict]:
+    return [dict(zip(NODE_COLUMNS, r)) for r in conn.execute(Q.nodes_of_run, (run_id,))]
+
+
+def copy_node_txn(conn, run_id: str, row: dict, now: str, from_run: str) -> int:
+    """Carry a finished node instance of another run over (rerun --from), as it was recorded."""
+    cur = conn.execute(Q.node_copy, {**row, "run_id": run_id, "now": now})
+    event_txn(conn, run_id, row["node_id"], "node." + row["status"],
+              {"id": cur.lastrowid, "copiedFrom": from_run, "instance": row["id"]}, now)
+    return cur.lastrowid
+
+
 def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: str,
                    now: str) -> tuple[int, int] | None:
     row = conn.execute(Q.node_start, {"now": now, "worker_id": worker_id,

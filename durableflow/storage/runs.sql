@@ -91,6 +91,12 @@ WHERE run_id = ? AND status = 'completed' ORDER BY id;
 INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message_id, input, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
+-- name: node_copy
+INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, input, output, error,
+                            error_type, port, worker_id, created_at, started_at, finished_at)
+VALUES (:run_id, :node_id, :iteration, :attempt, :status, :input, :output, :error,
+        :error_type, :port, :worker_id, :now, :started_at, :finished_at);
+
 -- name: node_start
 UPDATE node_instances SET status = 'running', started_at = :now, worker_id = :worker_id,
                           waiting_reason = NULL

@@ -391,3 +391,40 @@ def test_a_stored_definition_that_no_longer_loads_fails_its_runs_not_the_queue(t
         run = engine.wait(bad, timeout=20)
     assert run.status == "failed" and "no longer loads" in run.error
     engine.close()
+
+
+COUNT_BODY = """
+import json, pathlib
+ledger = pathlib.Path(ctx.vars["ledger"]) / ctx.node_id
+ledger.write_text(str(int(ledger.read_text()) + 1 if ledger.exists() else 1))
+output = (ctx.input if isinstance(ctx.input, int) else 0) + 1
+"""
+
+
+def _diamond(tmp_path) -> dict:
+    nodes = [py(n, COUNT_BODY) for n in ("a", "b", "c", "d")]
+    wf = {"workflowId": "rerun", "variables": {"ledger": str(tmp_path)}, "nodes": nodes,
+          "connections": [{"sourceNodeId": s, "targetNodeId": t}
+                          for s, t in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"))]}
+    return wf
+
+
+def test_rerun_from_a_node_keeps_upstream_results_and_runs_the_rest_again(tmp_path):
+    engine = Engine(tmp_path / "rr.db")
+    first = engine.execute(_diamond(tmp_path), timeout=30)
+    assert first.status == "completed"
+    again = engine.rerun(first.run_id, from_node="b")
+    with engine.worker(concurrency=2):
+        run = engine.wait(again, timeout=30)
+    assert run.status == "completed" and run.outputs == first.outputs
+    counts = {n: int((tmp_path / n).read_text()) for n in ("a", "b", "c", "d")}
+    assert counts == {"a": 1, "b": 2, "c": 1, "d": 2}       # a and c were carried over
+    events = [e for e in engine.events(again) if e["type"] == "run.running"]
+    assert events[0]["data"]["rerunOf"] == first.run_id
+    whole = engine.rerun(first.run_id)
+    with engine.worker(concurrency=2):
+        assert engine.wait(whole, timeout=30).status == "completed"
+    assert int((tmp_path / "a").read_text()) == 2
+    with pytest.raises(Exception, match="no node 'zz'"):
+        engine.rerun(first.run_id, from_node="zz")
+    engine.close()
