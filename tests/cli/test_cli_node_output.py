@@ -1,0 +1,32 @@
+"""What node bodies print never mixes into the command's own stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+NOISY = """workflowId: noisy
+nodes:
+  - nodeId: talk
+    runtimeType: Python
+    script: |
+      print("hello from the node", chr(27) + "[31m")
+      import sys
+      sys.stdout.write("{not json\\n")
+      output = {"said": "hello"}
+"""
+
+
+@pytest.mark.slow
+def test_run_json_stays_json_when_a_node_prints(tmp_path):
+    flow = tmp_path / "noisy.yaml"
+    flow.write_text(NOISY)
+    done = subprocess.run([sys.executable, "-m", "durableflow", "--db", str(tmp_path / "n.db"), "run",
+                           str(flow), "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["outputs"] == {"talk": {"said": "hello"}}
+    assert "hello from the node" in done.stderr and "{not json" in done.stderr
