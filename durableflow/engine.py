@@ -31,7 +31,7 @@ from durableflow.runtimes import check_output
 from durableflow.storage import Store
 from durableflow.storage import history
 from durableflow.storage import runs as R
-from durableflow.storage.queue import extend_txn, message_row, reclaim_txn, requeue_dead_txn
+from durableflow.storage.queue import extend_held_txn, message_row, reclaim_txn, requeue_dead_txn
 
 log = logging.getLogger("durableflow.engine")
 
@@ -235,6 +235,12 @@ class Engine:
                     raise InvalidTransition(
                         f"message {message_id}: run {msg['run_id']} is {status}; requeueing into a "
                         f"finished run is refused (use `durableflow rerun`)")
+                # Dead-lettering failed the node and routed its Fail; delivering it again
+                # would route the same node a second time.
+                raise InvalidTransition(
+                    f"message {message_id}: node '{msg['target_node_id']}' of run {msg['run_id']} "
+                    f"already failed and its Fail was routed; use `durableflow rerun "
+                    f"{msg['run_id']} --from {msg['target_node_id']}`")
             requeue_dead_txn(conn, message_id, now)
         self._write(txn, self.clock.now())
 
@@ -337,10 +343,10 @@ class Engine:
         except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone
             log.warning("worker %s: could not record its stop: %s", worker.worker_id, exc)
 
-    def _heartbeat(self, worker_id: str, lease_seconds: float, extend: bool) -> None:
+    def _heartbeat(self, worker_id: str, lease_seconds: float, tasks: list[Task]) -> None:
         def txn(conn, now):
-            if extend:
-                extend_txn(conn, worker_id, now + lease_seconds)
+            if tasks:
+                extend_held_txn(conn, [(t.message.id, t.message.token) for t in tasks], now + lease_seconds)
             R.worker_heartbeat_txn(conn, worker_id, iso(now))
         self.store.write(txn, self.clock.now())
 

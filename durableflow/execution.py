@@ -9,6 +9,7 @@ SQL stays in durableflow.storage; this module decides what to write.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -116,8 +117,14 @@ class Execution:
         """A new run that keeps what the old one recorded upstream of `from_node` and runs
         `from_node` and everything downstream of it again."""
         old = R.get_run_row(conn, old_run_id)
-        redo = plan.downstream(from_node)
         latest = {n["node_id"]: n for n in R.node_rows_txn(conn, old_run_id) if n["iteration"] == 0}
+        # Run again: from_node and what follows it, and whatever the old run did not finish
+        # (a failed node, a branch cancelled with the run) and what follows that.
+        redo = plan.downstream(from_node)
+        for node_id in plan.nodes:
+            row = latest.get(node_id)
+            if node_id not in plan.helpers and (row is None or row["status"] not in ("completed", "skipped")):
+                redo |= plan.downstream(node_id)
         now_s = iso(now)
         R.insert_run_txn(conn, run_id=run_id, workflow_id=plan.workflow_id,
                          workflow_version=plan.version, inputs=old["inputs"],
@@ -128,22 +135,28 @@ class Execution:
                              data={"rerunOf": old_run_id, "from": from_node})
         kept = {}
         for node_id, row in latest.items():
-            if node_id not in redo and row["status"] in ("completed", "skipped", "failed"):
+            if node_id not in redo:
                 R.copy_node_txn(conn, run_id, row, now_s, old_run_id)
                 kept[node_id] = row
         flow = Flow(False, old["priority"])
-        inputs = {plan.input_key(e): json.loads(kept[e.conn.source_node_id]["output"] or "null")
-                  for e in plan.incoming[from_node]
-                  if kept.get(e.conn.source_node_id, {}).get("status") == "completed"}
-        first = latest.get(from_node)
-        input_json = first["input"] if first and first["input"] is not None else (
-            old["inputs"] if not plan.incoming[from_node] else dumps(inputs))
-        self._enqueue_node(conn, plan, run_id, from_node, 0, input_json, dumps(inputs), flow, now)
+        # Started directly: entry points of the part that runs again, and from_node itself
+        # unless something that runs again feeds it (then it waits for that, as usual).
+        direct = {nid for nid in redo if nid not in plan.helpers and (
+            not plan.incoming[nid] or (nid == from_node and not any(
+                e.conn.source_node_id in redo for e in plan.incoming[nid])))}
+        for node_id in sorted(direct):
+            inputs = {plan.input_key(e): json.loads(kept[e.conn.source_node_id]["output"] or "null")
+                      for e in plan.incoming[node_id]
+                      if kept.get(e.conn.source_node_id, {}).get("status") == "completed"}
+            first = latest.get(node_id)
+            input_json = first["input"] if first and first["input"] is not None else (
+                old["inputs"] if not plan.incoming[node_id] else dumps(inputs))
+            self._enqueue_node(conn, plan, run_id, node_id, 0, input_json, dumps(inputs), flow, now)
         variables = json.loads(old["variables"] or "{}")
         for node_id, row in kept.items():
             for edge in plan.outgoing[node_id]:
                 target = edge.conn.target_node_id
-                if target == from_node or target not in redo:
+                if target in direct or target not in redo:
                     continue
                 value = json.loads(row["output"] or "null") if row["status"] == "completed" else {
                     "error": row["error"], "errorType": row["error_type"], "nodeId": node_id}
@@ -268,6 +281,11 @@ class Execution:
             except DurableflowError as exc:
                 conn.execute("ROLLBACK TO record")
                 results.append(exc)
+            except sqlite3.IntegrityError as exc:
+                # e.g. a second 'completed' row for one (run, node, iteration): refuse this one
+                conn.execute("ROLLBACK TO record")
+                results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
+                                                 f"result refused by the database ({exc})"))
             else:
                 results.append(None)
             conn.execute("RELEASE record")
@@ -407,7 +425,8 @@ class Execution:
         done = resolved >= len(incoming)
         one_input = "{" + json.dumps(key) + ":" + value_json + "}" if delivered else None
         if mode == "each":
-            if delivered:
+            if delivered:  # fires on every delivery
+                fired = True
                 self._enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, flow, now)
             elif done and count == 0:
                 self._skip(conn, plan, run_id, target, 0, flow, now)
@@ -444,6 +463,15 @@ class Execution:
     def settle(self, conn, plan: Plan, run_id: str, status: str, now: float) -> bool:
         """Complete the run if nothing is pending or running. A paused run settles on resume."""
         if status != "running" or R.open_message_count(conn, run_id):
+            return False
+        stranded = R.unfired_join(conn, run_id)
+        if stranded is not None:
+            # Defence in depth (validation refuses the shapes that lead here): never complete
+            # a run while a join still holds deliveries it has not acted on.
+            node_id, iteration, resolved = stranded
+            self._stop_run(conn, run_id, "fail", status, now, error=(
+                f"node '{node_id}' iteration {iteration} got {resolved} of its inputs and "
+                f"waits for the rest, which will not come"))
             return False
         outputs = {}
         for node_id, output in R.completed_outputs(conn, run_id):
@@ -513,6 +541,7 @@ class Execution:
                                   now_s, error=why, error_type="WorkerLost")
             state = R.run_state(conn, r.run_id)
             status = state.status
+            R.release_throttled_txn(conn, r.run_id)  # the lost attempt held a maxConcurrency slot
             if status not in ACTIVE:
                 if not r.dead:
                     R.discard_run_messages_txn(conn, r.run_id, now_s)

@@ -264,7 +264,7 @@ class Worker:
                 inflight = list(self._inflight.values())
             try:
                 if now - last_extend >= self.lease_seconds / 3:
-                    engine._heartbeat(self.worker_id, self.lease_seconds, bool(inflight))
+                    engine._heartbeat(self.worker_id, self.lease_seconds, inflight)
                     last_extend = now
                 if inflight:
                     statuses = engine.store.run_statuses({t.run_id for t in inflight})

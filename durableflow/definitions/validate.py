@@ -348,6 +348,34 @@ class _Checker:
             if node.node_id not in reached:
                 self.report(node_label(node.node_id, index), None,
                             f"unreachable from any entry point (entry points: {shown})")
+        if not self.errors:
+            self.each_joins(edges)
+
+    def each_joins(self, edges: dict[str, list[str]]) -> None:
+        """A `joinMode: each` node runs once per delivery, as iterations 0, 1, ...; a join
+        further down counts inputs per iteration, so every input it has must come through
+        that node, or the later iterations would wait for inputs that never come."""
+        sources: dict[str, set[str]] = {nid: set() for nid in edges}
+        for source, targets in edges.items():
+            for target in targets:
+                sources[target].add(source)
+        for node in self.defn.nodes:
+            if node.join_mode != "each":
+                continue
+            below, queue = {node.node_id}, deque([node.node_id])
+            while queue:
+                for target in edges.get(queue.popleft(), ()):
+                    if target not in below:
+                        below.add(target)
+                        queue.append(target)
+            for join_id in below - {node.node_id}:
+                joined = self.by_id[join_id]
+                outside = sorted(sources[join_id] - below)
+                if joined.join_mode != "each" and len(sources[join_id]) > 1 and outside:
+                    self.report(node_label(join_id), "joinMode",
+                                f"joins inputs from {', '.join(map(repr, outside))} with the "
+                                f"iterations of joinMode 'each' node {node.node_id!r}; make "
+                                f"{join_id!r} joinMode 'each' too, or join before {node.node_id!r}")
 
     # --- the machine ----------------------------------------------------------------------
 

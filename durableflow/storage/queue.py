@@ -190,6 +190,14 @@ def extend_txn(conn, worker_id: str, until: float) -> int:
     return conn.execute(Q.lease_renew_worker, {"until": iso(until), "worker_id": worker_id}).rowcount
 
 
+def extend_held_txn(conn, held: Iterable[tuple[int, str]], until: float) -> int:
+    """Heartbeat for the deliveries a worker is running: (message_id, token) pairs. Renewing
+    by pair, not by worker, lets a lease the worker gave up on expire as it should."""
+    cur = conn.executemany(Q.lease_renew_one, [{"until": iso(until), "message_id": mid, "token": token}
+                                               for mid, token in held])
+    return cur.rowcount
+
+
 def extend_one_txn(conn, message_id: int, token: str, until: float) -> None:
     cur = conn.execute(Q.lease_renew_one, {"until": iso(until), "message_id": message_id, "token": token})
     if cur.rowcount != 1:

@@ -301,6 +301,11 @@ def join_inputs_get(conn, run_id: str, node_id: str, iteration: int) -> list[tup
     return conn.execute(Q.join_inputs_get, (run_id, node_id, iteration)).fetchall()
 
 
+def unfired_join(conn, run_id: str) -> tuple[str, int, int] | None:
+    """A join of the run that holds deliveries but never ran or skipped its node."""
+    return conn.execute(Q.join_unfired, (run_id,)).fetchone()
+
+
 def open_message_count(conn, run_id: str) -> int:
     return conn.execute(Q.run_open_messages, (run_id,)).fetchone()[0]
 

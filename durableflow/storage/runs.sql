@@ -155,6 +155,9 @@ INSERT OR REPLACE INTO join_inputs (run_id, node_id, iteration, key, payload) VA
 -- name: join_inputs_get
 SELECT key, payload FROM join_inputs WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
+-- name: join_unfired
+SELECT node_id, iteration, resolved FROM joins WHERE run_id = ? AND fired = 0 AND delivered > 0 LIMIT 1;
+
 -- ===== workers ===================================================================================
 
 -- name: worker_register
