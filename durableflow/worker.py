@@ -74,8 +74,8 @@ class Worker:
     def stop(self, timeout: float | None = None, *, wait: bool = True) -> None:
         """Stop claiming, let the nodes in hand finish and record, then return.
 
-        With wait=False, return at once: the nodes in hand are abandoned (told to cancel) and
-        their leases left to expire, so another worker delivers them again.
+        With wait=False, return at once: the nodes in hand are told to cancel; a body that
+        stops in time is given back for redelivery, and the lease of one that does not expires.
         """
         self._stopping.set()
         self.engine._signal()
@@ -138,15 +138,27 @@ class Worker:
                     continue
             self.idle.clear()
             wait = 0.001
-            inline = []
+            inline, surplus = [], []
+            slots = self._free_slots(block=False)
             for task in tasks:
                 task.cancel_event = threading.Event()
                 if task.node.runtime_type in _INLINE:
                     inline.append((task, self._outcome(task)))
-                    continue
-                with self._lock:
-                    self._inflight[task.instance_id] = task
-                self._pool.submit(self._run_pooled, task)
+                elif slots <= 0:
+                    surplus.append(task)
+                else:
+                    slots -= 1
+                    with self._lock:
+                        self._inflight[task.instance_id] = task
+                    self._pool.submit(self._run_pooled, task)
+            if surplus:
+                # A batch sized for cheap nodes brought bodies beyond our free threads: give
+                # them back at once, for another worker (or us, later) to take.
+                try:
+                    engine._release(surplus)
+                except DurableflowError as exc:
+                    log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
+                              len(surplus), exc)
             self._inline_streak = len(inline) == len(tasks)
             tasks = []
             if inline:
