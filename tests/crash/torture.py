@@ -104,9 +104,12 @@ class Torture:
             raise RuntimeError(f"reference worker failed: {err}")
         return read_run(db, run_id)
 
-    def tortured(self) -> tuple[Path, Path, list[str]]:
+    def tortured(self, min_kills: int = 0) -> tuple[Path, Path, list[str]]:
+        """Start `runs` runs and SIGKILL workers at random moments, up to `kills` times. If the
+        runs finish before `min_kills` kills, more runs are started and the killing goes on."""
         db, ledger = self.folder / "tortured.db", self.folder / "tortured-ledger"
         run_ids = [self.start(db, ledger) for _ in range(self.runs)]
+        killed = 0
         for _ in range(self.kills):
             proc = self.worker(db, ledger)
             delay = self.rng.uniform(self.min_delay, self.max_delay)
@@ -115,13 +118,16 @@ class Torture:
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.communicate()
+                killed += 1
                 self.log.append(("killed", round(delay, 3)))
                 continue
             _, err = proc.communicate()
             self.log.append(("exited", round(delay, 3), proc.returncode))
             if proc.returncode != 0:
                 raise RuntimeError(f"worker exited {proc.returncode}: {err}")
-            break  # the run finished before we could kill it
+            if killed >= min_kills:
+                break  # every run finished before we could kill again
+            run_ids += [self.start(db, ledger) for _ in range(self.runs)]
         final = self.worker(db, ledger)
         _, err = final.communicate(timeout=180)
         if final.returncode != 0:
