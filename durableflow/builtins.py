@@ -1,26 +1,44 @@
 """Node types the engine runs itself, without a runtime: routing and trigger nodes.
 
 They are pure decisions over the node's input (no I/O), so the worker runs them on the claiming
-thread. ForEach, While, Subflow, Wait and WaitForSignal need engine support that is not built yet
-and fail with a clear error.
+thread. A Wait parks its node until its timer rings (the message comes back then, no thread
+waits). ForEach, While, Subflow and WaitForSignal need engine support that is not built yet and
+fail with a clear error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from datetime import datetime
+
 from durableflow.definitions import switch_port
+from durableflow.durations import parse_duration
 from durableflow.errors import ExpressionError, NodeError
+from durableflow.expressions import compile_expression, template_expression
 
-BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer"})
-NOT_YET = frozenset({"ForEach", "While", "Subflow", "Wait", "WaitForSignal"})
+BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait"})
+NOT_YET = frozenset({"ForEach", "While", "Subflow", "WaitForSignal"})
 
 
-def run_builtin(task) -> tuple[Any, str | None]:
-    """Returns (output, port) for a builtin node; raises NodeError."""
+class Park(Exception):
+    """A node that waits for a moment: its message comes back at `until` (epoch seconds)."""
+
+    def __init__(self, until: float):
+        super().__init__(until)
+        self.until = until
+
+
+def run_builtin(task, now: float) -> tuple[Any, str | None]:
+    """Returns (output, port) for a builtin node; raises NodeError, or Park for a Wait."""
     node = task.node
     kind = node.runtime_type
     if kind in ("Manual", "Event", "Timer"):
+        return task.input, None
+    if kind == "Wait":
+        wake = _wake_at(task, now)
+        if wake > now:
+            raise Park(wake)
         return task.input, None
     names = {"input": task.input, "inputs": task.inputs, "vars": task.variables}
     if kind == "IfElse":
@@ -30,6 +48,35 @@ def run_builtin(task) -> tuple[Any, str | None]:
         return task.input, switch_port(node, _evaluate(task, "expression", names))
     raise NodeError(f"node '{node.node_id}': runtime type {kind} is not supported by this version "
                     f"of durableflow yet", error_type="NotSupported")
+
+
+def _wake_at(task, now: float) -> float:
+    """When a Wait node's timer rings. Fixed at its first delivery and stored in its message,
+    so a restart, a pause or a redelivery never moves it."""
+    stored = task.payload.get("wakeAt")
+    if stored is not None:
+        return float(stored)
+    config = task.node.config
+    if "duration" in config:
+        return now + parse_duration(config["duration"])
+    until = config.get("until")
+    text = template_expression(until)
+    if text is not None:
+        try:
+            until = compile_expression(text).evaluate(
+                {"input": task.input, "inputs": task.inputs, "vars": task.variables})
+        except ExpressionError as exc:
+            raise NodeError(f"node '{task.node_id}': until failed: {exc}", error_type="ExpressionError") from exc
+    if isinstance(until, (int, float)) and not isinstance(until, bool):
+        return float(until)
+    try:
+        moment = datetime.fromisoformat(str(until).replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise NodeError(f"node '{task.node_id}': until {until!r} is not an ISO-8601 time with a "
+                        f"timezone, nor epoch seconds", error_type="InvalidWait")
+    return moment.timestamp()
 
 
 def _evaluate(task, key: str, names: dict) -> Any:

@@ -370,7 +370,7 @@ class Engine:
         prepared = []
         for task, outcome in items:
             delay, reason = None, ""
-            if not outcome.ok:
+            if not outcome.ok and outcome.park_until is None:
                 budget = task.plan.definition.retry_budget
                 decision = retry_policy.decide(
                     task.node.retry, task.attempt, error_type=outcome.error_type,

@@ -50,7 +50,7 @@ class Task:
     variables: dict
     retries_used: int
     cancel_event: Any = None
-    extra: dict = field(default_factory=dict)
+    payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
 
     @property
     def run_id(self) -> str:
@@ -78,6 +78,7 @@ class Outcome:
     error_type: str | None = None
     exit_code: int | None = None
     cancelled: bool = False
+    park_until: float | None = None      # a Wait: deliver this node again at that moment
 
 
 class Execution:
@@ -221,7 +222,7 @@ class Execution:
             payload = json.loads(c.payload) if c.payload else {}
             tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
                               payload.get("inputs") or {}, json.loads(variables_json or "{}"),
-                              retries_used))
+                              retries_used, payload=payload))
         return tasks
 
     def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
@@ -274,7 +275,9 @@ class Execution:
         for task, outcome, retry_delay, reason in prepared:
             conn.execute("SAVEPOINT record")
             try:
-                if outcome.ok:
+                if outcome.park_until is not None:
+                    self.park(conn, task, outcome.park_until, now)
+                elif outcome.ok:
                     self.complete(conn, task, outcome, now)
                 else:
                     self.fail(conn, task, outcome, now, retry_delay=retry_delay, reason=reason)
@@ -340,6 +343,19 @@ class Execution:
         if status in ACTIVE:
             self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
                              outcome.error_type, task.attempt, state, task.inputs, now)
+
+    def park(self, conn, task: Task, until: float, now: float) -> None:
+        """A timer: the node waits, its message visible again at `until` with the moment kept
+        in its payload. No thread sleeps; a restart or a pause does not move it."""
+        c = task.message
+        payload = dict(task.payload, wakeAt=until)
+        nack_txn(conn, c.id, c.token, now, delay=max(0.0, until - now),
+                 run_id=c.run_id, node_id=c.target_node_id)
+        R.set_message_payload_txn(conn, c.id, dumps(payload))
+        R.wait_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "running",
+                        f"timer until {iso(until)}", iso(now))
+        if task.plan.definition.max_concurrency:
+            R.release_throttled_txn(conn, c.run_id)   # a waiting node holds no slot
 
     def let_go(self, conn, task: Task, why: str, now: float) -> None:
         """The worker gives back a claimed node whose body it never started: deliverable again

@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from durableflow.builtins import BUILTIN_TYPES, NOT_YET, run_builtin
+from durableflow.builtins import BUILTIN_TYPES, NOT_YET, Park, run_builtin
 from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError
 from durableflow.execution import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
@@ -207,7 +207,10 @@ class Worker:
             if kind == "Noop":
                 output, port = task.input, None
             elif kind in BUILTIN_TYPES or kind in NOT_YET:
-                output, port = run_builtin(task)
+                try:
+                    output, port = run_builtin(task, self.engine.clock.now())
+                except Park as park:
+                    return Outcome(False, park_until=park.until)
             else:
                 port = None
                 if kind == "Python":

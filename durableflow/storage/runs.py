@@ -330,6 +330,10 @@ def hold_run_messages_txn(conn, run_id: str, held: bool) -> int:
     return conn.execute(Q.messages_hold_run, {"run_id": run_id, "held": 1 if held else 0}).rowcount
 
 
+def set_message_payload_txn(conn, message_id: int, payload_json: str) -> None:
+    conn.execute(Q.message_set_payload, (payload_json, message_id))
+
+
 def release_throttled_txn(conn, run_id: str) -> int:
     return conn.execute(Q.messages_release_throttled, (run_id,)).rowcount
 

@@ -180,6 +180,9 @@ UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
 -- name: run_running_count
 SELECT count(*) FROM node_instances WHERE run_id = ? AND status = 'running';
 
+-- name: message_set_payload
+UPDATE messages SET payload = ? WHERE id = ?;
+
 -- name: messages_release_throttled
 UPDATE messages SET held = 0 WHERE run_id = ? AND status = 'ready' AND held = 2;
 

@@ -428,3 +428,81 @@ def test_rerun_from_a_node_keeps_upstream_results_and_runs_the_rest_again(tmp_pa
     with pytest.raises(Exception, match="no node 'zz'"):
         engine.rerun(first.run_id, from_node="zz")
     engine.close()
+
+
+# --- Wait: a durable timer ------------------------------------------------------------------------
+
+def _waits(**wait) -> dict:
+    return chain("timer", py("before", "output = {'n': 1}"),
+                 {"nodeId": "pause", "runtimeType": "Wait", **wait},
+                 py("after", "output = ctx.input['n'] + 1"))
+
+
+def test_a_wait_parks_its_node_in_the_database_and_survives_a_restart(tmp_path):
+    db = tmp_path / "w.db"
+    clock = ManualClock(T0)
+    engine = Engine(db, clock=clock)
+    run_id = engine.start(_waits(duration="10m"))
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "running"
+    assert run.node("pause").status == "waiting"
+    assert run.node("pause").waiting_reason == "timer until 2027-01-15T08:10:00.000Z"
+    assert rows(db, "SELECT visible_at FROM messages WHERE status = 'ready'") == [("2027-01-15T08:10:00.000Z",)]
+    engine.close()
+
+    clock = ManualClock(T0 + 300)               # a new process, five minutes later
+    engine = Engine(db, clock=clock)
+    assert drain(engine) == 0                   # nothing due: no thread sleeps through it
+    clock.advance(299)
+    assert drain(engine) == 0
+    clock.advance(1)
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"after": 2}
+    assert [n.status for n in run.nodes if n.node_id == "pause"] == ["completed"]
+    engine.close()
+
+
+def test_a_wait_until_a_moment_gone_by_does_not_wait(tmp_path):
+    engine = Engine(tmp_path / "u.db", clock=ManualClock(T0))
+    run_id = engine.start(_waits(until="2020-01-01T00:00:00Z"))
+    drain(engine)
+    assert engine.get_run(run_id).status == "completed"
+    later = engine.start(_waits(until="${ '2027-01-15T09:00:00+00:00' }"))
+    drain(engine)
+    assert engine.get_run(later).node("pause").waiting_reason == "timer until 2027-01-15T09:00:00.000Z"
+    engine.close()
+
+
+def test_pausing_and_cancelling_a_waiting_run(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "pc.db", clock=clock)
+    paused = engine.start(_waits(duration="1m"))
+    cancelled = engine.start(_waits(duration="1m"))
+    drain(engine)
+    engine.pause(paused)
+    engine.cancel(cancelled)
+    clock.advance(120)
+    assert drain(engine) == 0                   # the paused run's timer rang, but it is paused
+    assert engine.get_run(cancelled).node("pause").status == "cancelled"
+    engine.resume(paused)
+    drain(engine)
+    assert engine.get_run(paused).status == "completed"
+    engine.close()
+
+
+@pytest.mark.slow
+def test_worker_until_idle_waits_for_a_short_timer_not_for_a_long_one(tmp_path):
+    db = tmp_path / "idle.db"
+    for name, duration in (("short", "1s"), ("long", "3d")):
+        wf = tmp_path / f"{name}.json"
+        wf.write_text(json.dumps(dict(_waits(duration=duration), workflowId=name)))
+        started = subprocess.run([sys.executable, "-m", "durableflow", "--db", str(db), "start", str(wf)],
+                                 capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+    done = subprocess.run([sys.executable, "-m", "durableflow", "--db", str(db), "worker",
+                           "--until-idle", "--max-wait", "10s"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    status = dict(rows(db, "SELECT workflow_id, status FROM runs"))
+    assert status == {"short": "completed", "long": "running"}
