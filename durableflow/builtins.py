@@ -1,9 +1,9 @@
 """Node types the engine runs itself, without a runtime: routing and trigger nodes.
 
 They are pure decisions over the node's input (no I/O), so the worker runs them on the claiming
-thread. A Wait parks its node until its timer rings (the message comes back then, no thread
-waits). ForEach, While, Subflow and WaitForSignal need engine support that is not built yet and
-fail with a clear error.
+thread. A Wait parks its node until its timer rings, a WaitForSignal until its signal comes (the
+message comes back then; no thread waits). ForEach, While and Subflow need engine support that
+is not built yet and fail with a clear error.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from durableflow.durations import parse_duration
 from durableflow.errors import ExpressionError, NodeError
 from durableflow.expressions import compile_expression, template_expression
 
-BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait"})
-NOT_YET = frozenset({"ForEach", "While", "Subflow", "WaitForSignal"})
+BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait", "WaitForSignal"})
+NOT_YET = frozenset({"ForEach", "While", "Subflow"})
 
 
 class Park(Exception):
@@ -27,6 +27,15 @@ class Park(Exception):
     def __init__(self, until: float):
         super().__init__(until)
         self.until = until
+
+
+class AwaitSignal(Exception):
+    """A node that waits for a signal to its run; `deadline` (epoch seconds) or None."""
+
+    def __init__(self, name: str, deadline: float | None):
+        super().__init__(name, deadline)
+        self.name = name
+        self.deadline = deadline
 
 
 def run_builtin(task, now: float) -> tuple[Any, str | None]:
@@ -40,6 +49,12 @@ def run_builtin(task, now: float) -> tuple[Any, str | None]:
         if wake > now:
             raise Park(wake)
         return task.input, None
+    if kind == "WaitForSignal":
+        # Whether the signal is there is read in the recording transaction, not here.
+        deadline = task.payload.get("deadline")
+        if deadline is None and task.node.timeout:
+            deadline = now + task.node.timeout
+        raise AwaitSignal(str(task.node.config["signal"]), deadline)
     names = {"input": task.input, "inputs": task.inputs, "vars": task.variables}
     if kind == "IfElse":
         value = _evaluate(task, "condition", names)

@@ -213,6 +213,15 @@ class Engine:
         self._write(self.execution.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
         return new_id
 
+    def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send a signal to a run: a WaitForSignal node waiting for `name` (now or later) takes
+        it and completes with `data` as its output."""
+        try:
+            check_output(data, "signal data")
+        except NodeError as exc:
+            raise ValidationError(f"signal {name!r}: {exc}") from None
+        self._write(self.execution.signal, run_id, name, data, self.clock.now())
+
     # --- control ---------------------------------------------------------------------------
 
     def pause(self, run_id: str, for_seconds: float | None = None) -> str:
@@ -370,7 +379,7 @@ class Engine:
         prepared = []
         for task, outcome in items:
             delay, reason = None, ""
-            if not outcome.ok and outcome.park_until is None:
+            if not outcome.ok and outcome.park_until is None and outcome.await_signal is None:
                 budget = task.plan.definition.retry_budget
                 decision = retry_policy.decide(
                     task.node.retry, task.attempt, error_type=outcome.error_type,

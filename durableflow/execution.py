@@ -79,6 +79,7 @@ class Outcome:
     exit_code: int | None = None
     cancelled: bool = False
     park_until: float | None = None      # a Wait: deliver this node again at that moment
+    await_signal: tuple | None = None    # a WaitForSignal: (name, deadline or None)
 
 
 class Execution:
@@ -277,6 +278,8 @@ class Execution:
             try:
                 if outcome.park_until is not None:
                     self.park(conn, task, outcome.park_until, now)
+                elif outcome.await_signal is not None:
+                    self.await_signal(conn, task, *outcome.await_signal, now)
                 elif outcome.ok:
                     self.complete(conn, task, outcome, now)
                 else:
@@ -344,18 +347,43 @@ class Execution:
             self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
                              outcome.error_type, task.attempt, state, task.inputs, now)
 
-    def park(self, conn, task: Task, until: float, now: float) -> None:
+    def park(self, conn, task: Task, until: float, now: float, *, reason: str | None = None,
+             keep: dict | None = None) -> None:
         """A timer: the node waits, its message visible again at `until` with the moment kept
         in its payload. No thread sleeps; a restart or a pause does not move it."""
         c = task.message
-        payload = dict(task.payload, wakeAt=until)
+        payload = dict(task.payload, **(keep or {"wakeAt": until}))
         nack_txn(conn, c.id, c.token, now, delay=max(0.0, until - now),
                  run_id=c.run_id, node_id=c.target_node_id)
         R.set_message_payload_txn(conn, c.id, dumps(payload))
         R.wait_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "running",
-                        f"timer until {iso(until)}", iso(now))
+                        reason or f"timer until {iso(until)}", iso(now))
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)   # a waiting node holds no slot
+
+    def await_signal(self, conn, task: Task, name: str, deadline: float | None, now: float) -> None:
+        """Take a signal sent to the run (before or after the node began to wait) and complete
+        with its payload; or fail once the deadline has passed; or wait for either."""
+        got = R.take_signal_txn(conn, task.run_id, name, task.instance_id)
+        if got is not None:
+            value = json.loads(got) if got is not None else None
+            self.complete(conn, task, Outcome(True, value, dumps(value)), now)
+        elif deadline is not None and now >= deadline:
+            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': no signal {name!r} "
+                                          f"came before {iso(deadline)}", error_type="SignalTimeout"),
+                      now, retry_delay=None)
+        else:
+            # engine.signal() makes the message visible at once; the deadline is the fallback.
+            until = deadline if deadline is not None else now + SIGNAL_RECHECK
+            self.park(conn, task, until, now, keep={"deadline": deadline},
+                      reason=f"signal {name!r}" + (f" until {iso(deadline)}" if deadline else ""))
+
+    def signal(self, conn, run_id: str, name: str, payload: Any, now: float) -> None:
+        status = R.run_state(conn, run_id).status
+        if status in TERMINAL_RUN_STATUSES:
+            raise InvalidTransition(f"run {run_id} is {status}; a signal to it would never be taken")
+        R.insert_signal_txn(conn, run_id, name, dumps(payload), iso(now))
+        R.wake_waiting_txn(conn, run_id, iso(now))
 
     def let_go(self, conn, task: Task, why: str, now: float) -> None:
         """The worker gives back a claimed node whose body it never started: deliverable again
@@ -573,3 +601,5 @@ class Execution:
 
 
 _MISSING = object()
+# A WaitForSignal without a timeout looks again this often, in case a signal's wake-up was lost.
+SIGNAL_RECHECK = 24 * 3600.0

@@ -153,4 +153,20 @@ def _refused(engine, run_id: str, verb: str):
         raise InvalidTransition(f"cannot {verb} run {run_id}: it is {current}") from None
 
 
-COMMANDS = (runs, status, history, pause, resume, cancel)
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("name")
+@click.option("--data", "data", metavar="JSON", default=None,
+              help="The signal's payload, as JSON (the waiting node's output). Default: null.")
+@click.pass_obj
+def signal(state: State, run_id: str, name: str, data: str | None) -> None:
+    """Send signal NAME to RUN: a WaitForSignal node waiting for it (now or later) takes it."""
+    try:
+        payload = None if data is None else json.loads(data)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    state.engine(create=False).signal(run_id, name, payload)
+    click.echo(f"signal {name!r} sent to run {run_id}")
+
+
+COMMANDS = (runs, status, history, pause, resume, cancel, signal)

@@ -330,6 +330,23 @@ def hold_run_messages_txn(conn, run_id: str, held: bool) -> int:
     return conn.execute(Q.messages_hold_run, {"run_id": run_id, "held": 1 if held else 0}).rowcount
 
 
+def insert_signal_txn(conn, run_id: str, name: str, payload_json: str, now: str) -> int:
+    cur = conn.execute(Q.signal_insert, (run_id, name, payload_json, now))
+    conn.execute(Q.event_insert, (run_id, None, "signal.received",
+                                  dumps({"id": cur.lastrowid, "name": name}), now))
+    return cur.lastrowid
+
+
+def take_signal_txn(conn, run_id: str, name: str, instance_id: int) -> str | None:
+    """The payload (JSON text) of the oldest signal `name` not yet taken, now taken; or None."""
+    row = conn.execute(Q.signal_take, {"run_id": run_id, "name": name, "instance": instance_id}).fetchone()
+    return None if row is None else (row[0] if row[0] is not None else "null")
+
+
+def wake_waiting_txn(conn, run_id: str, now: str) -> int:
+    return conn.execute(Q.messages_wake_waiting, {"run_id": run_id, "now": now}).rowcount
+
+
 def set_message_payload_txn(conn, message_id: int, payload_json: str) -> None:
     conn.execute(Q.message_set_payload, (payload_json, message_id))
 

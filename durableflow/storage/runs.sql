@@ -180,6 +180,21 @@ UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
 -- name: run_running_count
 SELECT count(*) FROM node_instances WHERE run_id = ? AND status = 'running';
 
+-- name: signal_insert
+INSERT INTO signals (run_id, name, payload, created_at) VALUES (?, ?, ?, ?);
+
+-- name: signal_take
+UPDATE signals SET consumed_by = :instance
+WHERE id = (SELECT id FROM signals WHERE run_id = :run_id AND name = :name AND consumed_by IS NULL
+            ORDER BY id LIMIT 1)
+RETURNING payload;
+
+-- name: messages_wake_waiting
+-- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
+UPDATE messages SET visible_at = :now
+WHERE status = 'ready' AND run_id = :run_id AND visible_at > :now
+  AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
+
 -- name: message_set_payload
 UPDATE messages SET payload = ? WHERE id = ?;
 

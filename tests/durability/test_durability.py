@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from durableflow import Engine, StaleLease
+from durableflow import Engine, InvalidTransition, StaleLease
 from durableflow.clock import ManualClock
 from durableflow.execution import Outcome
 
@@ -506,3 +506,74 @@ def test_worker_until_idle_waits_for_a_short_timer_not_for_a_long_one(tmp_path):
     assert done.returncode == 0, done.stderr
     status = dict(rows(db, "SELECT workflow_id, status FROM runs"))
     assert status == {"short": "completed", "long": "running"}
+
+
+# --- WaitForSignal ---------------------------------------------------------------------------------
+
+def _approval(**extra) -> dict:
+    wf = chain("approve", py("ask", "output = 'please'"),
+               {"nodeId": "approval", "runtimeType": "WaitForSignal", "signal": "approved", **extra},
+               py("ship", "output = {'by': ctx.input['by']}"))
+    wf["nodes"].append(py("escalate", "output = ctx.input['errorType']"))
+    wf["connections"].append({"sourceNodeId": "approval", "targetNodeId": "escalate",
+                              "triggerMessageType": "Fail"})
+    return wf
+
+
+def test_a_signal_sent_while_the_node_waits_completes_it_even_across_a_restart(tmp_path):
+    db = tmp_path / "s.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    run_id = engine.start(_approval())
+    drain(engine)
+    assert engine.get_run(run_id).node("approval").waiting_reason == "signal 'approved'"
+    engine.close()
+
+    engine = Engine(db, clock=ManualClock(T0 + 60))
+    engine.signal(run_id, "approved", {"by": "ops"})
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"ship": {"by": "ops"}}
+    assert run.node("approval").output == {"by": "ops"} and run.node("escalate").status == "skipped"
+    assert [e["type"] for e in engine.events(run_id) if e["type"].startswith("signal")] == ["signal.received"]
+    engine.close()
+
+
+def test_a_signal_sent_before_the_node_waits_is_kept_for_it(tmp_path):
+    engine = Engine(tmp_path / "early.db", clock=ManualClock(T0))
+    run_id = engine.start(_approval())
+    engine.signal(run_id, "approved", {"by": "early"})
+    drain(engine)
+    assert engine.get_run(run_id).outputs == {"ship": {"by": "early"}}
+    with pytest.raises(InvalidTransition, match="would never be taken"):
+        engine.signal(run_id, "approved", {"by": "late"})
+    engine.close()
+
+
+def test_no_signal_before_the_timeout_fails_the_node(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "to.db", clock=clock)
+    run_id = engine.start(_approval(timeout="1h"))
+    drain(engine)
+    assert "until 2027-01-15T09:00:00.000Z" in engine.get_run(run_id).node("approval").waiting_reason
+    clock.advance(3600)
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"escalate": "SignalTimeout"}
+    engine.close()
+
+
+@pytest.mark.slow
+def test_signal_from_the_command_line(tmp_path):
+    db = tmp_path / "cli.db"
+    wf = tmp_path / "approve.json"
+    wf.write_text(json.dumps(_approval()))
+    cli = [sys.executable, "-m", "durableflow", "--db", str(db)]
+    run_id = subprocess.run([*cli, "start", str(wf)], capture_output=True, text=True, timeout=60).stdout.strip()
+    subprocess.run([*cli, "worker", "--until-idle", "--max-wait", "1s"], capture_output=True, timeout=60, check=True)
+    sent = subprocess.run([*cli, "signal", run_id, "approved", "--data", '{"by": "cli"}'],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    subprocess.run([*cli, "worker", "--until-idle", "--max-wait", "1s"], capture_output=True, timeout=60, check=True)
+    assert rows(db, "SELECT status, outputs FROM runs") == [("completed", '{"ship":{"by":"cli"}}')]
+    bad = subprocess.run([*cli, "signal", run_id, "approved", "--data", "{nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--data" in bad.stderr
