@@ -362,7 +362,10 @@ class Engine:
     # --- what workers call -----------------------------------------------------------------
 
     def _claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
-        return self.store.write(self.execution.claim, worker_id, limit, lease_seconds, self.clock.now())
+        try:
+            return self.store.write(self.execution.claim, worker_id, limit, lease_seconds, self.clock.now())
+        finally:
+            self._notify_finished()  # a claim can fail a run whose definition no longer loads
 
     def _record(self, task: Task, outcome: Outcome) -> None:
         (error,), _ = self._record_many([(task, outcome)])
@@ -496,12 +499,14 @@ class Engine:
         try:
             return self.store.write(fn, *args, **kwargs)
         finally:
-            if self.execution.finished:
-                self.execution.finished = []
-                with self._done:
-                    self._done_generation += 1
-                    self._done.notify_all()
+            self._notify_finished()
             self._signal()
+
+    def _notify_finished(self) -> None:
+        if self.execution.take_finished():
+            with self._done:
+                self._done_generation += 1
+                self._done.notify_all()
 
     def close(self) -> None:
         for unsubscribe in list(self._subscriptions):

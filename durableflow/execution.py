@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -88,8 +89,20 @@ class Execution:
     def __init__(self, plans: Callable[[str, int], Plan], *, max_deliveries: int = 5):
         self.plans = plans
         self.max_deliveries = max_deliveries
-        # Runs finished by transactions of this process, for the engine to wake its waiters.
-        self.finished: list[str] = []
+        # Runs finished by the calling thread's transactions, for the engine to wake waiters
+        # after that thread's commit (per thread: another thread's commit is not ours to tell).
+        self._local = threading.local()
+
+    @property
+    def finished(self) -> list[str]:
+        got = getattr(self._local, "finished", None)
+        if got is None:
+            got = self._local.finished = []
+        return got
+
+    def take_finished(self) -> list[str]:
+        got, self._local.finished = self.finished, []
+        return got
 
     # --- starting --------------------------------------------------------------------------
 
