@@ -1,9 +1,9 @@
 """Node types the engine runs itself, without a runtime: routing and trigger nodes.
 
 They are pure decisions over the node's input (no I/O), so the worker runs them on the claiming
-thread. A Wait parks its node until its timer rings, a WaitForSignal until its signal comes (the
-message comes back then; no thread waits). ForEach, While and Subflow need engine support that
-is not built yet and fail with a clear error.
+thread. A Wait parks its node until its timer rings, a WaitForSignal until its signal comes, a
+Subflow until its child run finishes (the message comes back then; no thread waits). ForEach and
+While need engine support that is not built yet and fail with a clear error.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from datetime import datetime
 from durableflow.definitions import switch_port
 from durableflow.durations import parse_duration
 from durableflow.errors import ExpressionError, NodeError
-from durableflow.expressions import compile_expression, template_expression
+from durableflow.expressions import compile_expression, resolve_inputs, template_expression
 
-BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait", "WaitForSignal"})
-NOT_YET = frozenset({"ForEach", "While", "Subflow"})
+BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait", "WaitForSignal",
+                           "Subflow"})
+NOT_YET = frozenset({"ForEach", "While"})
 
 
 class Park(Exception):
@@ -27,6 +28,15 @@ class Park(Exception):
     def __init__(self, until: float):
         super().__init__(until)
         self.until = until
+
+
+class Subflow(Exception):
+    """A Subflow node: start a child run (`start`), or look at the one it started (`child`)."""
+
+    def __init__(self, *, start: tuple | None = None, child: str | None = None):
+        super().__init__(start or child)
+        self.start = start        # (workflow_id, version or None, inputs)
+        self.child = child
 
 
 class AwaitSignal(Exception):
@@ -44,18 +54,28 @@ def run_builtin(task, now: float) -> tuple[Any, str | None]:
     kind = node.runtime_type
     if kind in ("Manual", "Event", "Timer"):
         return task.input, None
+    names = {"input": task.input, "inputs": task.inputs, "vars": task.variables}
     if kind == "Wait":
         wake = _wake_at(task, now)
         if wake > now:
             raise Park(wake)
         return task.input, None
+    if kind == "Subflow":
+        child = task.payload.get("childRunId")
+        if child is not None:
+            raise Subflow(child=child)
+        node = task.node
+        try:
+            inputs = task.input if node.inputs is None else resolve_inputs(node.inputs, names)
+        except ExpressionError as exc:
+            raise NodeError(f"node '{task.node_id}': inputs failed: {exc}", error_type="ExpressionError") from exc
+        raise Subflow(start=(str(node.config["workflowId"]), node.config.get("version"), inputs))
     if kind == "WaitForSignal":
         # Whether the signal is there is read in the recording transaction, not here.
         deadline = task.payload.get("deadline")
         if deadline is None and task.node.timeout:
             deadline = now + task.node.timeout
         raise AwaitSignal(str(task.node.config["signal"]), deadline)
-    names = {"input": task.input, "inputs": task.inputs, "vars": task.variables}
     if kind == "IfElse":
         value = _evaluate(task, "condition", names)
         return task.input, "true" if value else "false"

@@ -52,7 +52,8 @@ class Engine:
         self.path = self.store.path
         self._plans: dict[tuple[str, int], Plan] = {}
         self._plans_lock = threading.Lock()
-        self.execution = Execution(self._plan, max_deliveries=max_deliveries)
+        self.execution = Execution(self._plan, max_deliveries=max_deliveries,
+                                   new_run_id=self._new_run_id)
         self._cond = threading.Condition()
         self._generation = 0
         self._done = threading.Condition()   # notified when a run of this process finishes
@@ -382,7 +383,8 @@ class Engine:
         prepared = []
         for task, outcome in items:
             delay, reason = None, ""
-            if not outcome.ok and outcome.park_until is None and outcome.await_signal is None:
+            if not outcome.ok and outcome.park_until is None and outcome.await_signal is None \
+                    and outcome.subflow is None:
                 budget = task.plan.definition.retry_budget
                 decision = retry_policy.decide(
                     task.node.retry, task.attempt, error_type=outcome.error_type,

@@ -81,13 +81,16 @@ class Outcome:
     cancelled: bool = False
     park_until: float | None = None      # a Wait: deliver this node again at that moment
     await_signal: tuple | None = None    # a WaitForSignal: (name, deadline or None)
+    subflow: Any = None                  # a Subflow: builtins.Subflow (start a child, or look at it)
 
 
 class Execution:
     """The engine's transaction logic. `plans(workflow_id, version)` returns a cached Plan."""
 
-    def __init__(self, plans: Callable[[str, int], Plan], *, max_deliveries: int = 5):
+    def __init__(self, plans: Callable[[str, int], Plan], *, max_deliveries: int = 5,
+                 new_run_id: Callable[[], str] | None = None):
         self.plans = plans
+        self.new_run_id = new_run_id
         self.max_deliveries = max_deliveries
         # Runs finished by the calling thread's transactions, for the engine to wake waiters
         # after that thread's commit (per thread: another thread's commit is not ours to tell).
@@ -293,6 +296,8 @@ class Execution:
                     self.park(conn, task, outcome.park_until, now)
                 elif outcome.await_signal is not None:
                     self.await_signal(conn, task, *outcome.await_signal, now)
+                elif outcome.subflow is not None:
+                    self.subflow(conn, task, outcome.subflow, now)
                 elif outcome.ok:
                     self.complete(conn, task, outcome, now)
                 else:
@@ -390,6 +395,44 @@ class Execution:
             until = deadline if deadline is not None else now + SIGNAL_RECHECK
             self.park(conn, task, until, now, keep={"deadline": deadline},
                       reason=f"signal {name!r}" + (f" until {iso(deadline)}" if deadline else ""))
+
+    def subflow(self, conn, task: Task, step, now: float) -> None:
+        """Start the child run and wait for it; when it has finished, end as it ended."""
+        if step.child is None:
+            workflow_id, version, inputs = step.start
+            try:
+                if version is None:
+                    version = R.get_workflow(conn, workflow_id)["version"]
+                plan = self.plans(workflow_id, int(version))
+            except DurableflowError as exc:
+                self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': subflow "
+                                              f"'{workflow_id}' could not start: {exc}",
+                                              error_type="SubflowFailed"), now, retry_delay=None)
+                return
+            child = self.new_run_id()
+            self.start_run(conn, plan, child, inputs, now, priority=R.run_state(conn, task.run_id).priority,
+                           parent_run_id=task.run_id, parent_node_id=task.node_id)
+            self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"childRunId": child},
+                      reason=f"subflow run {child}")
+            return
+        row = R.get_run_row(conn, step.child)
+        if row["status"] == "completed":
+            outputs = json.loads(row["outputs"] or "null")
+            self.complete(conn, task, Outcome(True, outputs, dumps(outputs)), now)
+        elif row["status"] in TERMINAL_RUN_STATUSES:
+            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': subflow run {step.child} "
+                                          f"{row['status']}: {row['error'] or 'cancelled'}",
+                                          error_type="SubflowFailed"), now, retry_delay=None)
+        else:
+            self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"childRunId": step.child},
+                      reason=f"subflow run {step.child}")
+
+    def _finished(self, conn, run_id: str, now: float) -> None:
+        """A run ended: wake the Subflow node of its parent, which looks at how it ended."""
+        self.finished.append(run_id)
+        parent = R.parent_of(conn, run_id)
+        if parent is not None:
+            R.wake_waiting_txn(conn, parent, iso(now))
 
     def signal(self, conn, run_id: str, name: str, payload: Any, now: float) -> None:
         status = R.run_state(conn, run_id).status
@@ -535,7 +578,7 @@ class Execution:
             if node_id in plan.terminals:
                 outputs[node_id] = json.loads(output) if output is not None else None
         R.run_transition_txn(conn, run_id, "complete", "running", iso(now), outputs=dumps(outputs))
-        self.finished.append(run_id)
+        self._finished(conn, run_id, now)
         return True
 
     def _fail_run(self, conn, plan: Plan, run_id: str, status: str, error: str, now: float) -> None:
@@ -546,7 +589,9 @@ class Execution:
         """Fail or cancel a run: no new node starts; running ones are told through the run status."""
         now_s = iso(now)
         R.run_transition_txn(conn, run_id, trigger, status, now_s, error=error)
-        self.finished.append(run_id)
+        for child, child_status in R.active_children(conn, run_id):  # a run ends with its subruns
+            self._stop_run(conn, child, "cancel", child_status, now)
+        self._finished(conn, run_id, now)
         R.discard_run_messages_txn(conn, run_id, now_s)
         for instance_id, node_id, node_status, _mid in R.open_nodes(conn, run_id):
             if node_status in ("pending", "waiting"):

@@ -347,6 +347,15 @@ def wake_waiting_txn(conn, run_id: str, now: str) -> int:
     return conn.execute(Q.messages_wake_waiting, {"run_id": run_id, "now": now}).rowcount
 
 
+def parent_of(conn, run_id: str) -> str | None:
+    row = conn.execute(Q.run_parent, (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def active_children(conn, run_id: str) -> list[tuple[str, str]]:
+    return conn.execute(Q.runs_active_children, (run_id,)).fetchall()
+
+
 def set_message_payload_txn(conn, message_id: int, payload_json: str) -> None:
     conn.execute(Q.message_set_payload, (payload_json, message_id))
 

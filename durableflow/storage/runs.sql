@@ -195,6 +195,13 @@ UPDATE messages SET visible_at = :now
 WHERE status = 'ready' AND run_id = :run_id AND visible_at > :now
   AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
 
+-- name: run_parent
+SELECT parent_run_id FROM runs WHERE run_id = ?;
+
+-- name: runs_active_children
+SELECT run_id, status FROM runs
+WHERE parent_run_id = ? AND status IN ('pending', 'running', 'paused', 'compensating');
+
 -- name: message_set_payload
 UPDATE messages SET payload = ? WHERE id = ?;
 

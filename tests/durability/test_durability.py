@@ -577,3 +577,60 @@ def test_signal_from_the_command_line(tmp_path):
     assert rows(db, "SELECT status, outputs FROM runs") == [("completed", '{"ship":{"by":"cli"}}')]
     bad = subprocess.run([*cli, "signal", run_id, "approved", "--data", "{nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--data" in bad.stderr
+
+
+# --- Subflow ---------------------------------------------------------------------------------------
+
+CHILD = {"workflowId": "child", "nodes": [py("double", "output = ctx.input['n'] * 2")]}
+
+
+def _parent(**sub) -> dict:
+    wf = chain("parent", py("make", "output = {'n': 21}"),
+               {"nodeId": "sub", "runtimeType": "Subflow", "workflowId": "child", **sub},
+               py("use", "output = ctx.input['double']"))
+    wf["nodes"].append(py("handle", "output = ctx.input['errorType']"))
+    wf["connections"].append({"sourceNodeId": "sub", "targetNodeId": "handle", "triggerMessageType": "Fail"})
+    return wf
+
+
+def test_a_subflow_runs_a_child_run_and_takes_its_outputs(tmp_path):
+    db = tmp_path / "sf.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    engine.register(CHILD)
+    run_id = engine.start(_parent())
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"use": 42}
+    assert run.node("sub").output == {"double": 42}
+    (child,) = rows(db, "SELECT run_id, status, parent_run_id, parent_node_id, inputs FROM runs "
+                        "WHERE parent_run_id IS NOT NULL")
+    assert child[1:] == ("completed", run_id, "sub", '{"n":21}')
+    engine.close()
+
+
+def test_subflow_inputs_are_literals_or_expressions_and_a_child_failure_fails_the_node(tmp_path):
+    engine = Engine(tmp_path / "sf2.db", clock=ManualClock(T0))
+    engine.register(CHILD)
+    ok = engine.start(_parent(inputs={"n": "${ input.n + 1 }"}))
+    bad = engine.start(_parent(inputs={"m": 1}))             # the child's node raises KeyError
+    missing = engine.start(_parent(workflowId="nowhere"))
+    drain(engine)
+    assert engine.get_run(ok).outputs == {"use": 44}
+    assert engine.get_run(bad).outputs == {"handle": "SubflowFailed"}
+    run = engine.get_run(missing)
+    assert run.outputs == {"handle": "SubflowFailed"} and "nowhere" in run.node("sub").error
+    engine.close()
+
+
+def test_cancelling_a_parent_cancels_its_child_run(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "sf3.db", clock=clock)
+    engine.register({"workflowId": "child", "nodes": [
+        {"nodeId": "nap", "runtimeType": "Wait", "duration": "1h"}]})
+    run_id = engine.start(_parent())
+    drain(engine)
+    assert engine.get_run(run_id).node("sub").status == "waiting"
+    engine.cancel(run_id)
+    statuses = dict(rows(tmp_path / "sf3.db", "SELECT parent_run_id IS NULL, status FROM runs"))
+    assert statuses == {1: "cancelled", 0: "cancelled"}
+    engine.close()
