@@ -2,8 +2,8 @@
 
 They are pure decisions over the node's input (no I/O), so the worker runs them on the claiming
 thread. A Wait parks its node until its timer rings, a WaitForSignal until its signal comes, a
-Subflow until its child run finishes (the message comes back then; no thread waits). ForEach and
-While need engine support that is not built yet and fail with a clear error.
+Subflow until its child run finishes, a ForEach or While until its body runs have (the message
+comes back then; no thread waits).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from durableflow.errors import ExpressionError, NodeError
 from durableflow.expressions import compile_expression, resolve_inputs, template_expression
 
 BUILTIN_TYPES = frozenset({"IfElse", "Switch", "Manual", "Event", "Timer", "Wait", "WaitForSignal",
-                           "Subflow"})
-NOT_YET = frozenset({"ForEach", "While"})
+                           "Subflow", "ForEach", "While"})
+NOT_YET: frozenset = frozenset()
 
 
 class Park(Exception):
@@ -37,6 +37,15 @@ class Subflow(Exception):
         super().__init__(start or child)
         self.start = start        # (workflow_id, version or None, inputs)
         self.child = child
+
+
+class Loop(Exception):
+    """A ForEach or While node: run its body as child runs. `items` is set on a ForEach's first
+    delivery (the list to go over); later deliveries carry their state in the message."""
+
+    def __init__(self, items: list | None = None):
+        super().__init__(items)
+        self.items = items
 
 
 class AwaitSignal(Exception):
@@ -70,6 +79,16 @@ def run_builtin(task, now: float) -> tuple[Any, str | None]:
         except ExpressionError as exc:
             raise NodeError(f"node '{task.node_id}': inputs failed: {exc}", error_type="ExpressionError") from exc
         raise Subflow(start=(str(node.config["workflowId"]), node.config.get("version"), inputs))
+    if kind == "ForEach":
+        if "loop" in task.payload:
+            raise Loop()
+        items = _evaluate(task, "items", names)
+        if not isinstance(items, (list, tuple)):
+            raise NodeError(f"node '{task.node_id}': items must be a list, got {type(items).__name__}",
+                            error_type="InvalidItems")
+        raise Loop(list(items))
+    if kind == "While":
+        raise Loop()
     if kind == "WaitForSignal":
         # Whether the signal is there is read in the recording transaction, not here.
         deadline = task.payload.get("deadline")

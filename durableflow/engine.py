@@ -5,7 +5,6 @@ controls runs, and coordinates workers; the transaction logic lives in durablefl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso
-from durableflow.definitions import definition_checksum, dump_json, load_definition
+from durableflow.definitions import load_definition, storable
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
     WaitTimeout)
@@ -72,12 +71,9 @@ class Engine:
     def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
         """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
         defn = self.load(source)
-        # Stored with absolute script paths: the row alone says what runs, and the same file
-        # in two folders (running different scripts) is two different versions.
-        stored = dataclasses.replace(defn, source_path=None)
-        # The version key says where to file the content; it is not part of the content.
-        checksum = definition_checksum(dataclasses.replace(stored, version=None))
-        body = dump_json(stored)
+        # Absolute script paths: the same file in two folders (running different scripts) is
+        # two different versions.
+        checksum, body = storable(defn)
         src = str(defn.source_path) if defn.source_path else None
         version, _created = self.store.write(R.register_workflow_txn, defn.workflow_id, checksum, body,
                                              src, defn.version, self.clock.now_iso())

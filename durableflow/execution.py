@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from durableflow.clock import iso
+from durableflow.definitions import body_workflow, storable
 from durableflow.errors import DefinitionError, DurableflowError, ExpressionError, InvalidTransition
 from durableflow.model import TERMINAL_RUN_STATUSES
-from durableflow.plan import Edge, Plan
+from durableflow.plan import Edge, Plan, build_plan
 from durableflow.storage import runs as R
 from durableflow.storage.queue import (
     Claimed, NewMessage, Reclaimed, ack_txn, claim_txn, enqueue_txn, nack_txn,
@@ -91,6 +92,7 @@ class Execution:
                  new_run_id: Callable[[], str] | None = None):
         self.plans = plans
         self.new_run_id = new_run_id
+        self._body_plans: dict[tuple[str, int], Plan] = {}   # inline loop bodies
         self.max_deliveries = max_deliveries
         # Runs finished by the calling thread's transactions, for the engine to wake waiters
         # after that thread's commit (per thread: another thread's commit is not ours to tell).
@@ -398,6 +400,9 @@ class Execution:
 
     def subflow(self, conn, task: Task, step, now: float) -> None:
         """Start the child run and wait for it; when it has finished, end as it ended."""
+        if task.node.runtime_type in ("ForEach", "While"):
+            self._loop(conn, task, step, now)
+            return
         if step.child is None:
             workflow_id, version, inputs = step.start
             try:
@@ -426,6 +431,106 @@ class Execution:
         else:
             self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"childRunId": step.child},
                       reason=f"subflow run {step.child}")
+
+    # --- loops: a body run per item (ForEach) or per turn (While) ----------------------------
+
+    def _loop(self, conn, task: Task, step, now: float) -> None:
+        node = task.node
+        state = task.payload.get("loop")
+        if state is None:
+            try:
+                workflow = self._body(conn, task, now)
+            except DurableflowError as exc:
+                self._loop_failed(conn, task, f"its body cannot run: {exc}", now)
+                return
+            state = {"workflow": workflow, "open": [], "next": 0, "outputs": [], "last": None}
+            if node.runtime_type == "ForEach":
+                state["items"] = step.items
+                state["outputs"] = [None] * len(step.items)
+        plan = self._body_plans.get(tuple(state["workflow"])) or self.plans(*state["workflow"])
+        still_open = []
+        for index, child in state["open"]:
+            row = R.get_run_row(conn, child)
+            if row["status"] == "completed":
+                outputs = json.loads(row["outputs"] or "null")
+                if node.runtime_type == "ForEach":
+                    state["outputs"][index] = outputs
+                else:
+                    state["last"], state["next"] = outputs, index + 1
+            elif row["status"] in TERMINAL_RUN_STATUSES:
+                for _i, other in state["open"]:
+                    other_status = R.run_state(conn, other).status
+                    if other_status not in TERMINAL_RUN_STATUSES:
+                        self._stop_run(conn, other, "cancel", other_status, now)
+                what = "item" if node.runtime_type == "ForEach" else "iteration"
+                self._loop_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
+                                  f"{row['error'] or 'cancelled'}", now)
+                return
+            else:
+                still_open.append([index, child])
+        priority = R.run_state(conn, task.run_id).priority
+        if node.runtime_type == "ForEach":
+            items = state["items"]
+            width = int(node.config.get("maxParallelism") or DEFAULT_PARALLELISM)
+            while state["next"] < len(items) and len(still_open) < width:
+                index = state["next"]
+                child = self._start_body(conn, task, plan, {"item": items[index], "index": index},
+                                         priority, now)
+                still_open.append([index, child])
+                state["next"] += 1
+            done = state["next"] == len(items) and not still_open
+            result, progress = state["outputs"], f"{state['next'] - len(still_open)}/{len(items)} items done"
+        else:
+            done = False
+            if not still_open:
+                turn = state["next"]
+                names = {"output": state["last"], "iteration": turn, "vars": task.variables}
+                try:
+                    go_on = bool(task.plan.compiled[f"{task.node_id}.condition"].evaluate(names))
+                except ExpressionError as exc:
+                    self._loop_failed(conn, task, f"condition failed: {exc}", now)
+                    return
+                limit = int(node.config.get("maxIterations") or DEFAULT_MAX_ITERATIONS)
+                if go_on and turn >= limit:
+                    self._loop_failed(conn, task, f"condition still true after maxIterations {limit}", now)
+                    return
+                if go_on:
+                    child = self._start_body(conn, task, plan, {"input": task.input, "iteration": turn},
+                                             priority, now)
+                    still_open.append([turn, child])
+                else:
+                    done = True
+            result, progress = state["last"], f"iteration {state['next']}"
+        if done:
+            self.complete(conn, task, Outcome(True, result, dumps(result)), now)
+            return
+        state["open"] = still_open
+        self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"loop": state},
+                  reason=f"{node.runtime_type} {progress}")
+
+    def _body(self, conn, task: Task, now: float) -> list:
+        """[workflow_id, version] of the loop's body; an inline body is registered as
+        '<workflow>.<node>' (same content, same version)."""
+        body = task.node.config["body"]
+        if "workflowId" in body:
+            version = body.get("version") or R.get_workflow(conn, body["workflowId"])["version"]
+            return [body["workflowId"], int(version)]
+        defn = body_workflow(task.node, task.plan.definition)
+        checksum, text = storable(defn)
+        version, _ = R.register_workflow_txn(conn, defn.workflow_id, checksum, text, None, None, iso(now))
+        # Registered in this very transaction: a fresh read of it would not see it yet.
+        self._body_plans.setdefault((defn.workflow_id, version), build_plan(defn, version))
+        return [defn.workflow_id, version]
+
+    def _start_body(self, conn, task: Task, plan: Plan, inputs: dict, priority: int, now: float) -> str:
+        child = self.new_run_id()
+        self.start_run(conn, plan, child, inputs, now, priority=priority,
+                       parent_run_id=task.run_id, parent_node_id=task.node_id)
+        return child
+
+    def _loop_failed(self, conn, task: Task, why: str, now: float) -> None:
+        self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
+                                      error_type="LoopFailed"), now, retry_delay=None)
 
     def _finished(self, conn, run_id: str, now: float) -> None:
         """A run ended: wake the Subflow node of its parent, which looks at how it ended."""
@@ -659,5 +764,7 @@ class Execution:
 
 
 _MISSING = object()
+DEFAULT_PARALLELISM = 4        # ForEach body runs at once when maxParallelism is not given
+DEFAULT_MAX_ITERATIONS = 1000  # While turns when maxIterations is not given
 # A WaitForSignal without a timeout looks again this often, in case a signal's wake-up was lost.
 SIGNAL_RECHECK = 24 * 3600.0

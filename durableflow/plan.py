@@ -78,7 +78,7 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
     compiled = {}
     for n in definition.nodes:
         for key in ("condition", "expression", "items"):
-            expr = _compile(n.config.get(key)) if n.runtime_type in ("IfElse", "Switch", "ForEach") else None
+            expr = _compile(n.config.get(key)) if n.runtime_type in ("IfElse", "Switch", "ForEach", "While") else None
             if expr is not None:
                 compiled[f"{n.node_id}.{key}"] = expr
     priorities = {nid: PRIORITIES.get(n.priority, 1) for nid, n in nodes.items()}

@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Park, Subflow, run_builtin
+from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
 from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError
 from durableflow.execution import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
@@ -213,7 +213,7 @@ class Worker:
                     return Outcome(False, park_until=park.until)
                 except AwaitSignal as wait:
                     return Outcome(False, await_signal=(wait.name, wait.deadline))
-                except Subflow as step:
+                except (Subflow, Loop) as step:
                     return Outcome(False, subflow=step)
             else:
                 port = None

@@ -17,7 +17,7 @@ from durableflow.definitions.loader import check_plain_data, parse_text, read_so
 from durableflow.definitions.parse import body_workflow, parse_workflow
 from durableflow.definitions.report import unique
 from durableflow.definitions.save import (
-    definition_checksum, dump_json, dump_yaml, save_definition, to_dict)
+    definition_checksum, dump_json, dump_yaml, save_definition, storable, to_dict)
 from durableflow.definitions.schema import definition_schema, schema_errors
 from durableflow.definitions.validate import (
     CONNECTION_NAMES, NODE_NAMES, WHILE_NAMES, entry_points, handler_nodes, output_ports,
@@ -28,7 +28,8 @@ from durableflow.model import WorkflowDef, thaw
 __all__ = [
     "CONNECTION_NAMES", "NODE_NAMES", "WHILE_NAMES", "body_workflow", "definition_checksum",
     "definition_schema", "dump_json", "dump_yaml", "entry_points", "handler_nodes",
-    "load_definition", "load_definition_text", "output_ports", "save_definition", "switch_port",
+    "load_definition", "load_definition_text", "output_ports", "save_definition", "storable",
+    "switch_port",
     "to_dict", "to_dot", "to_mermaid", "validate_definition",
 ]
 

@@ -7,6 +7,8 @@ one. Durations are written in their shortest exact spelling (90.0 -> "90s").
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -158,6 +160,14 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 
 _Dumper.add_representer(str, _str)
+
+
+def storable(defn: WorkflowDef) -> tuple[str, str]:
+    """(checksum, JSON) of a definition as the database keeps it: absolute script paths, so the
+    row alone says what runs, and no `version` key in the checksum (it files the content, it is
+    not part of it)."""
+    stored = dataclasses.replace(defn, source_path=None)
+    return definition_checksum(dataclasses.replace(stored, version=None)), dump_json(stored)
 
 
 def dump_yaml(defn: WorkflowDef, *, base_dir: str | os.PathLike | None = None) -> str:

@@ -634,3 +634,53 @@ def test_cancelling_a_parent_cancels_its_child_run(tmp_path):
     statuses = dict(rows(tmp_path / "sf3.db", "SELECT parent_run_id IS NULL, status FROM runs"))
     assert statuses == {1: "cancelled", 0: "cancelled"}
     engine.close()
+
+
+# --- ForEach and While -----------------------------------------------------------------------------
+
+def test_for_each_runs_its_inline_body_per_item_and_returns_outputs_in_item_order(tmp_path):
+    db = tmp_path / "fe.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    wf = chain("fe", py("list", "output = {'words': ['ant', 'bee', 'cat', 'dog', 'eel']}"),
+               {"nodeId": "each", "runtimeType": "ForEach", "items": "input.words", "maxParallelism": 2,
+                "body": {"nodes": [py("shout", "output = ctx.input['item'].upper() + str(ctx.input['index'])")]}},
+               py("join", "output = [o['shout'] for o in ctx.input]"))
+    run_id = engine.start(wf)
+    drain(engine, limit=500)
+    run = engine.get_run(run_id)
+    assert run.status == "completed", run.error
+    assert run.outputs == {"join": ["ANT0", "BEE1", "CAT2", "DOG3", "EEL4"]}
+    children = rows(db, "SELECT workflow_id, status FROM runs WHERE parent_run_id = ?", run_id)
+    assert children == [("fe.each", "completed")] * 5
+    engine.close()
+
+
+def test_for_each_fails_when_a_body_run_fails_and_on_items_that_are_not_a_list(tmp_path):
+    engine = Engine(tmp_path / "fe2.db", clock=ManualClock(T0))
+    body = {"nodes": [py("check", "assert ctx.input['item'] != 2, 'two!'\noutput = 1")]}
+    bad_item = engine.start(chain("fe2", {"nodeId": "each", "runtimeType": "ForEach",
+                                          "items": "[1, 2, 3]", "body": body}))
+    not_list = engine.start(chain("fe3", {"nodeId": "each", "runtimeType": "ForEach",
+                                          "items": "'abc'", "body": body}))
+    drain(engine, limit=500)
+    run = engine.get_run(bad_item)
+    assert run.status == "failed" and "item 1" in run.error and "two!" in run.error
+    assert "must be a list" in engine.get_run(not_list).error
+    engine.close()
+
+
+def test_while_repeats_its_body_until_the_condition_is_false(tmp_path):
+    engine = Engine(tmp_path / "wh.db", clock=ManualClock(T0))
+    wf = chain("wh", {"nodeId": "loop", "runtimeType": "While",
+                      "condition": "output is None or output['step']['n'] < 5",
+                      "body": {"nodes": [py("step", "output = {'n': (ctx.input['iteration'] + 1) * 2}")]}})
+    run_id = engine.start(wf)
+    drain(engine, limit=500)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"loop": {"step": {"n": 6}}}
+    endless = chain("wh2", {"nodeId": "loop", "runtimeType": "While", "condition": "True", "maxIterations": 3,
+                            "body": {"nodes": [py("step", "output = 1")]}})
+    stuck = engine.start(endless)
+    drain(engine, limit=500)
+    assert "maxIterations 3" in engine.get_run(stuck).error
+    engine.close()
