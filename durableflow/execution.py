@@ -111,6 +111,12 @@ class Execution:
 
     # --- starting --------------------------------------------------------------------------
 
+    def plan_of(self, workflow_id: str, version: int) -> Plan:
+        """The plan of a workflow version, including a loop body registered by a transaction
+        that has not committed yet (a fresh read would not find it)."""
+        plan = self._body_plans.get((workflow_id, version))
+        return plan if plan is not None else self.plans(workflow_id, version)
+
     def start_run(self, conn, plan: Plan, run_id: str, inputs: Any, now: float, *,
                   idempotency_key: str | None = None, priority: int = 1,
                   parent_run_id: str | None = None, parent_node_id: str | None = None) -> tuple[str, bool]:
@@ -216,7 +222,7 @@ class Execution:
                 self._drop_claimed(conn, c, status, now)
                 continue
             try:
-                plan = self.plans(workflow_id, version)
+                plan = self.plan_of(workflow_id, version)
             except DefinitionError as exc:
                 # One unloadable stored definition must not stall the queue for every run.
                 ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
@@ -408,7 +414,7 @@ class Execution:
             try:
                 if version is None:
                     version = R.get_workflow(conn, workflow_id)["version"]
-                plan = self.plans(workflow_id, int(version))
+                plan = self.plan_of(workflow_id, int(version))
             except DurableflowError as exc:
                 self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': subflow "
                                               f"'{workflow_id}' could not start: {exc}",
@@ -447,7 +453,7 @@ class Execution:
             if node.runtime_type == "ForEach":
                 state["items"] = step.items
                 state["outputs"] = [None] * len(step.items)
-        plan = self._body_plans.get(tuple(state["workflow"])) or self.plans(*state["workflow"])
+        plan = self.plan_of(*state["workflow"])
         still_open = []
         for index, child in state["open"]:
             row = R.get_run_row(conn, child)
@@ -723,7 +729,7 @@ class Execution:
         status, workflow_id, version = R.run_state(conn, run_id)[:3]
         R.run_transition_txn(conn, run_id, "resume", status, iso(now))
         R.hold_run_messages_txn(conn, run_id, False)
-        self.settle(conn, self.plans(workflow_id, version), run_id, "running", now)
+        self.settle(conn, self.plan_of(workflow_id, version), run_id, "running", now)
         return "running"
 
     def time_out(self, conn, run_id: str, now: float) -> None:
@@ -757,7 +763,7 @@ class Execution:
                 R.insert_node_txn(conn, r.run_id, r.target_node_id, r.iteration, attempt + 1,
                                   "pending", r.message_id, None, now_s, data={"redelivery": True})
                 continue
-            plan = self.plans(state.workflow_id, state.version)
+            plan = self.plan_of(state.workflow_id, state.version)
             self.node_failed(conn, plan, r.run_id, r.target_node_id, r.iteration,
                              f"{why}; dead-lettered after {self.max_deliveries} deliveries",
                              "DeadLettered", attempt, state, {}, now)

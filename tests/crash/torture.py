@@ -39,7 +39,8 @@ def run(ctx):
 
 
 def workflow(script: str) -> dict:
-    """chain c1..c6 -> diamond (d_top -> d_left, d_right -> d_join) -> flaky -> slow -> fan of 5 -> end."""
+    """chain c1..c6 -> diamond (d_top -> d_left, d_right -> d_join) -> flaky -> slow -> fan of 5
+    -> end -> ForEach over three child runs -> a 200 ms Wait."""
     ids = [f"c{i}" for i in range(1, 7)] + ["d_top", "d_left", "d_right", "d_join", "flaky", "slow"] \
         + [f"f{i}" for i in range(1, 6)] + ["end"]
     nodes = []
@@ -52,6 +53,11 @@ def workflow(script: str) -> dict:
     edges += [("c6", "d_top"), ("d_top", "d_left"), ("d_top", "d_right"), ("d_left", "d_join"),
               ("d_right", "d_join"), ("d_join", "flaky"), ("flaky", "slow")]
     edges += [("slow", f"f{i}") for i in range(1, 6)] + [(f"f{i}", "end") for i in range(1, 6)]
+    # Child runs too: a ForEach whose body runs as three child runs, and a durable timer.
+    nodes.append({"nodeId": "loop", "runtimeType": "ForEach", "items": "[1, 2, 3]", "maxParallelism": 2,
+                  "body": {"nodes": [{"nodeId": "item_work", "runtimeType": "Python", "scriptPath": script}]}})
+    nodes.append({"nodeId": "nap", "runtimeType": "Wait", "duration": "200ms"})
+    edges += [("end", "loop"), ("loop", "nap")]
     return {"workflowId": "torture", "nodes": nodes,
             "connections": [{"sourceNodeId": a, "targetNodeId": b} for a, b in edges]}
 
@@ -145,24 +151,39 @@ def read_run(db: Path, run_id: str) -> dict:
         conn.close()
 
 
+# Nodes the engine runs itself: no body, so no ledger entry to match.
+ENGINE_NODES = frozenset({"loop", "nap"})
+
+
 def check_invariants(db: Path, ledger: Path, run_id: str) -> list[str]:
-    """Everything the crash guarantee promises, as a list of violations (empty = all good)."""
+    """Everything the crash guarantee promises, as a list of violations (empty = all good),
+    over the run and the child runs its ForEach started."""
     problems = []
     conn = sqlite3.connect(db)
     try:
-        for node_id, iteration, n in conn.execute(
-                "SELECT node_id, iteration, count(*) FROM node_instances WHERE run_id = ? "
-                "AND status = 'completed' GROUP BY node_id, iteration HAVING count(*) > 1", (run_id,)):
-            problems.append(f"{node_id}[{iteration}] recorded completed {n} times")
+        runs = [run_id] + [r[0] for r in conn.execute(
+            "SELECT run_id FROM runs WHERE parent_run_id = ?", (run_id,))]
+        if len(runs) != 4:
+            problems.append(f"{len(runs) - 1} ForEach child runs, not 3")
         ledgers = {}
         for path in ledger.glob("*.log"):
             ledgers[path.stem] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for node_id, output in conn.execute(
-                "SELECT node_id, output FROM node_instances WHERE run_id = ? AND status = 'completed'", (run_id,)):
-            recorded = json.loads(output)
-            bodies = [e.get("output") for e in ledgers.get(node_id, []) if e.get("run") == run_id]
-            if recorded not in bodies:
-                problems.append(f"{node_id}: recorded result {recorded} matches no ledger entry")
+        for rid in runs:
+            for node_id, iteration, n in conn.execute(
+                    "SELECT node_id, iteration, count(*) FROM node_instances WHERE run_id = ? "
+                    "AND status = 'completed' GROUP BY node_id, iteration HAVING count(*) > 1", (rid,)):
+                problems.append(f"{node_id}[{iteration}] recorded completed {n} times")
+            for node_id, output in conn.execute(
+                    "SELECT node_id, output FROM node_instances WHERE run_id = ? AND status = 'completed'", (rid,)):
+                if node_id in ENGINE_NODES:
+                    continue
+                recorded = json.loads(output)
+                bodies = [e.get("output") for e in ledgers.get(node_id, []) if e.get("run") == rid]
+                if recorded not in bodies:
+                    problems.append(f"{node_id}: recorded result {recorded} matches no ledger entry")
+            status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (rid,)).fetchone()[0]
+            if status != "completed":
+                problems.append(f"run {rid} is {status}")
         open_msgs = conn.execute("SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')").fetchone()[0]
         if open_msgs:
             problems.append(f"{open_msgs} messages left ready or leased")
