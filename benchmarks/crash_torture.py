@@ -29,7 +29,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         torture = Torture(Path(tmp), kills=args.kills, runs=args.runs, seed=args.seed)
         expected = torture.reference()
-        db, ledger, run_ids = torture.tortured()
+        db, ledger, run_ids = torture.tortured(min_kills=args.kills)
         problems = []
         for run_id in run_ids:
             got = read_run(db, run_id)
