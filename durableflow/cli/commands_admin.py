@@ -89,4 +89,32 @@ def dead_letters(state: State, requeue_id: int | None, as_json: bool) -> None:
                 for r in rows), no_wrap=("run",)))
 
 
-COMMANDS = (recover, doctor, dead_letters)
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def stats(state: State, as_json: bool) -> None:
+    """Counts of runs, node instances and messages by status, and what else the file holds."""
+    engine = state.engine(create=False)
+    counts = engine.store.stats()
+    counts["database_bytes"] = _size(engine.path)
+    if as_json:
+        print_json(counts)
+        return
+    for key in ("runs", "node_instances", "messages"):
+        by_status = counts[key]
+        click.echo(f"{key + ':':<16}{sum(by_status.values()):>8}  "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
+    for key in ("dead_letters", "events", "workers_running", "workflows", "workflow_versions",
+                "database_bytes"):
+        click.echo(f"{key + ':':<16}{counts[key]:>8}")
+
+
+def _size(path: str) -> int | None:
+    """The database file and its WAL, in bytes (None for a URI)."""
+    import os
+    if path.startswith("file:"):
+        return None
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+COMMANDS = (recover, doctor, dead_letters, stats)

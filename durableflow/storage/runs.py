@@ -269,6 +269,21 @@ class RunOps:
         cols = ("workflow_id", "version", "checksum", "source_path", "created_at", "runs")
         return self.read(lambda c: [dict(zip(cols, r)) for r in c.execute(Q.workflows_list)])
 
+    def stats(self) -> dict:
+        """Counts over the whole database, read in one snapshot."""
+        def txn(c):
+            workflows, versions = c.execute(Q.stats_workflows).fetchone()
+            return {
+                "runs": dict(c.execute(Q.stats_runs).fetchall()),
+                "node_instances": dict(c.execute(Q.stats_nodes).fetchall()),
+                "messages": dict(c.execute(Q.queue_counts).fetchall()),
+                "dead_letters": c.execute(Q.stats_dead_letters).fetchone()[0],
+                "events": c.execute(Q.stats_events).fetchone()[0],
+                "workers_running": c.execute(Q.stats_workers).fetchone()[0],
+                "workflows": workflows, "workflow_versions": versions,
+            }
+        return self.read(txn)
+
     def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         ids = list(run_ids)
         if not ids:

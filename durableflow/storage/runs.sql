@@ -214,6 +214,26 @@ UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased
 -- name: node_last_attempt
 SELECT max(attempt) FROM node_instances WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
+-- ===== stats
+
+-- name: stats_runs
+SELECT status, count(*) FROM runs GROUP BY status;
+
+-- name: stats_nodes
+SELECT status, count(*) FROM node_instances GROUP BY status;
+
+-- name: stats_workers
+SELECT count(*) FROM workers WHERE stopped_at IS NULL;
+
+-- name: stats_dead_letters
+SELECT count(*) FROM dead_letters;
+
+-- name: stats_events
+SELECT count(*) FROM events;
+
+-- name: stats_workflows
+SELECT count(DISTINCT workflow_id), count(*) FROM workflows;
+
 -- ===== history ===================================================================================
 
 -- name: run_tree

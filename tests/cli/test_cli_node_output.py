@@ -30,3 +30,22 @@ def test_run_json_stays_json_when_a_node_prints(tmp_path):
     run = json.loads(done.stdout)
     assert run["outputs"] == {"talk": {"said": "hello"}}
     assert "hello from the node" in done.stderr and "{not json" in done.stderr
+
+
+def test_stats_counts_what_the_database_holds(tmp_path):
+    from click.testing import CliRunner
+
+    from durableflow import Engine
+    from durableflow.cli import cli
+    db = tmp_path / "s.db"
+    engine = Engine(db)
+    engine.execute({"workflowId": "s", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]}, timeout=30)
+    engine.close()
+    result = CliRunner().invoke(cli, ["--db", str(db), "stats", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert counts["runs"] == {"completed": 1} and counts["node_instances"] == {"completed": 1}
+    assert counts["messages"] == {"acked": 1} and counts["workflows"] == 1
+    assert counts["database_bytes"] > 0
+    table = CliRunner().invoke(cli, ["--db", str(db), "stats"])
+    assert table.exit_code == 0 and "runs:" in table.stdout
