@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +16,7 @@ from durableflow.runtimes import (INLINE_RUNTIMES, Noop, Python, UnknownRuntime,
 from durableflow.runtimes import python as python_module
 
 
-def _load_helpers():
-    path = Path(__file__).with_name("runtime_fixtures") / "df_runtime_helpers.py"
-    spec = importlib.util.spec_from_file_location("df_runtime_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-h = _load_helpers()
+from tests.unit.runtime_fixtures import df_runtime_helpers as h  # noqa: E402
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -19,15 +18,7 @@ from durableflow.runtimes import CSharpScript, PowerShell, Shell, check_output, 
 from durableflow.runtimes.process import MAX_ENV_INPUT, Capture
 
 
-def _load_helpers():
-    path = Path(__file__).with_name("runtime_fixtures") / "df_runtime_helpers.py"
-    spec = importlib.util.spec_from_file_location("df_runtime_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-h = _load_helpers()
+from tests.unit.runtime_fixtures import df_runtime_helpers as h  # noqa: E402
 PY = sys.executable
 # Prints what the process received, as JSON: argv, stdin, and the DURABLEFLOW_* environment.
 REPORT = ("import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'stdin': sys.stdin.read(), "
