@@ -10,6 +10,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from durableflow.cli.formatting import console
 from durableflow.errors import WaitTimeout
+from durableflow.run import latest_by_node
 
 TICK = 0.1  # seconds between redraws; the engine wakes the wait early on in-process changes
 _DONE = ("completed", "failed", "skipped", "cancelled")
@@ -35,9 +36,7 @@ class RunProgress:
     def update(self, run) -> None:
         p = run.progress
         done = sum(p.get(s, 0) for s in _DONE)
-        latest = {}
-        for n in run.nodes:
-            latest[(n.node_id, n.iteration)] = n
+        latest = latest_by_node(run.nodes)
         running = []
         for n in latest.values():
             if n.status == "running":

@@ -16,6 +16,7 @@ from typing import Iterable, NamedTuple
 from durableflow import machines
 from durableflow.clock import iso
 from durableflow.errors import InvalidTransition, MessageNotFound, StaleLease
+from durableflow.storage.events import event_txn
 from durableflow.storage.queries import Q
 
 MSG = machines.MESSAGE
@@ -61,10 +62,6 @@ class Reclaimed(NamedTuple):
     target_node_id: str | None
     iteration: int
     dead: bool                            # True: buried in dead_letters; False: ready again
-
-
-def _event(conn, run_id, node_id, type_, data: dict, at: str) -> None:
-    conn.execute(Q.event_insert, (run_id, node_id, type_, json.dumps(data, separators=(",", ":")), at))
 
 
 # --- transaction helpers -----------------------------------------------------------------------
@@ -161,7 +158,7 @@ def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.
         raise InvalidTransition(f"message {message_id}: cannot 'nack', it is not leased")
     if run_id is None and node_id is None:
         run_id, node_id = row
-    _event(conn, run_id, node_id, "message." + _NACK,
+    event_txn(conn, run_id, node_id, "message." + _NACK,
            {"id": message_id, "from": "leased", "delay": delay, "error": error}, iso(now))
 
 
@@ -180,7 +177,7 @@ def bury_txn(conn, message_id: int, source: str, error: str | None, now: float,
     conn.execute(Q.dead_letter_insert, {"id": mid, "run_id": run_id, "kind": kind,
                                         "target_node_id": node_id, "payload": payload,
                                         "error": error, "attempts": attempts, "now": now_s})
-    _event(conn, run_id, node_id, "message." + to,
+    event_txn(conn, run_id, node_id, "message." + to,
            {"id": mid, "from": source, "attempts": attempts, "error": error}, now_s)
     return row
 
@@ -227,7 +224,7 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
         if conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error,
                                          "counted": 1}).fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
-        _event(conn, run_id, node_id, "message." + _EXPIRE,
+        event_txn(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)
         out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False))
     return out
@@ -254,7 +251,7 @@ def requeue_dead_txn(conn, message_id: int, now: float) -> None:
     if conn.execute(Q.message_requeue, {"id": message_id, "now": now_s}).rowcount != 1:
         raise InvalidTransition(f"message {message_id}: cannot 'requeue', it is not dead")
     conn.execute(Q.dead_letter_delete, {"id": message_id})
-    _event(conn, row[1], row[3], "message." + _REQUEUE, {"id": message_id, "from": "dead"}, now_s)
+    event_txn(conn, row[1], row[3], "message." + _REQUEUE, {"id": message_id, "from": "dead"}, now_s)
 
 
 # --- public operations: one transaction each ---------------------------------------------------

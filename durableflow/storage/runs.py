@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Iterable, NamedTuple
+from typing import Iterable, NamedTuple
 
 from durableflow import machines
 from durableflow.errors import DefinitionError, InvalidTransition, RunNotFound, WorkflowNotFound
+from durableflow.storage.events import dumps, event_txn
 from durableflow.storage.queries import Q
 from durableflow.storage.queue import release_txn
 
@@ -30,14 +31,6 @@ def _event_row(row) -> dict:
     if event["data"] is not None:
         event["data"] = json.loads(event["data"])
     return event
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def event_txn(conn, run_id, node_id, type_: str, data: dict | None, at: str) -> None:
-    conn.execute(Q.event_insert, (run_id, node_id, type_, None if data is None else dumps(data), at))
 
 
 # --- workflows -----------------------------------------------------------------------------------
@@ -236,12 +229,12 @@ class RunOps:
         return self.read(get_run_row, run_id)
 
     def node_rows(self, run_id: str) -> list[dict]:
-        return self.read(lambda c: [dict(zip(NODE_COLUMNS, r)) for r in c.execute(Q.nodes_of_run, (run_id,))])
+        return self.read(node_rows_txn, run_id)
 
     def run_snapshot(self, run_id: str) -> tuple[dict, list[dict]]:
         """The run row and its node rows, read in one snapshot."""
         def txn(c):
-            return get_run_row(c, run_id), [dict(zip(NODE_COLUMNS, r)) for r in c.execute(Q.nodes_of_run, (run_id,))]
+            return get_run_row(c, run_id), node_rows_txn(c, run_id)
         return self.read(txn)
 
     def list_runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
