@@ -103,7 +103,9 @@ CREATE TABLE messages (
 -- Only claimable rows are indexed, so a million acked messages do not slow a claim.
 CREATE INDEX messages_claimable ON messages (priority DESC, id, visible_at)
     WHERE status = 'ready' AND held = 0;
-CREATE INDEX messages_open_by_run ON messages (run_id, status) WHERE status IN ('ready', 'leased');
+-- Open (ready or leased) messages of a run. Keyed so that a claim, which changes only status,
+-- does not rewrite it; finished_at is set exactly when a message is acked or dead.
+CREATE INDEX messages_open_by_run ON messages (run_id) WHERE run_id IS NOT NULL AND finished_at IS NULL;
 
 CREATE TABLE leases (
     message_id   INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
@@ -129,14 +131,14 @@ CREATE TABLE dead_letters (
 
 -- Append-only audit trail: every status change, progress report and signal, in commit order.
 CREATE TABLE events (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so tails resume by seq
+    seq      INTEGER PRIMARY KEY,                 -- grows only; see migrations/0002
     run_id   TEXT,
     node_id  TEXT,
     type     TEXT NOT NULL,                       -- e.g. run.running, node.completed, message.leased
     data     TEXT,
     at       TEXT NOT NULL
 );
-CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_by_run ON events (run_id, seq) WHERE run_id IS NOT NULL;
 
 -- Join bookkeeping: how many incoming connections of a node have delivered or been ruled out.
 CREATE TABLE joins (

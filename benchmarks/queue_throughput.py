@@ -45,8 +45,7 @@ RAW_SQL = {
     "enqueue": """
 INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority,
                       visible_at, held, max_attempts, created_at)
-VALUES (:run_id, :kind, :target_node_id, :iteration, :payload, 'ready', :priority,
-        :visible_at, :held, :max_attempts, :now)""",
+VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?)""",
     "claim": """
 UPDATE messages SET status = 'leased'
 WHERE id IN (
@@ -101,6 +100,8 @@ def payload(i: int) -> str:
 #   enqueue(payloads)   all given payloads in one transaction (a list of one = one per txn)
 #   take_one()          claim (or dequeue) one message and ack it; False when the queue is empty
 #   take_many(k)        claim up to k and ack them in one transaction; returns how many
+#   take_next()         the worker loop, one at a time: ack the message in hand and claim the next
+#                       in one transaction. Libraries without such a call run take_one().
 # `batch_enqueue` / `batch_take` / `multiprocess` say what the library can do through its API.
 
 class Impl:
@@ -121,6 +122,9 @@ class Impl:
 
     def take_many(self, k: int) -> int:
         raise NotImplementedError
+
+    def take_next(self) -> bool:
+        return self.take_one()
 
     def close(self) -> None:
         pass
@@ -145,6 +149,18 @@ class Durableflow(Impl):
         if not got:
             return False
         self.store.ack(got[0].id, got[0].token)
+        return True
+
+    _held = None
+
+    def take_next(self):
+        if self._held is None:
+            got = self.store.claim(self.worker, 1, LEASE_SECONDS)
+            if not got:
+                return False
+            self._held = got[0]
+        nxt = self.store.ack_and_claim(self._held, 1, LEASE_SECONDS)
+        self._held = nxt[0] if nxt else None
         return True
 
     def take_many(self, k):
@@ -193,20 +209,11 @@ class Raw(Impl):
 
     @staticmethod
     def _enqueue(c, payloads, now_s):
-        ins, ev = R["enqueue"], R["event_insert"]
+        ins = R["enqueue"]
         if len(payloads) == 1:
-            cur = c.execute(ins, {"run_id": None, "kind": KIND, "target_node_id": None, "iteration": 0,
-                                  "payload": payloads[0], "priority": 1, "visible_at": now_s,
-                                  "held": 0, "max_attempts": 5, "now": now_s})
-            c.execute(ev, (None, None, "message.ready", f'{{"id":{cur.lastrowid},"kind":"{KIND}"}}', now_s))
+            c.execute(ins, (None, KIND, None, 0, payloads[0], 1, now_s, 0, 5, now_s))
             return
-        events = []
-        for p in payloads:
-            cur = c.execute(ins, {"run_id": None, "kind": KIND, "target_node_id": None, "iteration": 0,
-                                  "payload": p, "priority": 1, "visible_at": now_s, "held": 0,
-                                  "max_attempts": 5, "now": now_s})
-            events.append((None, None, "message.ready", f'{{"id":{cur.lastrowid},"kind":"{KIND}"}}', now_s))
-        c.executemany(ev, events)
+        c.executemany(ins, [(None, KIND, None, 0, p, 1, now_s, 0, 5, now_s) for p in payloads])
 
     def _claim(self, c, k, now_s, expires_s):
         rows = c.execute(R["claim_one"] if k == 1 else R["claim"], {"now": now_s, "limit": k}).fetchall()
@@ -255,6 +262,23 @@ class Raw(Impl):
 
     def take_one(self):
         return self._take(1) == 1
+
+    _held = None
+
+    def take_next(self):
+        t = time.time()
+        if self._held is None:
+            got = self._txn(self._claim, 1, iso_now(t), iso_now(t + LEASE_SECONDS))
+            if not got:
+                return False
+            self._held = got[0]
+        got = self._txn(self._ack_claim, self._held, iso_now(t), iso_now(t + LEASE_SECONDS))
+        self._held = got[0] if got else None
+        return True
+
+    def _ack_claim(self, c, held, now_s, expires_s):
+        self._ack(c, [held], now_s)
+        return self._claim(c, 1, now_s, expires_s)
 
     def take_many(self, k):
         return self._take(k)
@@ -410,8 +434,8 @@ def take_loop(q: Impl, per_txn: int, n: int, cap: float) -> tuple[int, float]:
     done = 0
     t0 = now()
     deadline = t0 + cap
-    if per_txn == 1:
-        take = q.take_one
+    if per_txn in (1, "next"):
+        take = q.take_one if per_txn == 1 else q.take_next
         while done < n and take():
             done += 1
             if not done & 15 and now() >= deadline:
@@ -445,7 +469,7 @@ def run_take(name, path, sync, n, per_txn, cap):
 def _consumer(name, path, sync, cap, barrier, producer_done, results):
     try:
         q = open_impl(name, path, sync)
-        take = q.take_one
+        take = q.take_next         # a worker's loop: durableflow acks and claims in one transaction
         barrier.wait()
         start = now()
         deadline = start + cap
@@ -574,6 +598,7 @@ SIZES = {
     "enqueue":            (3000,     400),
     "enqueue_batch":      (30000,    3000),
     "claim_ack":          (3000,     400),
+    "claim_next":         (3000,     400),
     "claim_ack_batch":    (30000,    3000),
     "workers":            (4000,     500),
     "e2e":                (4000,     500),
@@ -590,6 +615,7 @@ def plan(args):
         ("enqueue", "enqueue, 1 per txn", "enqueue", {"per_txn": 1}, 0.75),
         ("enqueue_batch", f"enqueue, {B} per txn", "enqueue", {"per_txn": B}, 0.50),
         ("claim_ack", "claim+ack, 1 at a time", "take", {"per_txn": 1}, 0.75),
+        ("claim_next", "worker loop, 1 at a time", "take", {"per_txn": "next"}, 0.75),
         ("claim_ack_batch", f"claim {B} + ack_many", "take", {"per_txn": B}, 0.50),
     ]
     for w in args.workers:
@@ -607,7 +633,7 @@ def applicable(impl_cls: type[Impl], kind: str, params: dict) -> str | None:
     """None if the implementation can run this row; else why not."""
     if kind == "enqueue" and params["per_txn"] > 1 and not impl_cls.batch_enqueue:
         return "no batch enqueue in its API"
-    if kind == "take" and params["per_txn"] > 1 and not impl_cls.batch_take:
+    if kind == "take" and params["per_txn"] not in (1, "next") and not impl_cls.batch_take:
         return "no batch claim/ack in its API"
     if kind == "procs" and not impl_cls.multiprocess:
         return "not safe with several processes"
@@ -714,7 +740,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sync", default="NORMAL", type=str.upper, choices=("NORMAL", "FULL"),
                     help="PRAGMA synchronous for every implementation (default NORMAL)")
     ap.add_argument("--only", default="", help="comma-separated rows to run: enqueue, enqueue_batch, "
-                    "claim_ack, claim_ack_batch, workers, e2e, history (default: all)")
+                    "claim_ack, claim_next, claim_ack_batch, workers, e2e, history (default: all)")
     ap.add_argument("--impls", default=",".join(ALL_IMPLS), help="comma-separated implementations "
                     f"(default: {','.join(ALL_IMPLS)})")
     ap.add_argument("--repeats", type=int, help="repeats per measurement (default 5, --quick 2)")
@@ -735,7 +761,7 @@ def main(argv=None) -> int:
     args.max_seconds = args.max_seconds or (0.5 if args.quick else 1.5)
     args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    known = {"enqueue", "enqueue_batch", "claim_ack", "claim_ack_batch", "workers", "e2e", "history"}
+    known = {"enqueue", "enqueue_batch", "claim_ack", "claim_next", "claim_ack_batch", "workers", "e2e", "history"}
     if only - known:
         ap.error(f"--only: unknown {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]

@@ -290,7 +290,7 @@ class Engine:
         before = iso(self.clock.now() - older_than)
         total = 0
         while True:
-            n = self.store.write(history.prune_txn, before)
+            n = self.store.write(history.prune_txn, before, self.clock.now_iso())
             total += n
             if n == 0:
                 return total

@@ -190,7 +190,7 @@ def _drained(engine, w, max_wait: float) -> bool:
     if not w.idle.is_set() or w.busy:
         return False
     store = engine.store
-    if store.open_counts()["leased"]:
+    if store.leased_count():
         return False
     next_at = store.next_visible_at()
     return next_at is None or parse_iso(next_at) - engine.clock.now() > max_wait

@@ -56,7 +56,7 @@ class StoreBase:
             if not self.readonly:
                 self._retry_busy(enable_wal, self._writer)
                 if migrate:
-                    self._retry_busy(migrator.migrate, self._writer, self.clock.now_iso(), migrations)
+                    migrator.migrate(self._writer, self.clock.now_iso(), migrations, retry=self._retry_busy)
         except BaseException:
             self._writer.close()
             raise

@@ -107,14 +107,22 @@ def _insert(conn, table: str, rows: list[dict]) -> int | None:
     return cur.lastrowid
 
 
-def prune_txn(conn, before: str, limit: int = 500) -> int:
+def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
     """Delete up to `limit` top-level runs finished before `before`, with all that is theirs."""
     roots = [r[0] for r in conn.execute(Q.runs_prunable, (before, limit))]
+    if not roots:
+        return 0
+    newest = conn.execute(Q.last_event_seq).fetchone()[0]
     for root in roots:
         ids = run_tree(conn, root)
         marks = ",".join("?" * len(ids))
         conn.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
         conn.execute("DELETE FROM runs WHERE run_id = ?", (root,))  # the rest cascades
+    # events.seq has no AUTOINCREMENT (it would cost a page per transaction), so the next number
+    # is max(seq) + 1. This event takes the number after the old maximum: numbers never go back,
+    # and a tail that already read the pruned ones misses nothing later.
+    conn.execute(Q.event_insert_at, (newest + 1, None, None, "history.pruned",
+                                     json.dumps({"runs": roots, "before": before}), now))
     return len(roots)
 
 

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from durableflow.errors import SchemaVersionError, StorageError
 from durableflow.storage.connection import Connection, is_busy, translate
@@ -88,34 +89,42 @@ def check_not_newer(conn: Connection, migrations: list[Migration]) -> int:
     return version
 
 
-def migrate(conn: Connection, now_iso: str, migrations: list[Migration] | None = None) -> list[int]:
-    """Apply every pending migration, each in its own BEGIN IMMEDIATE transaction."""
+def migrate(conn: Connection, now_iso: str, migrations: list[Migration] | None = None,
+            retry: Callable[..., bool] | None = None) -> list[int]:
+    """Apply every pending migration, each in its own BEGIN IMMEDIATE transaction.
+
+    `retry(fn, *args)` wraps each migration (the Store passes its busy retry), so a lock met at
+    the second migration retries that one and the list returned still names the first.
+    """
     migrations = available() if migrations is None else migrations
-    applied = []
-    for mig in migrations:
-        if mig.version <= check_not_newer(conn, migrations):
-            continue
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            # Another process may have migrated while we waited for the write lock.
-            if current_version(conn) >= mig.version:
-                conn.execute("ROLLBACK")
-                continue
-            for stmt in mig.statements():
-                conn.execute(stmt)
-            conn.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (mig.version, mig.name, now_iso),
-            )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # Whatever failed (SQL, reading the file, an interrupt), never leave the transaction open.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if not isinstance(exc, sqlite3.Error) or is_busy(exc):
-                raise  # busy: another process holds the lock, the caller retries; nothing applied
-            err = translate(exc, conn.label)
-            raise type(err)(f"migration {mig.path.name} failed, database left at version "
-                            f"{current_version(conn)}: {err}") from exc
-        applied.append(mig.version)
-    return applied
+    run = retry or (lambda fn, *args: fn(*args))
+    return [mig.version for mig in migrations if run(_apply, conn, mig, now_iso, migrations)]
+
+
+def _apply(conn: Connection, mig: Migration, now_iso: str, migrations: list[Migration]) -> bool:
+    """Apply one migration if it is still pending. True if this call applied it."""
+    if mig.version <= check_not_newer(conn, migrations):
+        return False
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        # Another process may have migrated while we waited for the write lock.
+        if current_version(conn) >= mig.version:
+            conn.execute("ROLLBACK")
+            return False
+        for stmt in mig.statements():
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+            (mig.version, mig.name, now_iso),
+        )
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        # Whatever failed (SQL, reading the file, an interrupt), never leave the transaction open.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if not isinstance(exc, sqlite3.Error) or is_busy(exc):
+            raise  # busy: another process holds the lock, the caller retries; nothing applied
+        err = translate(exc, conn.label)
+        raise type(err)(f"migration {mig.path.name} failed, database left at version "
+                        f"{current_version(conn)}: {err}") from exc
+    return True

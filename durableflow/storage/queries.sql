@@ -7,8 +7,7 @@
 -- name: enqueue
 INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority,
                       visible_at, held, max_attempts, created_at)
-VALUES (:run_id, :kind, :target_node_id, :iteration, :payload, 'ready', :priority,
-        :visible_at, :held, :max_attempts, :now);
+VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?);
 
 -- name: claim
 -- Claimable: ready, not held by a paused run, visible now; highest priority first, then oldest.
@@ -109,20 +108,23 @@ FROM messages WHERE id = :id;
 -- name: next_visible
 SELECT min(visible_at) FROM messages WHERE status = 'ready' AND held = 0;
 
--- name: open_counts
--- Only the open messages (the partial index messages_open_by_run covers them): cheap on any history.
-SELECT status, count(*) FROM messages WHERE status IN ('ready', 'leased') GROUP BY status;
+-- name: leases_in_force
+-- One lease row per leased message: cheap however much history messages holds.
+SELECT count(*) FROM leases;
 
 -- name: queue_counts
 SELECT status, count(*) FROM messages GROUP BY status;
 
 -- name: messages_hold_run
-UPDATE messages SET held = :held WHERE run_id = :run_id AND status = 'ready';
+UPDATE messages SET held = :held WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
 
 -- ===== events ====================================================================================
 
 -- name: event_insert
 INSERT INTO events (run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?);
+
+-- name: event_insert_at
+INSERT INTO events (seq, run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: events_after
 SELECT seq, run_id, node_id, type, data, at FROM events

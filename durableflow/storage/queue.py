@@ -67,21 +67,21 @@ class Reclaimed(NamedTuple):
 # --- transaction helpers -----------------------------------------------------------------------
 
 def enqueue_txn(conn, messages: Iterable[NewMessage], now: float) -> list[int]:
+    """Insert ready messages. Creating a message is not a status change, so no event is written:
+    the row itself (created_at) records it, and the engine's `node.pending` names the node."""
     now_s = iso(now)
-    ids = []
-    events = []
-    for m in messages:
-        cur = conn.execute(Q.enqueue, {
-            "run_id": m.run_id, "kind": m.kind, "target_node_id": m.target_node_id,
-            "iteration": m.iteration, "payload": m.payload, "priority": m.priority,
-            "visible_at": now_s if m.visible_at is None else iso(m.visible_at),
-            "held": 1 if m.held else 0, "max_attempts": m.max_attempts, "now": now_s,
-        })
-        ids.append(cur.lastrowid)
-        events.append((m.run_id, m.target_node_id, "message.ready",
-                       f'{{"id":{cur.lastrowid},"kind":{json.dumps(m.kind)}}}', now_s))
-    conn.executemany(Q.event_insert, events)
-    return ids
+    rows = [(m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
+             now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
+             m.max_attempts, now_s) for m in messages]
+    if len(rows) == 1:
+        return [conn.execute(Q.enqueue, rows[0]).lastrowid]
+    if not rows:
+        return []
+    conn.executemany(Q.enqueue, rows)
+    # messages.id has no AUTOINCREMENT: each insert takes max(id) + 1, and we hold the write lock,
+    # so the batch got consecutive ids ending at the last one.
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
@@ -121,6 +121,11 @@ def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=
         run_id, node_id = row
     conn.execute(Q.event_insert, (run_id, node_id, "message." + _ACK,
                                   f'{{"id":{message_id},"from":"leased"}}', now_s))
+
+
+def _ack_and_claim_txn(conn, done: Claimed, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
+    ack_txn(conn, done.id, done.token, now, done.run_id, done.target_node_id)
+    return claim_txn(conn, done.worker_id, limit, lease_seconds, now)
 
 
 def ack_many_txn(conn, items: list[Claimed], now: float) -> None:
@@ -268,6 +273,11 @@ class QueueOps:
     def ack(self, message_id: int, token: str) -> None:
         self.write(ack_txn, message_id, token, self.clock.now())
 
+    def ack_and_claim(self, done: Claimed, limit: int = 1, lease_seconds: float = 30.0) -> list[Claimed]:
+        """Ack `done` and lease up to `limit` more to the same worker, in one transaction: the
+        loop of a worker that takes one message at a time, at one commit per message."""
+        return self.write(_ack_and_claim_txn, done, limit, lease_seconds, self.clock.now())
+
     def ack_many(self, claimed: Iterable[Claimed]) -> None:
         self.write(ack_many_txn, list(claimed), self.clock.now())
 
@@ -304,11 +314,9 @@ class QueueOps:
         counts.update(self.read(lambda c: dict(c.execute(Q.queue_counts).fetchall())))
         return counts
 
-    def open_counts(self) -> dict[str, int]:
-        """Ready and leased messages only: cheap however much history the table holds."""
-        counts = {"ready": 0, "leased": 0}
-        counts.update(self.read(lambda c: dict(c.execute(Q.open_counts).fetchall())))
-        return counts
+    def leased_count(self) -> int:
+        """Messages out on a lease now: cheap however much history the table holds."""
+        return self.read(lambda c: c.execute(Q.leases_in_force).fetchone()[0])
 
     def next_visible_at(self) -> str | None:
         return self.read(lambda c: c.execute(Q.next_visible).fetchone()[0])

@@ -74,11 +74,11 @@ SELECT run_id FROM runs WHERE status IN ('running', 'paused') AND deadline_at IS
 SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?));
 
 -- name: run_open_messages
-SELECT EXISTS (SELECT 1 FROM messages WHERE run_id = ? AND status IN ('ready', 'leased'));
+SELECT EXISTS (SELECT 1 FROM messages WHERE run_id = ? AND finished_at IS NULL);
 
 -- name: run_messages_discard
 UPDATE messages SET status = 'acked', finished_at = :now
-WHERE run_id = :run_id AND status = 'ready'
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready'
 RETURNING id, target_node_id;
 
 -- name: run_completed_outputs
@@ -192,7 +192,7 @@ RETURNING payload;
 -- name: messages_wake_waiting
 -- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
 UPDATE messages SET visible_at = :now
-WHERE status = 'ready' AND run_id = :run_id AND visible_at > :now
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready' AND visible_at > :now
   AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
 
 -- name: run_parent
@@ -206,7 +206,7 @@ WHERE parent_run_id = ? AND status IN ('pending', 'running', 'paused', 'compensa
 UPDATE messages SET payload = ? WHERE id = ?;
 
 -- name: messages_release_throttled
-UPDATE messages SET held = 0 WHERE run_id = ? AND status = 'ready' AND held = 2;
+UPDATE messages SET held = 0 WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
 
 -- name: message_throttle
 UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased';

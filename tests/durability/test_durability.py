@@ -356,6 +356,24 @@ def test_prune_deletes_old_finished_runs_and_everything_theirs(tmp_path):
     engine.close()
 
 
+def test_pruning_the_newest_events_never_lets_sequence_numbers_go_back(tmp_path):
+    # events.seq has no AUTOINCREMENT: prune must leave a number above everything it deleted.
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "seq.db", clock=clock)
+    engine.start(chain("s", py("a", "output = 1")))
+    drain(engine)
+    db = tmp_path / "seq.db"
+    newest = rows(db, "SELECT max(seq) FROM events")[0][0]
+    assert rows(db, "SELECT run_id FROM events WHERE seq = ?", newest)[0][0] is not None
+    clock.advance(2 * 86400)
+    assert engine.prune(86400) == 1
+    marker = rows(db, "SELECT seq, type, run_id FROM events ORDER BY seq DESC LIMIT 1")[0]
+    assert marker == (newest + 1, "history.pruned", None)
+    later = engine.start(chain("s", py("a", "output = 1")))
+    assert min(r[0] for r in rows(db, "SELECT seq FROM events WHERE run_id = ?", later)) > newest + 1
+    engine.close()
+
+
 def test_a_cancel_made_while_no_worker_runs_holds_after_restart(tmp_path):
     db = tmp_path / "cr.db"
     engine = Engine(db, clock=ManualClock(T0))

@@ -23,7 +23,7 @@ def test_events_of_a_run_in_seq_order_from_pending_to_completed(engine):
     assert all(e["run_id"] == run.run_id for e in events)
     for nid in ("a", "b"):
         node_types = [e["type"] for e in events if e["node_id"] == nid]
-        for kind in ("message.ready", "node.pending", "message.leased", "node.running",
+        for kind in ("node.pending", "message.leased", "node.running",
                      "message.acked", "node.completed"):
             assert kind in node_types, (nid, kind, node_types)
         assert node_types.index("node.running") < node_types.index("node.completed")

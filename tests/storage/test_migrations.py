@@ -25,6 +25,7 @@ HELPERS = Path(__file__).parent / "helpers"
 PYTHON = sys.executable
 SCHEMA_SQL = REPO / "schema.sql"
 LATEST = migrator.available()[-1].version
+NEXT = f"{LATEST + 1:04d}"  # the number a test's extra migration takes
 
 
 def normalized(sql: str | None) -> str | None:
@@ -38,7 +39,10 @@ def normalized(sql: str | None) -> str | None:
 def schema_of(path) -> list[tuple]:
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+        # sqlite_sequence stays behind once 0001's AUTOINCREMENT made it (SQLite refuses to drop
+        # it); it is SQLite's bookkeeping, empty and unused after 0002, not part of our schema.
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                            "WHERE name <> 'sqlite_sequence'").fetchall()
     finally:
         conn.close()
     return sorted((t, n, tbl, normalized(sql)) for t, n, tbl, sql in rows)
@@ -134,9 +138,40 @@ def test_the_version_row_commits_in_the_migration_transaction(tmp_path):
     assert "COMMIT" not in inside and "BEGIN" not in " ".join(inside)
 
 
+def test_0002_keeps_events_numbered_upward_and_marks_finished_messages(db_path, clock):
+    # A version-1 database with history, whose newest events were deleted (as prune did then).
+    conn = connect(db_path)
+    migrator.migrate(conn, clock.now_iso(), migrator.available()[:1])
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO events (run_id, type, at) VALUES (?, ?, ?)",
+                     [(f"r{i}", "run.running", "2026-01-01T00:00:00.000Z") for i in range(10)])
+    conn.execute("DELETE FROM events WHERE seq > 7")
+    conn.execute("INSERT INTO messages (kind, status, visible_at, created_at) "
+                 "VALUES ('task', 'acked', 'x', '2026-01-01T00:00:00.000Z')")
+    conn.execute("INSERT INTO messages (kind, status, visible_at, created_at) "
+                 "VALUES ('task', 'ready', 'x', '2026-01-01T00:00:00.000Z')")
+    conn.execute("COMMIT")
+    conn.close()
+
+    store = Store(db_path, clock=clock)
+    store.close()
+    db = sqlite3.connect(db_path)
+    try:
+        evs = db.execute("SELECT seq, run_id, type FROM events ORDER BY seq").fetchall()
+        assert evs[:7] == [(i + 1, f"r{i}", "run.running") for i in range(7)]
+        assert evs[7][:1] + evs[7][2:] == (10, "history.pruned")  # 8..10 stay used
+        db.execute("INSERT INTO events (type, at) VALUES ('x', 'y')")
+        assert db.execute("SELECT max(seq) FROM events").fetchone()[0] == 11
+        assert db.execute("SELECT status, finished_at IS NULL FROM messages ORDER BY id").fetchall() == [
+            ("acked", 0), ("ready", 1)]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+
+
 def test_a_refused_version_row_undoes_the_migration(tmp_path, db_path, clock):
     Store(db_path, clock=clock).close()
-    migrations = migrations_folder(tmp_path, **{"0002_refused.sql": """
+    migrations = migrations_folder(tmp_path, **{f"{NEXT}_refused.sql": """
         CREATE TABLE extra (a INTEGER);
         CREATE TRIGGER refuse BEFORE INSERT ON schema_version BEGIN SELECT RAISE(ABORT, 'no version'); END;
     """})
@@ -144,7 +179,7 @@ def test_a_refused_version_row_undoes_the_migration(tmp_path, db_path, clock):
     try:
         with pytest.raises(StorageError, match="no version"):
             migrator.migrate(conn, clock.now_iso(), migrations)
-        assert migrator.current_version(conn) == 1
+        assert migrator.current_version(conn) == LATEST
         assert not {"extra", "refuse"} & tables(conn)
     finally:
         conn.close()
@@ -152,7 +187,7 @@ def test_a_refused_version_row_undoes_the_migration(tmp_path, db_path, clock):
 
 def test_a_failing_migration_leaves_the_version_and_no_partial_table(tmp_path, db_path, clock):
     Store(db_path, clock=clock).close()
-    migrations = migrations_folder(tmp_path, **{"0002_half_way.sql": """
+    migrations = migrations_folder(tmp_path, **{f"{NEXT}_half_way.sql": """
         -- a comment; with a semicolon
         CREATE TABLE extra (a INTEGER, b TEXT DEFAULT 'x;y');
         INSERT INTO extra (a) VALUES (1);
@@ -168,9 +203,9 @@ def test_a_failing_migration_leaves_the_version_and_no_partial_table(tmp_path, d
             migrator.migrate(conn, clock.now_iso(), migrations)
         message = str(exc.value)
         assert "\n" not in message
-        assert "0002_half_way.sql failed" in message and "version 1" in message and "no_such_table" in message
+        assert f"{NEXT}_half_way.sql failed" in message and f"version {LATEST}" in message and "no_such_table" in message
         assert not conn.in_transaction
-        assert migrator.current_version(conn) == 1
+        assert migrator.current_version(conn) == LATEST
     finally:
         conn.close()
     assert schema_of(db_path) == before
@@ -179,21 +214,21 @@ def test_a_failing_migration_leaves_the_version_and_no_partial_table(tmp_path, d
     (migrations[-1].path).write_text("CREATE TABLE extra (a INTEGER);\n", encoding="utf-8")
     conn = connect(db_path)
     try:
-        assert migrator.migrate(conn, clock.now_iso(), migrations) == [2]
-        assert migrator.current_version(conn) == 2 and "extra" in tables(conn)
+        assert migrator.migrate(conn, clock.now_iso(), migrations) == [LATEST + 1]
+        assert migrator.current_version(conn) == LATEST + 1 and "extra" in tables(conn)
     finally:
         conn.close()
 
 
 def test_a_migration_file_that_cannot_be_read_leaves_no_transaction_open(tmp_path, db_path, clock):
     Store(db_path, clock=clock).close()
-    migrations = migrations_folder(tmp_path, **{"0002_unterminated.sql": "CREATE TABLE extra (a INTEGER)"})
+    migrations = migrations_folder(tmp_path, **{f"{NEXT}_unterminated.sql": "CREATE TABLE extra (a INTEGER)"})
     conn = connect(db_path)
     try:
         with pytest.raises(StorageError, match="unterminated"):
             migrator.migrate(conn, clock.now_iso(), migrations)
         assert not conn.in_transaction
-        assert migrator.current_version(conn) == 1
+        assert migrator.current_version(conn) == LATEST
     finally:
         conn.close()
 

@@ -54,13 +54,14 @@ def types(events) -> list[str]:
 
 # --- enqueue -----------------------------------------------------------------------------------
 
-def test_enqueue_one_stores_a_ready_message_and_its_event(store, raw, clock, msg_events):
+def test_enqueue_one_stores_a_ready_message_and_no_event(store, raw, clock, msg_events):
     [mid] = store.enqueue(msg(payload='{"a": 1}', target_node_id="n1", priority=2))
     r = row(raw, mid)
     assert r["status"] == "ready" and r["kind"] == "task" and r["payload"] == '{"a": 1}'
     assert r["visible_at"] == r["created_at"] == iso(clock.now())
     assert (r["attempts"], r["max_attempts"], r["held"], r["priority"]) == (0, 5, 0, 2)
-    assert types(msg_events(mid)) == ["message.ready"]
+    # Creation is not a status change: the row (created_at) records it, no event is written.
+    assert msg_events(mid) == []
     assert store.message(mid)["status"] == "ready"
 
 
@@ -74,7 +75,8 @@ def test_enqueue_many_is_one_transaction_in_order(store, raw, msg_events):
     assert ids == sorted(ids) and len(set(ids)) == 50
     assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")] == ["BEGIN IMMEDIATE", "COMMIT"]
     assert [r[0] for r in raw.execute("SELECT payload FROM messages ORDER BY id")] == [str(i) for i in range(50)]
-    assert all(types(msg_events(i)) == ["message.ready"] for i in ids)
+    assert [r[0] for r in raw.execute("SELECT id FROM messages ORDER BY id")] == ids
+    assert all(msg_events(i) == [] for i in ids)
 
 
 @pytest.mark.parametrize("bad", [
@@ -169,8 +171,8 @@ def test_claim_creates_one_lease_row_per_message_with_its_token(store, raw, cloc
         assert lease(raw, c.id) == ("w1", c.token, iso(clock.now()), iso(clock.now() + 30))
         assert len(c.token) >= 16
         evs = msg_events(c.id)
-        assert types(evs) == ["message.ready", "message.leased"]
-        assert evs[1][1]["worker"] == "w1" and evs[1][1]["from"] == "ready"
+        assert types(evs) == ["message.leased"]
+        assert evs[0][1]["worker"] == "w1" and evs[0][1]["from"] == "ready"
     assert lease(raw, ids[2]) is None and row(raw, ids[2])["status"] == "ready"
     assert raw.execute("SELECT count(*) FROM leases").fetchone()[0] == 2
     [other] = store.claim("w2")
@@ -187,7 +189,7 @@ def test_ack_finishes_the_message_and_drops_the_lease(store, raw, clock, msg_eve
     r = row(raw, mid)
     assert r["status"] == "acked" and r["finished_at"] == iso(clock.now())
     assert lease(raw, mid) is None
-    assert types(msg_events(mid)) == ["message.ready", "message.leased", "message.acked"]
+    assert types(msg_events(mid)) == ["message.leased", "message.acked"]
     assert store.queue_counts() == {"ready": 0, "leased": 0, "acked": 1, "dead": 0}
 
 
@@ -237,7 +239,7 @@ def test_nack_with_delay_makes_the_message_visible_only_after_it(store, raw, clo
     assert r["last_error"] == "boom" and r["attempts"] == 0
     assert lease(raw, mid) is None
     evs = msg_events(mid)
-    assert types(evs) == ["message.ready", "message.leased", "message.ready"]
+    assert types(evs) == ["message.leased", "message.ready"]
     assert evs[-1][1]["from"] == "leased" and evs[-1][1]["delay"] == 10
     clock.advance(9.9)
     assert store.claim("w1") == []
@@ -409,7 +411,7 @@ def test_old_holder_cannot_ack_or_nack_after_takeover(store, raw, clock, snap, m
     store.ack(mid, b.token)
     assert row(raw, mid)["status"] == "acked"
     assert [(t, e.get("worker")) for t, e in msg_events(mid)] == [
-        ("message.ready", None), ("message.leased", "A"), ("message.ready", "A"),
+        ("message.leased", "A"), ("message.ready", "A"),
         ("message.leased", "B"), ("message.acked", None)]
 
 
@@ -442,11 +444,11 @@ def test_every_transition_has_one_event_naming_its_run_and_node(store, clock, ms
     [c] = store.claim("w1")
     store.ack(c.id, c.token)
     evs = msg_events(mid)
-    assert types(evs) == ["message.ready", "message.leased", "message.ready", "message.leased",
+    assert types(evs) == ["message.leased", "message.ready", "message.leased",
                           "message.ready", "message.leased", "message.dead", "message.ready",
                           "message.leased", "message.acked"]
-    assert [e["from"] for _, e in evs[1:]] == ["ready", "leased", "ready", "leased", "ready", "leased",
-                                                "dead", "ready", "leased"]
+    assert [e["from"] for _, e in evs] == ["ready", "leased", "ready", "leased", "ready", "leased",
+                                           "dead", "ready", "leased"]
     assert {(e["_run"], e["_node"]) for _, e in evs} == {("r1", "n1")}
 
 
