@@ -187,6 +187,8 @@ class Raw(Impl):
         c.execute("PRAGMA foreign_keys = ON")
         c.execute(f"PRAGMA synchronous = {sync}")
         if fresh:
+            from durableflow.storage.connection import PAGE_SIZE
+            c.execute(f"PRAGMA page_size = {PAGE_SIZE}")   # as durableflow creates its files
             c.execute("PRAGMA journal_mode = WAL")
             c.executescript("BEGIN IMMEDIATE;\n" + SCHEMA_SQL.read_text(encoding="utf-8") + "\nCOMMIT;")
         self.worker = f"bench-{os.getpid()}"

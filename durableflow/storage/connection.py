@@ -38,6 +38,11 @@ class Connection(sqlite3.Connection):
             )
 
 
+# Every commit writes each page it touched to the WAL in full, so the page size is paid per page
+# per transaction; see PAGE_SIZE's note in the README's storage section.
+PAGE_SIZE = 2048
+
+
 def _create_private(path: Path) -> None:
     """Create a new database file readable by its owner only (the WAL and SHM files inherit it)."""
     try:
@@ -109,9 +114,14 @@ def connect(
     return conn
 
 
-def enable_wal(conn: Connection) -> None:
-    """Switch to WAL (a write to the file header, so done only after the version check)."""
+def enable_wal(conn: Connection, page_size: int = PAGE_SIZE) -> None:
+    """Switch to WAL (a write to the file header, so done only after the version check).
+
+    A new, empty file gets `page_size` first: it can only be chosen before the first write.
+    """
     try:
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     except sqlite3.Error as exc:
         raise translate(exc, conn.label) from exc

@@ -32,6 +32,8 @@ class Queries:
                 if name in self._q:
                     raise ValueError(f"query {name!r} defined in two files")
                 self._q[name] = sql
+        # Plain attributes: a lookup per statement on the hot path, without __getattr__.
+        self.__dict__.update(self._q)
 
     def __getattr__(self, name: str) -> str:
         try:

@@ -8,6 +8,7 @@ row-count checked, and appended to `events` in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ _ACK = machines.target(MSG, "ack", "leased")
 _NACK = machines.target(MSG, "nack", "leased")
 _EXPIRE = machines.target(MSG, "expire", "leased")
 _REQUEUE = machines.target(MSG, "requeue", "dead")
+_LEASED_EVENT = "message." + _LEASE
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,33 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     now_s = iso(now)
     expires = now + lease_seconds
     expires_s = iso(expires)
-    rows = conn.execute(Q.claim_one if limit == 1 else Q.claim, {"now": now_s, "limit": limit}).fetchall()
+    who = _json_text(worker_id)
+    if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
+        r = conn.execute(Q.claim_one, {"now": now_s}).fetchone()
+        if r is None:
+            return []
+        token = secrets.token_hex(8)
+        conn.execute(Q.lease_insert, (r[0], worker_id, token, now_s, expires_s))
+        conn.execute(Q.event_insert, (r[1], r[3], _LEASED_EVENT,
+                                      f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
+        return [Claimed(*r, token, worker_id, expires)]
+    rows = conn.execute(Q.claim, {"now": now_s, "limit": limit}).fetchall()
     if not rows:
         return []
     # RETURNING gives no order guarantee; callers get the claim order.
     rows.sort(key=lambda r: (-r[6], r[0]))
     token = secrets.token_hex(8)
     conn.executemany(Q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
-    who = json.dumps(worker_id)
     conn.executemany(Q.event_insert, [
-        (r[1], r[3], "message." + _LEASE, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
+        (r[1], r[3], _LEASED_EVENT, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
         for r in rows
     ])
     return [Claimed(*r, token, worker_id, expires) for r in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _json_text(text: str) -> str:
+    return json.dumps(text)
 
 
 def release_txn(conn, message_id: int, token: str) -> None:

@@ -91,6 +91,21 @@ def test_connect_sets_busy_timeout_and_rejects_unknown_synchronous(db_path):
         connect(db_path, synchronous="sometimes")
 
 
+def test_new_files_get_the_chosen_page_size_and_old_files_keep_theirs(tmp_path, clock):
+    from durableflow.storage.connection import PAGE_SIZE
+    with Store(tmp_path / "new.db", clock=clock) as s:
+        assert pragma(s._writer, "page_size") == PAGE_SIZE
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with Store(old, clock=clock) as s:
+        assert pragma(s._writer, "page_size") == 8192
+        s.enqueue(NewMessage("task"))
+        assert s.queue_counts()["ready"] == 1
+
+
 def test_foreign_keys_are_enforced(store):
     with pytest.raises(StorageError, match="FOREIGN KEY"):
         store.enqueue(NewMessage("task", run_id="missing"))

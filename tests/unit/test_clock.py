@@ -1,0 +1,35 @@
+"""The one timestamp format: iso() must give exactly what the datetime formula gives."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from hypothesis import given, strategies as st
+
+from durableflow.clock import iso, parse_iso
+
+
+def reference(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False, allow_infinity=False))
+def test_iso_matches_datetime_everywhere(ts):
+    assert iso(ts) == reference(ts)
+
+
+def test_iso_at_the_edges_of_a_second_and_of_a_millisecond():
+    base = 1_795_000_000
+    for frac in (0.0, 0.0004999, 0.0005, 0.000999, 0.001, 0.4995, 0.9994999, 0.9995, 0.9999994,
+                 0.9999995, 0.99999999):
+        for ts in (base + frac, base - 1 + frac):
+            assert iso(ts) == reference(ts), ts
+    # The per-second cache is refreshed when the second changes, in either direction.
+    assert [iso(t) for t in (base + 0.5, base + 1.5, base + 0.25)] == [
+        reference(base + 0.5), reference(base + 1.5), reference(base + 0.25)]
+
+
+def test_iso_round_trips_through_parse_iso_to_the_millisecond():
+    ts = 1_795_000_123.456
+    assert abs(parse_iso(iso(ts)) - ts) < 0.001
