@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
 from durableflow import machines
@@ -29,8 +28,10 @@ _REQUEUE = machines.target(MSG, "requeue", "dead")
 _LEASED_EVENT = "message." + _LEASE
 
 
-@dataclass(frozen=True)
-class NewMessage:
+class NewMessage(NamedTuple):
+    """A message to enqueue. A NamedTuple, not a frozen dataclass: the engine builds one per node
+    and a frozen dataclass's __init__ cost more than the INSERT's Python side."""
+
     kind: str
     payload: str | None = None            # JSON text
     run_id: str | None = None

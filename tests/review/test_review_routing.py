@@ -3,7 +3,6 @@ dead letter). Each was a bug found in review; the fix keeps it passing."""
 
 from __future__ import annotations
 
-import pytest
 
 from durableflow import Engine, ManualClock, WaitTimeout
 
