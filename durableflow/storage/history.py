@@ -121,8 +121,7 @@ def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
     # events.seq has no AUTOINCREMENT (it would cost a page per transaction), so the next number
     # is max(seq) + 1. This event takes the number after the old maximum: numbers never go back,
     # and a tail that already read the pruned ones misses nothing later.
-    conn.execute(Q.event_insert_at, (newest + 1, None, None, "history.pruned",
-                                     json.dumps({"runs": roots, "before": before}), now))
+    event_txn(conn, None, None, "history.pruned", {"runs": roots, "before": before}, now, seq=newest + 1)
     return len(roots)
 
 
