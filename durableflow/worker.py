@@ -37,7 +37,8 @@ def new_worker_id() -> str:
 
 class Worker:
     def __init__(self, engine: "Engine", *, concurrency: int = 4, lease_seconds: float | None = None,
-                 batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1):
+                 batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1,
+                 quick_check: bool = True):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.engine = engine
@@ -46,6 +47,9 @@ class Worker:
         self.batch = batch
         self.worker_id = worker_id or new_worker_id()
         self.poll_max = poll_max
+        # Off only for whoever checks the file another way (`durableflow doctor`, a benchmark
+        # timing the check apart): it reads the whole file, about a second per 300 MB.
+        self.quick_check = quick_check
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="durableflow-node")
         self._lock = threading.Condition()
         self._inflight: dict[int, Task] = {}
@@ -55,6 +59,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._inline_streak = False
         self.idle = threading.Event()       # set when the worker found nothing to do
+        self.checked = threading.Event()    # set when the start-up quick_check has finished
         self.errors: list[BaseException] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -64,8 +69,12 @@ class Worker:
         self.recovered = self.engine.recover()
         # quick_check reads the whole file (a second per 500 MB): it runs beside the work
         # instead of delaying recovery, and stops the worker if the file is damaged.
-        for target, name in ((self._dispatch, "dispatcher"), (self._keep, "keeper"),
-                             (self._check, "quick-check")):
+        threads = [(self._dispatch, "dispatcher"), (self._keep, "keeper")]
+        if self.quick_check:
+            threads.append((self._check, "quick-check"))
+        else:
+            self.checked.set()
+        for target, name in threads:
             t = threading.Thread(target=self._guard, args=(target,), name=f"durableflow-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -262,7 +271,10 @@ class Worker:
         return tasks
 
     def _check(self) -> None:
-        problems = [p for p in self.engine.store.quick_check() if p != "ok"]
+        try:
+            problems = [p for p in self.engine.store.quick_check() if p != "ok"]
+        finally:
+            self.checked.set()
         if problems:
             first = " ".join(problems[0].split())  # SQLite's report spans lines
             raise DatabaseCorrupt(f"{self.engine.path}: database is corrupt (quick_check: {first}); "

@@ -304,3 +304,24 @@ def test_a_stopped_worker_holds_no_leases_and_the_next_one_carries_on(engine, sq
     assert run.status == "completed"
     assert run.outputs == {f"n{n - 1}": {"x": 1}}
     assert sql.one("SELECT count(*) FROM node_instances WHERE run_id = ? AND status != 'completed'", run_id) == 0
+
+
+def test_a_worker_runs_its_start_up_quick_check_unless_told_not_to(engine):
+    import threading
+
+    worker = engine.worker(concurrency=1).start()
+    try:
+        assert worker.checked.wait(30), "the start-up quick_check never finished"
+        assert worker.errors == []
+    finally:
+        worker.stop()
+    names_before = {t.name for t in threading.enumerate()}
+    unchecked = engine.worker(concurrency=1, quick_check=False)
+    assert not unchecked.checked.is_set()
+    unchecked.start()
+    try:
+        assert unchecked.checked.is_set()  # nothing to wait for
+        started = {t.name for t in threading.enumerate()} - names_before
+        assert "durableflow-dispatcher" in started and "durableflow-quick-check" not in started
+    finally:
+        unchecked.stop()
