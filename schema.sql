@@ -7,6 +7,9 @@
 -- Conventions: JSON columns hold JSON text; timestamps are ISO-8601 UTC text with milliseconds
 -- ('2026-11-27T10:15:30.123Z'), so they sort and compare as text. Status columns hold the status
 -- words of SPEC section 4 and change only through the lifecycles in durableflow/machines.py.
+-- Their CHECKs say `status = 'a' OR status = 'b' ...`, not `status IN ('a', 'b', ...)`: SQLite
+-- builds a temporary b-tree from an IN list of three or more on every insert and status update
+-- (migrations/0003 has the figures).
 
 CREATE TABLE schema_version (
     version     INTEGER PRIMARY KEY,
@@ -32,8 +35,10 @@ CREATE TABLE runs (
     workflow_version  INTEGER NOT NULL,
     parent_run_id     TEXT REFERENCES runs (run_id) ON DELETE CASCADE,
     parent_node_id    TEXT,               -- the Subflow/ForEach/While node that started it
-    status            TEXT NOT NULL CHECK (status IN
-                        ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'compensating')),
+    status            TEXT NOT NULL CHECK (
+                        status = 'pending' OR status = 'running' OR status = 'paused' OR
+                        status = 'completed' OR status = 'failed' OR status = 'cancelled' OR
+                        status = 'compensating'),
     inputs            TEXT,
     variables         TEXT,
     outputs           TEXT,
@@ -59,8 +64,10 @@ CREATE TABLE node_instances (
     node_id           TEXT NOT NULL,
     iteration         INTEGER NOT NULL DEFAULT 0,
     attempt           INTEGER NOT NULL DEFAULT 1,
-    status            TEXT NOT NULL CHECK (status IN
-                        ('pending', 'waiting', 'running', 'completed', 'failed', 'cancelled', 'skipped')),
+    status            TEXT NOT NULL CHECK (
+                        status = 'pending' OR status = 'waiting' OR status = 'running' OR
+                        status = 'completed' OR status = 'failed' OR status = 'cancelled' OR
+                        status = 'skipped'),
     message_id        INTEGER,            -- the message whose delivery runs this attempt
     input             TEXT,
     output            TEXT,
@@ -90,7 +97,9 @@ CREATE TABLE messages (
     target_node_id  TEXT,
     iteration       INTEGER NOT NULL DEFAULT 0,
     payload         TEXT,
-    status          TEXT NOT NULL CHECK (status IN ('ready', 'leased', 'acked', 'dead')),
+    status          TEXT NOT NULL CHECK (
+                        status = 'ready' OR status = 'leased' OR status = 'acked' OR
+                        status = 'dead'),
     priority        INTEGER NOT NULL DEFAULT 1,
     visible_at      TEXT NOT NULL,
     held            INTEGER NOT NULL DEFAULT 0,   -- 1 while its run is paused: not claimable
@@ -198,7 +207,8 @@ CREATE INDEX signals_by_run ON signals (run_id, name);
 
 CREATE TABLE circuit_breakers (
     key            TEXT PRIMARY KEY,
-    status         TEXT NOT NULL CHECK (status IN ('closed', 'open', 'half_open')),
+    status         TEXT NOT NULL CHECK (
+                        status = 'closed' OR status = 'open' OR status = 'half_open'),
     calls          TEXT NOT NULL DEFAULT '[]',   -- recent outcomes in the window: [[at, ok], ...]
     opened_at      TEXT,
     half_open_ok   INTEGER NOT NULL DEFAULT 0,

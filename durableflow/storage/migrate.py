@@ -13,6 +13,11 @@ from durableflow.errors import SchemaVersionError, StorageError
 from durableflow.storage.connection import Connection, is_busy, translate
 
 _NAME = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
+# A migration whose first line is this rebuilds tables the way SQLite's documentation says to
+# (https://sqlite.org/lang_altertable.html#otheralter): with foreign keys off, so dropping the old
+# copy of a table does not cascade, and legacy ALTER TABLE, so renaming it aside does not rewrite
+# what other tables and views say. Foreign keys are checked before COMMIT.
+REBUILDS_TABLES = "-- durableflow: rebuilds tables"
 
 
 def sql_root() -> Path:
@@ -31,6 +36,11 @@ class Migration:
 
     def statements(self) -> list[str]:
         return split_statements(self.path.read_text(encoding="utf-8"))
+
+    @property
+    def rebuilds_tables(self) -> bool:
+        with self.path.open(encoding="utf-8") as f:
+            return f.readline().strip() == REBUILDS_TABLES
 
 
 def split_statements(script: str) -> list[str]:
@@ -105,6 +115,10 @@ def _apply(conn: Connection, mig: Migration, now_iso: str, migrations: list[Migr
     """Apply one migration if it is still pending. True if this call applied it."""
     if mig.version <= check_not_newer(conn, migrations):
         return False
+    rebuild = mig.rebuilds_tables
+    if rebuild:  # both are no-ops inside a transaction: set before BEGIN, restored below
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA legacy_alter_table = ON")
     try:
         conn.execute("BEGIN IMMEDIATE")
         # Another process may have migrated while we waited for the write lock.
@@ -113,6 +127,13 @@ def _apply(conn: Connection, mig: Migration, now_iso: str, migrations: list[Migr
             return False
         for stmt in mig.statements():
             conn.execute(stmt)
+        if rebuild:
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                table, rowid, parent, _ = broken[0]
+                raise StorageError(f"migration {mig.path.name} failed, database left at version "
+                                   f"{current_version(conn)}: {len(broken)} rows break a foreign "
+                                   f"key (first: {table} row {rowid} -> {parent})")
         conn.execute(
             "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
             (mig.version, mig.name, now_iso),
@@ -127,4 +148,8 @@ def _apply(conn: Connection, mig: Migration, now_iso: str, migrations: list[Migr
         err = translate(exc, conn.label)
         raise type(err)(f"migration {mig.path.name} failed, database left at version "
                         f"{current_version(conn)}: {err}") from exc
+    finally:
+        if rebuild:
+            conn.execute("PRAGMA legacy_alter_table = OFF")
+            conn.execute("PRAGMA foreign_keys = ON")
     return True

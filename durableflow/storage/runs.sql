@@ -1,4 +1,6 @@
 -- Named queries for workflows, runs, node instances and joins (see queries.py).
+-- Three or more status words are matched with OR, not IN: SQLite builds a temporary b-tree for
+-- an IN list each time the statement runs (see the note at the top of schema.sql).
 
 -- ===== workflows =================================================================================
 
@@ -105,7 +107,7 @@ RETURNING id, attempt, status;
 
 -- name: node_open_by_message
 SELECT id, status, attempt, node_id, iteration FROM node_instances
-WHERE message_id = ? AND status IN ('pending', 'waiting', 'running')
+WHERE message_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running')
 ORDER BY id DESC LIMIT 1;
 
 -- name: node_finish
@@ -128,7 +130,7 @@ WHERE id = :id AND status = 'running';
 
 -- name: nodes_open_of_run
 SELECT id, node_id, status, message_id FROM node_instances
-WHERE run_id = ? AND status IN ('pending', 'waiting', 'running');
+WHERE run_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running');
 
 -- name: nodes_of_run
 SELECT id, run_id, node_id, iteration, attempt, status, input, output, error, error_type, port,
@@ -200,7 +202,8 @@ SELECT parent_run_id FROM runs WHERE run_id = ?;
 
 -- name: runs_active_children
 SELECT run_id, status FROM runs
-WHERE parent_run_id = ? AND status IN ('pending', 'running', 'paused', 'compensating');
+WHERE parent_run_id = ?
+  AND (status = 'pending' OR status = 'running' OR status = 'paused' OR status = 'compensating');
 
 -- name: message_set_payload
 UPDATE messages SET payload = ? WHERE id = ?;
@@ -245,7 +248,9 @@ WITH RECURSIVE tree(run_id, depth) AS (
 SELECT run_id FROM tree ORDER BY depth;
 
 -- name: runs_prunable
-SELECT run_id FROM runs
+-- Oldest finished first, straight from runs_by_finished: left to itself the planner may pick
+-- runs_by_status and sort every finished run for each batch of a prune.
+SELECT run_id FROM runs INDEXED BY runs_by_finished
 WHERE parent_run_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?
-  AND status IN ('completed', 'failed', 'cancelled')
+  AND (status = 'completed' OR status = 'failed' OR status = 'cancelled')
 ORDER BY finished_at LIMIT ?;

@@ -169,6 +169,79 @@ def test_0002_keeps_events_numbered_upward_and_marks_finished_messages(db_path, 
         db.close()
 
 
+def _v2_database_with_rows(db_path, clock) -> None:
+    """A database at version 2 holding a parent and a child run, nodes, messages, a lease, a dead
+    letter and events: everything that points at the tables 0003 rebuilds."""
+    conn = connect(db_path)
+    migrator.migrate(conn, clock.now_iso(), migrator.available()[:2])
+    t = "2026-01-01T00:00:00.000Z"
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO workflows VALUES ('wf', 1, 'c', '{}', NULL, ?)", (t,))
+    for run, parent in (("p", None), ("c", "p")):
+        conn.execute("INSERT INTO runs (run_id, workflow_id, workflow_version, parent_run_id, status, "
+                     "created_at, idempotency_key) VALUES (?, 'wf', 1, ?, 'running', ?, ?)",
+                     (run, parent, t, f"key-{run}"))
+    conn.execute("INSERT INTO node_instances (run_id, node_id, status, created_at) VALUES ('p', 'a', 'completed', ?)", (t,))
+    for i, status in enumerate(("leased", "dead", "ready")):
+        conn.execute("INSERT INTO messages (id, run_id, kind, status, visible_at, created_at) "
+                     "VALUES (?, 'p', 'node', ?, ?, ?)", (i + 1, status, t, t))
+    conn.execute("INSERT INTO leases VALUES (1, 'w', 'tok', ?, ?)", (t, t))
+    conn.execute("INSERT INTO dead_letters (message_id, kind, attempts, created_at) VALUES (2, 'node', 5, ?)", (t,))
+    conn.execute("INSERT INTO circuit_breakers (key, status, updated_at) VALUES ('k', 'open', ?)", (t,))
+    conn.execute("INSERT INTO events (run_id, type, at) VALUES ('p', 'run.running', ?)", (t,))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_0003_rebuilds_tables_keeping_rows_references_and_cascades(db_path, clock):
+    _v2_database_with_rows(db_path, clock)
+    before = {t: sqlite3.connect(db_path).execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+              for t in ("runs", "node_instances", "messages", "leases", "dead_letters", "circuit_breakers")}
+    with Store(db_path, clock=clock) as store:
+        assert store.schema_version() == LATEST
+        conn = store._writer
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA legacy_alter_table").fetchone()[0] == 0
+        for table, rows in before.items():
+            assert conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == rows, table
+        assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%before_0003%'").fetchall()
+        assert conn.execute("SELECT count(*) FROM run_summary").fetchone()[0] == 2
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # The references still hold and still cascade.
+        with pytest.raises(StorageError, match="FOREIGN KEY"):
+            store.write(lambda c: c.execute("INSERT INTO leases VALUES (99, 'w', 't', 'x', 'y')"))
+        with pytest.raises(StorageError, match="CHECK"):
+            store.write(lambda c: c.execute("UPDATE runs SET status = 'sleeping' WHERE run_id = 'p'"))
+        store.write(lambda c: c.execute("DELETE FROM runs WHERE run_id = 'p'"))
+        for table in ("runs", "node_instances", "messages", "leases", "dead_letters"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    assert schema_of(db_path) == schema_of_fresh(db_path.parent / "fresh.db", clock)
+
+
+def schema_of_fresh(path, clock):
+    Store(path, clock=clock).close()
+    return schema_of(path)
+
+
+def test_a_rebuild_that_would_break_a_foreign_key_is_refused_and_undone(db_path, clock):
+    _v2_database_with_rows(db_path, clock)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("INSERT INTO leases VALUES (77, 'w', 'tok', 'x', 'y')")  # no message 77
+    conn.close()
+    before = schema_of(db_path)
+    with pytest.raises(StorageError) as exc:
+        Store(db_path, clock=clock)
+    message = str(exc.value)
+    assert "0003_" in message and "version 2" in message and "leases" in message and "\n" not in message
+    assert schema_of(db_path) == before
+    check = connect(db_path)
+    try:
+        assert migrator.current_version(check) == 2
+    finally:
+        check.close()
+
+
 def test_a_refused_version_row_undoes_the_migration(tmp_path, db_path, clock):
     Store(db_path, clock=clock).close()
     migrations = migrations_folder(tmp_path, **{f"{NEXT}_refused.sql": """

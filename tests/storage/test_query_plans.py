@@ -1,7 +1,7 @@
-"""The queue's per-run and per-claim statements are answered from their partial indexes.
+"""Statements that run per claim, per node or per run, and prune, are answered from their indexes.
 
-A million acked messages or events must not turn a pause, a cancel or a claim into a table scan;
-EXPLAIN QUERY PLAN shows which index SQLite picks for each named statement.
+A million acked messages, finished runs or events must not turn a claim, a pause, a cancel or a
+prune batch into a table scan; EXPLAIN QUERY PLAN shows which index SQLite picks for each.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from durableflow.storage.queries import Q
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
           "id": 1}
+POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
     "claim": "messages_claimable",
@@ -22,21 +23,26 @@ EXPECTED = {
     "messages_wake_waiting": "messages_open_by_run",
     "messages_release_throttled": "messages_open_by_run",
     "events_of_run_after": "events_by_run",
+    "runs_prunable": "runs_by_finished",
+    "node_open_by_message": "node_instances_by_message",
+    "nodes_open_of_run": "node_instances_by_run",
+    "runs_active_children": "runs_by_parent",
 }
 
 
-def plan(raw, sql: str) -> str:
+def plan(raw, name: str) -> str:
+    sql = getattr(Q, name)
     names = sql.count("?")
-    args = ("r1",) * names if names else PARAMS
+    args = POSITIONAL.get(name) or (("r1",) * names if names else PARAMS)
     return " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, args))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_statement_uses_its_partial_index(store, raw, name):
-    detail = plan(raw, getattr(Q, name))
+    detail = plan(raw, name)
     assert EXPECTED[name] in detail, detail
     # A scan is allowed only through a partial index (the claim walks messages_claimable, which
     # holds ready rows only); never through the table.
     for step in detail.split(" | "):
-        if step.startswith(("SCAN messages", "SCAN events")):
+        if step.startswith(("SCAN messages", "SCAN events", "SCAN runs", "SCAN node_instances")):
             assert "INDEX" in step, detail

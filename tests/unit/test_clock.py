@@ -33,3 +33,15 @@ def test_iso_at_the_edges_of_a_second_and_of_a_millisecond():
 def test_iso_round_trips_through_parse_iso_to_the_millisecond():
     ts = 1_795_000_123.456
     assert abs(parse_iso(iso(ts)) - ts) < 0.001
+
+
+def test_the_wall_clock_follows_freezegun():
+    from freezegun import freeze_time
+
+    from durableflow.clock import Clock
+
+    with freeze_time("2026-03-01 12:00:00.250") as frozen:
+        clock = Clock()
+        assert clock.now_iso() == "2026-03-01T12:00:00.250Z"
+        frozen.tick(1.5)
+        assert clock.now_iso() == "2026-03-01T12:00:01.750Z"
