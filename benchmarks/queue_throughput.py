@@ -69,7 +69,7 @@ VALUES (?, ?, ?, ?, ?)""",
     "message_ack": """
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
 RETURNING run_id, target_node_id""",
-    "message_ack_many": "UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'",
+    "message_ack_known": "UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'",
     "event_insert": "INSERT INTO events (run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?)",
 }
 R = {k: v.strip() for k, v in RAW_SQL.items()}
@@ -236,21 +236,26 @@ class Raw(Impl):
         return [(r[0], r[1], r[3], token) for r in rows]
 
     @staticmethod
-    def _ack(c, items, now_s):
+    def _ack(c, items, now_s, known=False):
         release, ack, ev = R["lease_release"], R["message_ack"], R["event_insert"]
         if len(items) == 1:
             mid, run_id, node_id, token = items[0]
             if c.execute(release, (mid, token)).rowcount != 1:
                 raise RuntimeError("stale lease")
-            row = c.execute(ack, (now_s, mid)).fetchone()
-            if row is None:
-                raise RuntimeError("not leased")
-            c.execute(ev, (row[0], row[1], "message.acked", f'{{"id":{mid},"from":"leased"}}', now_s))
+            if known:   # as ack_and_claim: run and node are known, no RETURNING
+                if c.execute(R["message_ack_known"], (now_s, mid)).rowcount != 1:
+                    raise RuntimeError("not leased")
+            else:       # as ack(id, token): RETURNING names the run and node for the event
+                row = c.execute(ack, (now_s, mid)).fetchone()
+                if row is None:
+                    raise RuntimeError("not leased")
+                run_id, node_id = row
+            c.execute(ev, (run_id, node_id, "message.acked", f'{{"id":{mid},"from":"leased"}}', now_s))
             return
         # Batches: as durableflow's ack_many_txn, one executemany per statement.
         if c.executemany(release, [(i[0], i[3]) for i in items]).rowcount != len(items):
             raise RuntimeError("stale lease")
-        if c.executemany(R["message_ack_many"], [(now_s, i[0]) for i in items]).rowcount != len(items):
+        if c.executemany(R["message_ack_known"], [(now_s, i[0]) for i in items]).rowcount != len(items):
             raise RuntimeError("not leased")
         c.executemany(ev, [(i[1], i[2], "message.acked", f'{{"id":{i[0]},"from":"leased"}}', now_s)
                            for i in items])
@@ -279,7 +284,7 @@ class Raw(Impl):
         return True
 
     def _ack_claim(self, c, held, now_s, expires_s):
-        self._ack(c, [held], now_s)
+        self._ack(c, [held], now_s, known=True)
         return self._claim(c, 1, now_s, expires_s)
 
     def take_many(self, k):

@@ -50,7 +50,8 @@ UPDATE leases SET expires_at = :until WHERE message_id = :message_id AND token =
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
 RETURNING run_id, target_node_id;
 
--- name: message_ack_many
+-- name: message_ack_known
+-- For callers that know the message's run and node: no RETURNING, whose temporary table costs.
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased';
 
 -- name: message_nack

@@ -26,6 +26,7 @@ _NACK = machines.target(MSG, "nack", "leased")
 _EXPIRE = machines.target(MSG, "expire", "leased")
 _REQUEUE = machines.target(MSG, "requeue", "dead")
 _LEASED_EVENT = "message." + _LEASE
+_ACKED_EVENT = "message." + _ACK
 
 
 class NewMessage(NamedTuple):
@@ -128,16 +129,22 @@ def release_txn(conn, message_id: int, token: str) -> None:
         raise StaleLease(f"message {message_id}: lease token is stale (lease expired or taken over)")
 
 
-def ack_txn(conn, message_id: int, token: str, now: float, run_id=None, node_id=None) -> None:
+_UNKNOWN = object()
+
+
+def ack_txn(conn, message_id: int, token: str, now: float, run_id=_UNKNOWN, node_id=None) -> None:
+    """Ack a leased message. Callers that claimed it pass its run and node (the event names
+    them); without them the UPDATE returns them, at the price of RETURNING's temporary table."""
     release_txn(conn, message_id, token)
     now_s = iso(now)
-    row = conn.execute(Q.message_ack, (now_s, message_id)).fetchone()
-    if row is None:
-        raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
-    if run_id is None and node_id is None:
+    if run_id is _UNKNOWN:
+        row = conn.execute(Q.message_ack, (now_s, message_id)).fetchone()
+        if row is None:
+            raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
         run_id, node_id = row
-    conn.execute(Q.event_insert, (run_id, node_id, "message." + _ACK,
-                                  f'{{"id":{message_id},"from":"leased"}}', now_s))
+    elif conn.execute(Q.message_ack_known, (now_s, message_id)).rowcount != 1:
+        raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
+    conn.execute(Q.event_insert, (run_id, node_id, _ACKED_EVENT, f'{{"id":{message_id},"from":"leased"}}', now_s))
 
 
 def _ack_and_claim_txn(conn, done: Claimed, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
@@ -154,7 +161,7 @@ def ack_many_txn(conn, items: list[Claimed], now: float) -> None:
     if released != len(items):
         raise StaleLease(f"ack of {len(items)} messages refused: {len(items) - released} of their "
                          f"lease tokens are stale (expired or taken over); nothing was acked")
-    if conn.executemany(Q.message_ack_many, [(now_s, c.id) for c in items]).rowcount != len(items):
+    if conn.executemany(Q.message_ack_known, [(now_s, c.id) for c in items]).rowcount != len(items):
         raise InvalidTransition(f"ack of {len(items)} messages refused: not all of them are leased")
     conn.executemany(Q.event_insert, [(c.run_id, c.target_node_id, "message." + _ACK,
                                        f'{{"id":{c.id},"from":"leased"}}', now_s) for c in items])

@@ -215,6 +215,41 @@ def test_ack_with_a_stale_token_raises_and_changes_nothing(store, snap, how):
     assert snap() == before
 
 
+def test_ack_and_claim_acks_one_and_leases_the_next_in_one_transaction(store, raw, clock, msg_events,
+                                                                        run_factory):
+    run_factory("r1")
+    first, second = store.enqueue(msg(run_id="r1", target_node_id="a"), msg(target_node_id="b"))
+    [held] = store.claim("w1", lease_seconds=10)
+    statements = []
+    store._writer.set_trace_callback(statements.append)
+    try:
+        [nxt] = store.ack_and_claim(held, lease_seconds=20)
+    finally:
+        store._writer.set_trace_callback(None)
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert row(raw, first)["status"] == "acked" and lease(raw, first) is None
+    assert [(t, e["_run"], e["_node"]) for t, e in msg_events(first)] == [
+        ("message.leased", "r1", "a"), ("message.acked", "r1", "a")]
+    assert (nxt.id, nxt.worker_id, nxt.target_node_id) == (second, "w1", "b")
+    assert lease(raw, second) == ("w1", nxt.token, iso(clock.now()), iso(clock.now() + 20))
+    assert nxt.token != held.token
+    assert store.ack_and_claim(nxt) == []          # the queue is empty: ack only
+    assert row(raw, second)["status"] == "acked"
+
+
+def test_ack_and_claim_with_a_stale_lease_changes_nothing(store, clock, snap):
+    store.enqueue(msg(), msg())
+    [held] = store.claim("w1", lease_seconds=1)
+    clock.advance(2)
+    store.reclaim()
+    [taken] = store.claim("w2")
+    before = snap()
+    with pytest.raises(StaleLease):
+        store.ack_and_claim(held)
+    assert snap() == before                       # nothing acked, nothing new leased
+    assert taken.id == held.id
+
+
 def test_ack_many_is_all_or_nothing(store, raw, snap):
     store.enqueue(*[msg() for _ in range(4)])
     claimed = store.claim("w1", limit=4)
