@@ -196,7 +196,7 @@ def test_control_of_an_unknown_run(invoke, finished, command):
     assert result.stderr == "durableflow: error: run nope not found\n"
 
 
-@pytest.mark.parametrize("value", ["soon", "0", "-5s"])
+@pytest.mark.parametrize("value", ["soon", "0", "-5s", "inf", "nan", "99999999999d"])
 def test_pause_bad_duration(invoke, waiting, value):
     result = invoke("pause", waiting, "--for", value)
     assert result.exit_code == 2

@@ -304,6 +304,18 @@ def test_wait_duration_is_checked(kit):
     assert line.startswith("wf.yaml: node 'w': field 'duration': not a duration: '3 days'")
 
 
+@pytest.mark.parametrize("node_keys, top_keys, expected", [
+    ({"timeout": "99999999999d"}, {}, "node 'w': field 'timeout': duration '99999999999d' is too long"),
+    ({"duration": "3000000d"}, {}, "node 'w': field 'duration': duration '3000000d' is too long"),
+    ({}, {"timeout": 10**12}, "field 'timeout': duration 1000000000000 is too long"),
+])
+def test_durations_past_a_century_are_refused_where_they_are_written(kit, node_keys, top_keys, expected):
+    # A deadline of now + 99999999999d is past the year 9999: refused at load, not in a worker.
+    node = {"duration": "1s", **node_keys}
+    line = kit.error(kit.workflow(kit.node("w", "Wait", **node), **top_keys), "too long")
+    assert line.startswith(f"wf.yaml: {expected}") and "\n" not in line
+
+
 def test_retry_attempts_without_a_strategy(kit):
     line = kit.error(kit.workflow(kit.py("a", retry={"maxAttempts": 3})), "retry")
     assert line.startswith("wf.yaml: node 'a': field 'retry.maxAttempts': 3 attempts need a strategy")
