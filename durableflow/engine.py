@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso
 from durableflow.definitions import load_definition, storable
+from durableflow.durations import parse_duration
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
     WaitTimeout)
@@ -285,9 +286,17 @@ class Engine:
         run_id = self._write(history.import_txn, doc, self.clock.now_iso())
         return run_id
 
-    def prune(self, older_than: float) -> int:
-        """Delete runs finished more than `older_than` seconds ago, and all that belongs to them."""
-        before = iso(self.clock.now() - older_than)
+    def prune(self, older_than: float | str) -> int:
+        """Delete runs finished more than `older_than` ago (seconds, or a duration such as
+        '30d'), and all that belongs to them. It cannot be undone, so nothing below a second."""
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            raise ValidationError(f"prune older_than: {exc}") from None
+        if seconds < 1:
+            raise ValidationError(f"prune older_than: {older_than!r} would delete runs that finished "
+                                  f"just now; give at least 1s")
+        before = iso(self.clock.now() - seconds)
         total = 0
         while True:
             n = self.store.write(history.prune_txn, before, self.clock.now_iso())

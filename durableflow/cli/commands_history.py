@@ -9,7 +9,7 @@ import click
 
 from durableflow.cli.app import State
 from durableflow.cli.formatting import print_json
-from durableflow.cli.params import POSITIVE_DURATION
+from durableflow.cli.params import AGE_WITH_UNIT
 from durableflow.errors import DefinitionError
 from durableflow.storage.history import dumps_export
 
@@ -57,7 +57,7 @@ def import_cmd(state: State, file: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--older-than", "older_than", type=POSITIVE_DURATION, required=True, metavar="DURATION",
+@click.option("--older-than", "older_than", type=AGE_WITH_UNIT, required=True, metavar="DURATION",
               help="Delete runs that finished longer ago than this, e.g. 30d.")
 @click.option("--json", "as_json", is_flag=True, help="Print how many runs were deleted as JSON.")
 @click.pass_obj

@@ -17,12 +17,16 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def __init__(self, *, positive: bool = False):
+    def __init__(self, *, positive: bool = False, unit_required: bool = False):
         self.positive = positive
+        self.unit_required = unit_required
 
     def convert(self, value, param, ctx) -> float:
         if isinstance(value, float):
             return value
+        if self.unit_required and str(value).strip().replace(".", "", 1).isdigit():
+            self.fail(f"{value!r} has no unit; write e.g. {value}d or {value}h (a bare number "
+                      f"would be seconds)", param, ctx)
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -34,6 +38,8 @@ class Duration(click.ParamType):
 
 DURATION = Duration()
 POSITIVE_DURATION = Duration(positive=True)
+# For what cannot be undone (prune): `--older-than 30` must not quietly mean 30 seconds.
+AGE_WITH_UNIT = Duration(positive=True, unit_required=True)
 
 
 class KeyValue(click.ParamType):

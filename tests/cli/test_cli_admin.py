@@ -121,3 +121,33 @@ def test_requeue_unknown_or_not_dead(invoke, dead_letters):
     assert result.exit_code == 1
     assert result.stderr == "durableflow: error: message 999 not found\n"
     assert invoke("dead-letters", "--requeue", "x").exit_code == 2
+
+
+# --- prune ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["30", "2.5", "0s", "inf", "99999999999d", "soon"])
+def test_prune_wants_a_duration_with_a_unit(invoke, chain, db, value):
+    invoke("run", str(chain))
+    result = invoke("prune", "--older-than", value)
+    assert result.exit_code == 2 and "Invalid value for '--older-than'" in result.stderr
+    if value in ("30", "2.5"):
+        assert "has no unit" in result.stderr
+    assert json.loads(invoke("runs", "--json").stdout)  # nothing was deleted
+
+
+def test_prune_with_a_unit_deletes_only_older_runs(invoke, chain):
+    invoke("run", str(chain))
+    result = invoke("prune", "--older-than", "1d", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"deleted_runs": 0}
+
+
+@pytest.mark.parametrize("bad", [-3600, 0, 0.5, float("inf"), float("nan"), "30 days", None])
+def test_engine_prune_refuses_what_would_delete_too_much(db, bad):
+    from durableflow.errors import ValidationError
+    clock = ManualClock()
+    with Engine(db, clock=clock) as engine:
+        engine.execute({"workflowId": "p", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]}, timeout=30)
+        with pytest.raises(ValidationError, match="prune older_than"):
+            engine.prune(bad)
+        clock.advance(2 * 86400)
+        assert engine.prune("1d") == 1   # a duration string is fine too
