@@ -89,7 +89,20 @@ def current_version(conn: Connection) -> int:
 
 
 def check_not_newer(conn: Connection, migrations: list[Migration]) -> int:
+    """The file's schema version, refusing a newer schema and a file that holds someone else's
+    tables: durableflow would otherwise add its own tables to it (and switch it to WAL)."""
     version = current_version(conn)
+    if version == 0:
+        try:
+            others = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 4")]
+        except sqlite3.Error as exc:
+            raise translate(exc, conn.label) from exc
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise StorageError(f"{conn.label}: not a durableflow database (it holds other tables: "
+                               f"{shown}); give durableflow a file of its own. The file was not changed.")
     latest = migrations[-1].version if migrations else 0
     if version > latest:
         raise SchemaVersionError(

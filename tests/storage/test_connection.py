@@ -26,6 +26,7 @@ from durableflow.errors import (
     StorageError,
 )
 from durableflow.storage import NewMessage, Store
+from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import connect
 
 HELPERS = Path(__file__).parent / "helpers"
@@ -95,15 +96,31 @@ def test_new_files_get_the_chosen_page_size_and_old_files_keep_theirs(tmp_path, 
     from durableflow.storage.connection import PAGE_SIZE
     with Store(tmp_path / "new.db", clock=clock) as s:
         assert pragma(s._writer, "page_size") == PAGE_SIZE
-    old = tmp_path / "old.db"
-    conn = sqlite3.connect(old)
+    old = tmp_path / "old.db"   # a durableflow file made before PAGE_SIZE was chosen
+    conn = connect(old)
     conn.execute("PRAGMA page_size = 8192")
-    conn.execute("CREATE TABLE t (x)")
+    migrator.migrate(conn, clock.now_iso())
     conn.close()
     with Store(old, clock=clock) as s:
         assert pragma(s._writer, "page_size") == 8192
         s.enqueue(NewMessage("task"))
         assert s.queue_counts()["ready"] == 1
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_sqlite_file_holding_other_tables_is_refused_untouched(tmp_path, clock, readonly):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('ada')")
+    conn.commit()
+    conn.close()
+    before = file_state(path)
+    with pytest.raises(StorageError) as exc:
+        Store(path, clock=clock, readonly=readonly)
+    text = one_line(exc.value)
+    assert "not a durableflow database" in text and "users" in text and str(path) in text
+    assert file_state(path) == before
 
 
 def test_foreign_keys_are_enforced(store):
