@@ -283,8 +283,9 @@ class Engine:
 
     def import_run(self, doc: dict) -> str:
         """Restore an exported run here; leased work becomes deliverable again. Returns its id."""
-        run_id = self._write(history.import_txn, doc, self.clock.now_iso())
-        return run_id
+        def loads(text: str) -> None:
+            load_definition(json.loads(text), check_programs=False, check_files=False)
+        return self._write(history.import_txn, doc, self.clock.now_iso(), loads)
 
     def prune(self, older_than: float | str) -> int:
         """Delete runs finished more than `older_than` ago (seconds, or a duration such as

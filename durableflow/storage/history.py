@@ -8,10 +8,12 @@ would break the all-or-nothing import.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import sqlite_utils
 
 from durableflow.errors import DefinitionError, InvalidTransition
+from durableflow.storage.export_check import ROW_TABLES, check_export
 from durableflow.storage.queries import Q
 from durableflow.storage.runs import event_txn
 
@@ -50,11 +52,21 @@ def export_txn(conn, run_id: str) -> dict:
             "workflows": workflows, "runs": runs, **tables}
 
 
-def import_txn(conn, doc: dict, now: str) -> str:
+def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None] | None = None) -> str:
+    """Insert an exported run tree. Everything is checked before the first row goes in;
+    `check_definition(json_text)` lets the engine confirm each workflow still loads."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DefinitionError("not a durableflow run export (missing format marker)")
     if doc.get("formatVersion") != FORMAT_VERSION:
         raise DefinitionError(f"run export format version {doc.get('formatVersion')} is not supported")
+    columns = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in ROW_TABLES}
+    check_export(doc, columns)
+    if check_definition is not None:
+        for i, w in enumerate(doc["workflows"]):
+            try:
+                check_definition(w["definition"])
+            except DefinitionError as exc:
+                raise DefinitionError(f"workflows[{i}].definition: {exc.message}") from None
     for w in doc["workflows"]:
         row = conn.execute(Q.workflow_version_get, (w["workflow_id"], w["version"])).fetchone()
         if row is None:
