@@ -585,7 +585,10 @@ class Execution:
             deliveries, error = [], f"{error}; and {exc}"
         handled = any(ok for _e, ok in deliveries)
         if not handled:
-            self._fail_run(conn, plan, run_id, status, f"node '{node_id}' failed: {error}", now)
+            # Runtime errors already start "node 'x': ..."; say the node's name once.
+            own = f"node '{node_id}': "
+            why = error[len(own):] if error and error.startswith(own) else error
+            self._fail_run(conn, plan, run_id, status, f"node '{node_id}' failed: {why}", now)
             return
         self._route(conn, plan, run_id, node_id, iteration, deliveries, value, Flow.of(state), now)
         self.settle(conn, plan, run_id, status, now)

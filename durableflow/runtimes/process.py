@@ -79,6 +79,18 @@ class Capture:
                 + f"\n[... {dropped} bytes truncated by durableflow ...]\n"
                 + tail.decode("utf-8", errors="replace"))
 
+    def last_lines(self, count: int = 10, limit: int = 1000) -> list[str]:
+        """The last `count` non-blank lines, at most `limit` characters in all (newest kept)."""
+        lines = [ln.rstrip() for ln in b"".join(self.tail or [bytes(self.head)]).splitlines()]
+        out, size = [], 0
+        for raw in reversed([ln for ln in lines if ln.strip()][-count:]):
+            line = raw.decode("utf-8", errors="replace")
+            if size + len(line) > limit:
+                break
+            out.append(line)
+            size += len(line) + 1
+        return out[::-1]
+
     def last_line(self, limit: int = 200) -> str:
         lines = [ln.strip() for ln in b"".join(self.tail or [bytes(self.head)]).splitlines()]
         lines = [ln for ln in lines if ln]

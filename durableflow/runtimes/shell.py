@@ -64,6 +64,10 @@ class ExternalRuntime:
                     os.unlink(path)
                 except OSError:
                     pass
+        if result.stderr.total:  # what the program said goes where a Python node's prints go
+            ctx.log.info("stderr of node %s:\n%s", node.node_id, result.stderr.text().rstrip("\n"))
+        if result.returncode != 0 and result.stdout.total:
+            ctx.log.info("stdout of node %s:\n%s", node.node_id, result.stdout.text().rstrip("\n"))
         return shape_output(node, result, program=Path(argv[0]).name)
 
     def command(self, node: NodeDef, env: dict, temp_files: list[str]) -> tuple[list[str], Any]:
@@ -154,7 +158,12 @@ def shape_output(node: NodeDef, result: ProcessResult, *, program: str) -> Any:
         else:
             what = f"{program} exited with code {result.exit_code}"
         line = result.stderr.last_line() or result.stdout.last_line()
-        raise NodeError(f"node {node.node_id!r}: {what}" + (f": {line}" if line else ""),
+        # The last line alone is often a hint, not the cause: the stored error keeps the tail of
+        # stderr (else stdout) below the one-line summary that tables show.
+        name, stream = ("stderr", result.stderr) if result.stderr.total else ("stdout", result.stdout)
+        tail = stream.last_lines()
+        more = f"\n{name} (last lines):\n" + "\n".join(tail) if len(tail) > 1 else ""
+        raise NodeError(f"node {node.node_id!r}: {what}" + (f": {line}" if line else "") + more,
                         error_type="ExitCode", exit_code=result.exit_code)
     if node.output_format == "json":
         return _parse_json_stdout(node, result)

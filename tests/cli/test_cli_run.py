@@ -212,3 +212,15 @@ def test_start_invalid_file_exit_2(invoke, write, db):
     result = invoke("start", path)
     assert result.exit_code == 2
     assert not db.exists()
+
+
+def test_a_failed_shell_node_says_why_and_names_itself_once(invoke, write):
+    path = write({"workflowId": "f2", "nodes": [{"nodeId": "sh", "runtimeType": "Shell", "command": [
+        "sh", "-c", "echo step1 ok; echo 'ERROR: cannot open /data/in.csv' >&2; "
+                    "echo 'hint: check mount' >&2; exit 1"]}]}, "f2.yaml")
+    result = invoke("run", str(path))
+    assert result.exit_code == 1
+    out = result.stdout   # the run's report (as for any failed run) is on stdout
+    assert "error: node 'sh' failed: sh exited with code 1: hint: check mount" in out
+    assert "node 'sh' failed: node 'sh'" not in out
+    assert "ERROR: cannot open /data/in.csv" in out       # the cause, not only the hint

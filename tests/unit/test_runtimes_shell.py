@@ -81,6 +81,23 @@ def test_non_zero_exit_is_an_exit_code_error():
     assert "exited with code 3" in str(err.value) and "disk is full" in str(err.value)
 
 
+def test_a_failed_command_keeps_the_tail_of_its_stderr_below_the_summary():
+    script = ("echo step1 ok; echo 'ERROR: cannot open /data/in.csv' >&2; "
+              "for i in $(seq 1 30); do echo \"noise $i\" >&2; done; echo 'hint: check mount' >&2; exit 1")
+    with pytest.raises(NodeError) as err:
+        Shell().execute(sh("sh", "-c", script), h.make_ctx(), timeout=10)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "node 'n1': sh exited with code 1: hint: check mount"
+    assert lines[1] == "stderr (last lines):"
+    assert lines[2:] == [f"noise {i}" for i in range(22, 31)] + ["hint: check mount"]
+
+
+def test_a_one_line_failure_stays_one_line():
+    with pytest.raises(NodeError) as err:
+        Shell().execute(sh("sh", "-c", "echo 'only this' >&2; exit 2"), h.make_ctx(), timeout=10)
+    assert str(err.value) == "node 'n1': sh exited with code 2: only this"
+
+
 def test_killed_by_a_signal_reports_128_plus_signal():
     with pytest.raises(NodeError) as err:
         Shell().execute(sh("sh", "-c", "kill -9 $$"), h.make_ctx(), timeout=10)
