@@ -768,7 +768,8 @@ class Execution:
                 continue
             plan = self.plan_of(state.workflow_id, state.version)
             self.node_failed(conn, plan, r.run_id, r.target_node_id, r.iteration,
-                             f"{why}; dead-lettered after {self.max_deliveries} deliveries",
+                             f"{why}; dead-lettered after {r.deliveries} lost "
+                             f"deliver{'y' if r.deliveries == 1 else 'ies'}",
                              "DeadLettered", attempt, state, {}, now)
 
 

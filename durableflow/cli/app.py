@@ -99,7 +99,8 @@ class DurableflowGroup(click.Group):
               help="The SQLite database file (or a `file:` URI, e.g. `file:app.db?mode=ro`).")
 @click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
               help="Deliveries a node message may lose (worker died, lease expired) before it is "
-                   "dead-lettered.")
+                   "dead-lettered. Stored with each message when it is queued: it applies to "
+                   "messages queued by this command, not to those already waiting.")
 @click.version_option(__version__, "--version", prog_name="durableflow",
                       help="Show the version and exit.")
 @click.pass_context

@@ -66,6 +66,7 @@ class Reclaimed(NamedTuple):
     target_node_id: str | None
     iteration: int
     dead: bool                            # True: buried in dead_letters; False: ready again
+    deliveries: int = 0                   # deliveries lost so far, this one included
 
 
 # --- transaction helpers -----------------------------------------------------------------------
@@ -248,14 +249,14 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
         error = f"{why} (held by {worker})"
         if attempts + 1 >= max_attempts:
             bury_txn(conn, mid, "leased", f"{error}; gave up after {attempts + 1} lost deliveries", now)
-            out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True))
+            out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True, attempts + 1))
             continue
         if conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error,
                                          "counted": 1}).fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
         event_txn(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)
-        out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False))
+        out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False, attempts + 1))
     return out
 
 

@@ -24,7 +24,8 @@ def dead_letters(db, chain):
         engine.store.claim("gone-worker", 1, 5)
         clock.advance(60)
         engine.recover()
-        assert engine.get_run(run_id).status == "failed"
+        run = engine.get_run(run_id)
+        assert run.status == "failed" and run.error.endswith("dead-lettered after 1 lost delivery")
     return in_run, loose
 
 

@@ -348,7 +348,7 @@ def test_reclaim_returns_expired_leases_to_ready_and_counts_an_attempt(store, ra
     store.claim("w2", lease_seconds=10)
     clock.advance(5)  # old expires exactly now; fresh has 5 s left
     got = store.reclaim()
-    assert got == [Reclaimed(old, "w1", None, None, 0, False)]
+    assert got == [Reclaimed(old, "w1", None, None, 0, False, 1)]
     r = row(raw, old)
     assert (r["status"], r["attempts"], r["visible_at"]) == ("ready", 1, iso(clock.now()))
     assert "w1" in r["last_error"]
@@ -654,3 +654,15 @@ def test_stored_status_words_match_the_lifecycles(store, raw):
         terms = [t.strip() for t in re.split(r"\s+OR\s+", found.group(1))]
         assert all(re.fullmatch(r"status = '[a-z_]+'", t) for t in terms), (table, terms)
         assert {t.split("'")[1] for t in terms} == STATES[name], table
+
+
+def test_reclaim_reports_how_many_deliveries_were_lost(store, clock):
+    [mid] = store.enqueue(msg(max_attempts=2))
+    store.claim("w1", lease_seconds=1)
+    clock.advance(2)
+    [first] = store.reclaim()
+    store.claim("w2", lease_seconds=1)
+    clock.advance(2)
+    [second] = store.reclaim()
+    assert (first.message_id, first.dead, first.deliveries) == (mid, False, 1)
+    assert (second.message_id, second.dead, second.deliveries) == (mid, True, 2)
