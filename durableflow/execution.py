@@ -9,6 +9,7 @@ SQL stays in durableflow.storage; this module decides what to write.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from durableflow.storage.queue import (
 
 dumps = R.dumps
 ACTIVE = ("running", "paused")
+
+log = logging.getLogger("durableflow.execution")
 
 
 class Flow(NamedTuple):
@@ -318,10 +321,31 @@ class Execution:
                 conn.execute("ROLLBACK TO record")
                 results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
                                                  f"result refused by the database ({exc})"))
+            except sqlite3.Error:
+                raise  # busy, disk full, corrupt: the whole transaction's business
+            except Exception as exc:
+                # A fault of ours in recording this one result (a bug, a value out of range):
+                # it fails this node, not the worker that also serves every other run.
+                conn.execute("ROLLBACK TO record")
+                log.exception("recording node %s of run %s failed", task.node_id, task.run_id)
+                results.append(self._fail_unrecordable(conn, task, exc, now))
             else:
                 results.append(None)
             conn.execute("RELEASE record")
         return results
+
+    def _fail_unrecordable(self, conn, task: Task, exc: Exception, now: float) -> Exception | None:
+        conn.execute("SAVEPOINT unrecordable")
+        try:
+            self.fail(conn, task, Outcome(False, error=f"durableflow could not record this node's "
+                                                       f"result: {type(exc).__name__}: {exc}",
+                                          error_type="InternalError"), now, retry_delay=None)
+        except Exception as again:  # noqa: BLE001 - the lease expires and redelivery counts it
+            conn.execute("ROLLBACK TO unrecordable")
+            conn.execute("RELEASE unrecordable")
+            return again if isinstance(again, DurableflowError) else InvalidTransition(str(again))
+        conn.execute("RELEASE unrecordable")
+        return None
 
     def _merge_variables(self, conn, task: Task, outcome: Outcome, current_json: str | None) -> dict:
         """Apply the keys a node changed to the run's current variables (others may have moved on)."""

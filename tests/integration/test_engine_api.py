@@ -325,3 +325,27 @@ def test_a_worker_runs_its_start_up_quick_check_unless_told_not_to(engine):
         assert "durableflow-dispatcher" in started and "durableflow-quick-check" not in started
     finally:
         unchecked.stop()
+
+
+def test_a_result_that_cannot_be_recorded_fails_its_node_not_the_worker(engine, monkeypatch):
+    real = engine.execution.complete
+
+    def complete(conn, task, outcome, now):
+        if task.node_id == "bad":
+            raise ValueError("year 273792727 is out of range")   # a fault of ours, not the body's
+        return real(conn, task, outcome, now)
+
+    monkeypatch.setattr(engine.execution, "complete", complete)
+    bad = engine.start(wf("unrecordable", node("bad", "Noop")))
+    good = engine.start(wf("fine", node("ok", "Noop")))
+    worker = engine.worker(concurrency=2).start()
+    try:
+        wait_until(lambda: engine.get_run(bad).status == "failed" and
+                   engine.get_run(good).status == "completed", timeout=30)
+        assert worker.errors == [] and not worker._stopping.is_set()
+    finally:
+        worker.stop()
+    failed = engine.get_run(bad)
+    [attempt] = failed.nodes
+    assert attempt.status == "failed" and attempt.error_type == "InternalError"
+    assert "could not record this node's result: ValueError: year 273792727" in attempt.error
