@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
-from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError
+from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError, ValidationError
 from durableflow.execution import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 
@@ -39,8 +39,9 @@ class Worker:
     def __init__(self, engine: "Engine", *, concurrency: int = 4, lease_seconds: float | None = None,
                  batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1,
                  quick_check: bool = True):
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError(f"worker concurrency must be a whole number of at least 1, "
+                                  f"not {concurrency!r}")
         self.engine = engine
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds or engine.lease_seconds

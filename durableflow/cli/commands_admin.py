@@ -6,6 +6,7 @@ import click
 
 from durableflow.cli.app import EXIT_FAILED, State
 from durableflow.cli.formatting import clip, compact, print_json, show, table, when
+from durableflow.errors import DatabaseCorrupt
 
 
 @click.command()
@@ -37,7 +38,11 @@ def doctor(state: State, as_json: bool) -> None:
 
     Also shows the schema version and what the queue holds.
     """
-    report = state.engine(create=False).doctor()
+    try:
+        report = state.engine(create=False).doctor()
+    except DatabaseCorrupt as exc:
+        # Opening already failed on the damage: say so without sending the user back here.
+        raise DatabaseCorrupt(exc.message.replace("; run `durableflow doctor`", "")) from None
     ok = report["integrity"] == "ok"
     if as_json:
         print_json({**report, "ok": ok})
@@ -59,7 +64,7 @@ def doctor(state: State, as_json: bool) -> None:
 
 
 @click.command("dead-letters")
-@click.option("--requeue", "requeue_id", type=int, metavar="MESSAGE_ID",
+@click.option("--requeue", "requeue_id", type=click.IntRange(1, 2**63 - 1), metavar="MESSAGE_ID",
               help="Put this dead message back on the queue (refused if its run is finished).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of a table.")
 @click.pass_obj
@@ -102,11 +107,11 @@ def stats(state: State, as_json: bool) -> None:
         return
     for key in ("runs", "node_instances", "messages"):
         by_status = counts[key]
-        click.echo(f"{key + ':':<16}{sum(by_status.values()):>8}  "
+        click.echo(f"{key + ':':<19}{sum(by_status.values()):>8}  "
                    + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
     for key in ("dead_letters", "events", "workers_running", "workflows", "workflow_versions",
                 "database_bytes"):
-        click.echo(f"{key + ':':<16}{counts[key]:>8}")
+        click.echo(f"{key + ':':<19}{counts[key]:>8}")
 
 
 def _size(path: str) -> int | None:

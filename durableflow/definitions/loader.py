@@ -45,6 +45,10 @@ def read_source(path: str | Path) -> tuple[Any, str]:
     try:
         info = file.stat()
     except FileNotFoundError:
+        if "\n" in name or len(name) > 255:
+            # Text, not a path: say so instead of echoing it back as a file name.
+            raise DefinitionError(f"{name.splitlines()[0][:60]!r}...: no such file; to load a definition "
+                                  f"from text, parse it first (e.g. yaml.safe_load) and pass the dict") from None
         raise DefinitionError(f"{name}: file not found") from None
     except OSError as exc:
         raise DefinitionError(f"{name}: cannot read: {exc.strerror or exc}") from None

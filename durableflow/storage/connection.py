@@ -73,6 +73,8 @@ def connect(
     if synchronous not in SYNCHRONOUS_MODES:
         raise StorageError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, not {synchronous!r}")
     text = os.fspath(path)
+    if not text.strip():
+        raise StorageError("the database path is empty; give durableflow a file path")
     if text == ":memory:" or "mode=memory" in text:
         raise StorageError("an in-memory database cannot be shared by workers and survives nothing; "
                            "give durableflow a file path")

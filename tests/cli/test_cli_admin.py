@@ -152,3 +152,19 @@ def test_engine_prune_refuses_what_would_delete_too_much(db, bad):
             engine.prune(bad)
         clock.advance(2 * 86400)
         assert engine.prune("1d") == 1   # a duration string is fine too
+
+
+def test_small_mistakes_get_one_clear_line(invoke, chain):
+    empty = invoke("runs", db_path="")
+    assert empty.exit_code == 1 and empty.stderr.strip() == (
+        "durableflow: error: the database path is empty; give durableflow a file path")
+    invoke("run", str(chain))
+    huge = invoke("dead-letters", "--requeue", "99999999999999999999999")
+    assert huge.exit_code == 2 and "Invalid value for '--requeue'" in huge.stderr
+
+
+def test_doctor_on_a_damaged_file_does_not_send_you_back_to_doctor(invoke, db):
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)
+    result = invoke("doctor")
+    assert result.exit_code != 0 and "durableflow doctor" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

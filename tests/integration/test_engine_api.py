@@ -349,3 +349,12 @@ def test_a_result_that_cannot_be_recorded_fails_its_node_not_the_worker(engine, 
     [attempt] = failed.nodes
     assert attempt.status == "failed" and attempt.error_type == "InternalError"
     assert "could not record this node's result: ValueError: year 273792727" in attempt.error
+
+
+def test_api_mistakes_are_durableflow_errors_with_one_line(engine):
+    with pytest.raises(ValidationError, match="worker concurrency must be a whole number"):
+        engine.worker(concurrency=0)
+    text = "workflowId: a\nnodes:\n  - {nodeId: a, runtimeType: Noop}\n"
+    with pytest.raises(DurableflowError) as exc:
+        engine.register(text)
+    assert "\n" not in str(exc.value) and "parse it first" in str(exc.value)
