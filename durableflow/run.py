@@ -85,23 +85,28 @@ def compute_progress(plan: Plan | None, nodes, started_at: str | None, now: floa
                      finished: bool = False) -> dict:
     """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA.
 
-    Nodes a finished run never reached will not run: they are left out rather than pending.
+    Nodes a finished run never reached will not run: they count as `unreached`, not pending, so
+    a run that failed early reads "1/3 nodes done, 1 failed, 2 never reached". No ETA while a
+    node waits (for a timer or a signal): the time so far says nothing about that wait.
     """
-    counts = {s: 0 for s in ("pending", "waiting", "running", *_DONE)}
+    counts = {s: 0 for s in ("pending", "waiting", "running", *_DONE, "unreached")}
     seen: set[str] = set()
     for (node_id, _it), n in latest_by_node(nodes).items():
         counts[n.status] += 1
         seen.add(node_id)
-    if not finished and plan is not None:
-        counts["pending"] += sum(1 for nid in plan.nodes if nid not in seen and nid not in plan.helpers)
+    if plan is not None:
+        never = sum(1 for nid in plan.nodes if nid not in seen and nid not in plan.helpers)
+        counts["unreached" if finished else "pending"] += never
     total = sum(counts.values())
     done = sum(counts[s] for s in _DONE)
     percent = round(100.0 * done / total, 1) if total else 100.0
     eta = None
-    if started_at and 0 < done < total:
+    if counts["waiting"]:
+        pass
+    elif started_at and 0 < done < total and not finished:
         elapsed = now - parse_iso(started_at)
         eta = round(elapsed / done * (total - done), 3)
-    elif total and done == total:
+    elif total and (done == total or finished):
         eta = 0.0
     return {"total": total, **counts, "percent": percent, "eta_seconds": eta}
 

@@ -140,9 +140,9 @@ def node_table(nodes, *, title: str | None = None) -> Table:
 def progress_line(progress: dict) -> str:
     done = sum(progress.get(k, 0) for k in ("completed", "failed", "skipped", "cancelled"))
     parts = [f"{done}/{progress.get('total', 0)} nodes done ({progress.get('percent', 0)}%)"]
-    for key in ("running", "waiting", "pending", "failed", "skipped", "cancelled"):
+    for key in ("running", "waiting", "pending", "failed", "skipped", "cancelled", "unreached"):
         if progress.get(key):
-            parts.append(f"{progress[key]} {key}")
+            parts.append(f"{progress[key]} {'never reached' if key == 'unreached' else key}")
     eta = progress.get("eta_seconds")
     if eta:
         parts.append(f"eta {seconds(eta)}")

@@ -83,7 +83,7 @@ def test_status_json(invoke, finished):
     run = json.loads(invoke("status", ok, "--json").stdout)
     assert run["run_id"] == ok and run["status"] == "completed"
     assert set(run["progress"]) >= {"total", "pending", "waiting", "running", "completed", "failed",
-                                    "skipped", "cancelled", "percent", "eta_seconds"}
+                                    "skipped", "cancelled", "unreached", "percent", "eta_seconds"}
     assert [n["node_id"] for n in run["nodes"]] == ["a", "b"]
 
 

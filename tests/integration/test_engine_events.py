@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from df_it_support import call, conn, event_data, py, wait_until, wf
+from df_it_support import call, conn, event_data, node, py, wait_until, wf
 from durableflow import Engine
 
 CHAIN = wf("chain", py("a", "output = 1"), py("b", "output = ctx.input + 1"), connections=[conn("a", "b")])
@@ -116,7 +116,7 @@ def test_progress_is_recorded_and_run_progress_counts_while_running(engine, hook
         assert (work.status, work.progress, work.progress_message) == ("running", 50, "half")
         p = mid.progress
         assert set(p) == {"total", "pending", "waiting", "running", "completed", "failed", "skipped",
-                          "cancelled", "percent", "eta_seconds"}
+                          "cancelled", "unreached", "percent", "eta_seconds"}
         assert (p["total"], p["completed"], p["running"], p["pending"]) == (4, 1, 1, 2)
         assert p["percent"] == 25.0
         assert p["eta_seconds"] is None or p["eta_seconds"] >= 0
@@ -157,6 +157,9 @@ def test_progress_of_a_finished_run_has_nothing_pending_and_no_eta(engine, endin
     p = first.progress
     assert (p["pending"], p["running"], p["waiting"]) == (0, 0, 0), p
     assert p["eta_seconds"] in (0.0, None), p
+    # The workflow has three nodes: the ones it never reached are counted as such.
+    assert p["total"] == 3 and p["unreached"] == 3 - sum(p[k] for k in ("completed", "failed", "cancelled"))
+    assert p["percent"] < 100.0
 
 
 def test_unsubscribe_from_inside_the_callback(engine):
@@ -194,3 +197,14 @@ def test_closing_the_engine_ends_its_subscriptions_quietly(tmp_path, monkeypatch
     wait_until(lambda: not any(t.name == "durableflow-subscriber" for t in threading.enumerate()),
                what="the subscriber thread to end")
     assert crashed == []
+
+
+def test_no_eta_while_a_node_waits(engine):
+    defn = wf("progress-waits", py("a", "output = 1"), node("w", "Wait", duration="1h"), py("b"),
+              connections=[conn("a", "w"), conn("w", "b")])
+    run_id = engine.start(defn)
+    with engine.worker(concurrency=1):
+        wait_until(lambda: getattr(engine.get_run(run_id).node("w"), "status", None) == "waiting",
+                   what="the Wait node waiting")
+    p = engine.get_run(run_id).progress
+    assert (p["completed"], p["waiting"], p["pending"]) == (1, 1, 1) and p["eta_seconds"] is None
