@@ -570,9 +570,17 @@ class Execution:
             R.wake_waiting_txn(conn, parent, iso(now))
 
     def signal(self, conn, run_id: str, name: str, payload: Any, now: float) -> None:
-        status = R.run_state(conn, run_id).status
-        if status in TERMINAL_RUN_STATUSES:
-            raise InvalidTransition(f"run {run_id} is {status}; a signal to it would never be taken")
+        state = R.run_state(conn, run_id)
+        if state.status in TERMINAL_RUN_STATUSES:
+            raise InvalidTransition(f"run {run_id} is {state.status}; a signal to it would never be taken")
+        plan = self.plan_of(state.workflow_id, state.version)
+        waits = sorted({str(n.config.get("signal")) for n in plan.nodes.values()
+                        if n.runtime_type == "WaitForSignal"})
+        if name not in waits:
+            # Stored, it would wait forever: no node of this run's workflow can take it.
+            have = f"it waits for: {', '.join(waits)}" if waits else "it has no WaitForSignal node"
+            raise InvalidTransition(f"run {run_id}: workflow '{state.workflow_id}' v{state.version} "
+                                    f"has no WaitForSignal for {name!r} ({have})")
         R.insert_signal_txn(conn, run_id, name, dumps(payload), iso(now))
         R.wake_waiting_txn(conn, run_id, iso(now))
 

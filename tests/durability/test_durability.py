@@ -567,6 +567,18 @@ def test_a_signal_sent_before_the_node_waits_is_kept_for_it(tmp_path):
     engine.close()
 
 
+def test_a_signal_no_node_of_the_run_can_take_is_refused(tmp_path):
+    engine = Engine(tmp_path / "wrong.db", clock=ManualClock(T0))
+    run_id = engine.start(_approval())
+    with pytest.raises(InvalidTransition, match=r"has no WaitForSignal for 'aproved' \(it waits for: approved\)"):
+        engine.signal(run_id, "aproved", {"by": "typo"})
+    assert rows(tmp_path / "wrong.db", "SELECT count(*) FROM signals") == [(0,)]
+    plain = engine.start({"workflowId": "plain", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]})
+    with pytest.raises(InvalidTransition, match="it has no WaitForSignal node"):
+        engine.signal(plain, "approved")
+    engine.close()
+
+
 def test_no_signal_before_the_timeout_fails_the_node(tmp_path):
     clock = ManualClock(T0)
     engine = Engine(tmp_path / "to.db", clock=clock)
