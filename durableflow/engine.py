@@ -347,13 +347,14 @@ class Engine:
             self._write(self.execution.time_out, run_id, now)
 
     def _register_worker(self, worker) -> None:
-        self._workers.append(worker)
         self.store.write(R.register_worker_txn, worker.worker_id, os.getpid(), _pid_started(os.getpid()),
                          worker.concurrency, self.clock.now_iso())
+        self._workers.append(worker)
 
     def _unregister_worker(self, worker) -> None:
-        with contextlib.suppress(ValueError):
-            self._workers.remove(worker)
+        if worker not in self._workers:
+            return  # never registered (e.g. a read-only file refused it): nothing to record
+        self._workers.remove(worker)
         try:
             self.store.write(R.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
         except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone

@@ -358,3 +358,16 @@ def test_api_mistakes_are_durableflow_errors_with_one_line(engine):
     with pytest.raises(DurableflowError) as exc:
         engine.register(text)
     assert "\n" not in str(exc.value) and "parse it first" in str(exc.value)
+
+
+def test_a_worker_refused_by_a_read_only_file_says_so_once(tmp_path, caplog):
+    from durableflow import DatabaseReadOnly
+    path = tmp_path / "ro.db"
+    Engine(path).close()
+    engine = Engine(f"file:{path}?mode=ro")
+    worker = engine.worker(concurrency=1)
+    with pytest.raises(DatabaseReadOnly):
+        worker.start()
+    worker.stop()
+    engine.close()
+    assert not [r for r in caplog.records if "could not record its stop" in r.getMessage()]
