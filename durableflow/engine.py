@@ -24,7 +24,7 @@ from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
     WaitTimeout)
 from durableflow.execution import Execution, Outcome, Task
-from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, WorkflowDef, thaw
+from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
@@ -34,6 +34,7 @@ from durableflow.storage import runs as R
 from durableflow.storage.queue import extend_held_txn, message_row, reclaim_txn, requeue_dead_txn
 
 log = logging.getLogger("durableflow.engine")
+RUN_STATUSES = tuple(s.value for s in RunStatus)
 
 
 class Engine:
@@ -43,10 +44,14 @@ class Engine:
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
                  max_output_bytes: int = 16 * 1024 * 1024):
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
+        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
+            raise ValidationError(f"max_deliveries must be a whole number of at least 1, not {max_deliveries!r}")
         self.clock = clock or Clock()
         # An output is stored with its node and again in each message it sends downstream.
         self.max_output_bytes = max_output_bytes
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
                            busy_timeout=busy_timeout, readonly=readonly)
         self.path = self.store.path
@@ -106,6 +111,10 @@ class Engine:
               priority: str = "normal") -> str:
         """Start a run of a registered workflow id, or of a definition (registered first)."""
         inputs = {} if inputs is None else inputs
+        if not isinstance(inputs, Mapping):
+            raise ValidationError(f"run inputs must be an object (a dict of names), not {type(inputs).__name__}")
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise ValidationError(f"idempotency_key must be text, not {type(idempotency_key).__name__}")
         if isinstance(workflow, str) and not _looks_like_file(workflow):
             workflow_id = workflow
             if version is None:
@@ -146,8 +155,10 @@ class Engine:
     def execute(self, workflow, inputs: Any = None, *, concurrency: int = 4,
                 timeout: float | None = None, idempotency_key: str | None = None) -> Run:
         """Register, start, and work in-process until the run is finished."""
+        timeout = _seconds(timeout, "timeout")
+        worker = self.worker(concurrency=concurrency)   # checked before anything is stored
         run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
-        worker = self.worker(concurrency=concurrency).start()
+        worker.start()
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         try:
             while True:
@@ -177,10 +188,13 @@ class Engine:
         return build_run(row, nodes, plan, self.clock.now())
 
     def runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
+        if status is not None and status not in RUN_STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
         return self.store.list_runs(status, workflow_id, limit)
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.05) -> Run:
         """Block until the run is finished (by this process or any other)."""
+        timeout = _seconds(timeout, "timeout")
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
             gen = self._done_generation
@@ -222,7 +236,9 @@ class Engine:
 
     # --- control ---------------------------------------------------------------------------
 
-    def pause(self, run_id: str, for_seconds: float | None = None) -> str:
+    def pause(self, run_id: str, for_seconds: float | str | None = None) -> str:
+        """Pause a run; with `for_seconds` (seconds or a duration such as '10m') it resumes by itself."""
+        for_seconds = _seconds(for_seconds, "for_seconds", positive=True)
         until = self.clock.now() + for_seconds if for_seconds else None
         return self._write(self.execution.pause, run_id, self.clock.now(), until)
 
@@ -428,6 +444,8 @@ class Engine:
                timeout: float | None = None, poll: float = 0.05) -> Iterator[dict]:
         """Events after `after`, oldest first. With follow=True, keep tailing (across processes)
         until the run is finished (when run_id is given) or `timeout` passes."""
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise ValidationError(f"after must be an event sequence number (int), not {after!r}")
         if run_id is not None:
             self.store.get_run_row(run_id)  # RunNotFound for an unknown run, not silence
         deadline = None if timeout is None else self.clock.monotonic() + timeout
@@ -453,6 +471,8 @@ class Engine:
                   after: int | None = None, poll: float = 0.05) -> Callable[[], None]:
         """Call `callback(event)` for each new event on a background thread; returns unsubscribe
         (callable from inside the callback too). Closing the engine ends every subscription."""
+        if not callable(callback):
+            raise ValidationError(f"subscribe needs a callable, not {type(callback).__name__}")
         stop = threading.Event()
         start = self.store.last_event_seq() if after is None else after
 
@@ -562,3 +582,16 @@ def _process_alive(pid: int, pid_started: str | None) -> bool:
     if stat[0] in ("Z", "X"):
         return False  # killed, not yet reaped by its parent
     return pid_started is None or len(stat) <= 19 or stat[19] == pid_started
+
+
+def _seconds(value: Any, what: str, *, positive: bool = False) -> float | None:
+    """A time argument of the API: seconds or a duration string; None stays None."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: {exc}") from None
+    if positive and seconds <= 0:
+        raise ValidationError(f"{what}: must be more than zero, not {value!r}")
+    return seconds

@@ -303,7 +303,11 @@ class Execution:
         for task, outcome, retry_delay, reason in prepared:
             conn.execute("SAVEPOINT record")
             try:
-                if outcome.park_until is not None:
+                waits = (outcome.park_until is not None or outcome.await_signal is not None
+                         or outcome.subflow is not None)
+                if waits and self._run_has_ended(conn, task, now):
+                    pass  # recorded as cancelled: nothing waits, nothing starts in an ended run
+                elif outcome.park_until is not None:
                     self.park(conn, task, outcome.park_until, now)
                 elif outcome.await_signal is not None:
                     self.await_signal(conn, task, *outcome.await_signal, now)
@@ -333,6 +337,18 @@ class Execution:
                 results.append(None)
             conn.execute("RELEASE record")
         return results
+
+    def _run_has_ended(self, conn, task: Task, now: float) -> bool:
+        """A node that would go on waiting (timer, signal, child run, loop) in a run that ended
+        meanwhile, e.g. failed by another node recorded in this same batch: cancel it instead."""
+        status = R.run_state(conn, task.run_id).status
+        if status in ACTIVE:
+            return False
+        c = task.message
+        ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
+                          iso(now), data={"reason": f"run {status}"})
+        return True
 
     def _fail_unrecordable(self, conn, task: Task, exc: Exception, now: float) -> Exception | None:
         conn.execute("SAVEPOINT unrecordable")
@@ -430,7 +446,15 @@ class Execution:
 
     def subflow(self, conn, task: Task, step, now: float) -> None:
         """Start the child run and wait for it; when it has finished, end as it ended."""
-        if task.node.runtime_type in ("ForEach", "While"):
+        loop = task.node.runtime_type in ("ForEach", "While")
+        starting = task.payload.get("loop") is None if loop else step.child is None
+        if starting and self._nested_too_deep(conn, task.run_id):
+            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': runs are already nested "
+                                          f"{MAX_NESTING} deep here; refused to start another (does a "
+                                          f"workflow start itself?)", error_type="NestingTooDeep"),
+                      now, retry_delay=None)
+            return
+        if loop:
             self._loop(conn, task, step, now)
             return
         if step.child is None:
@@ -551,6 +575,18 @@ class Execution:
         # Registered in this very transaction: a fresh read of it would not see it yet.
         self._body_plans.setdefault((defn.workflow_id, version), build_plan(defn, version))
         return [defn.workflow_id, version]
+
+    @staticmethod
+    def _nested_too_deep(conn, run_id: str) -> bool:
+        """Whether `run_id` already has MAX_NESTING ancestors: a Subflow or loop body that
+        (directly or not) starts its own workflow would otherwise nest runs without end."""
+        depth, current = 0, run_id
+        while current is not None:
+            if depth >= MAX_NESTING:
+                return True
+            current = R.parent_of(conn, current)
+            depth += 1
+        return False
 
     def _start_body(self, conn, task: Task, plan: Plan, inputs: dict, priority: int, now: float) -> str:
         child = self.new_run_id()
@@ -734,15 +770,20 @@ class Execution:
                   error: str | None = None) -> None:
         """Fail or cancel a run: no new node starts; running ones are told through the run status."""
         now_s = iso(now)
-        R.run_transition_txn(conn, run_id, trigger, status, now_s, error=error)
-        for child, child_status in R.active_children(conn, run_id):  # a run ends with its subruns
-            self._stop_run(conn, child, "cancel", child_status, now)
-        self._finished(conn, run_id, now)
-        R.discard_run_messages_txn(conn, run_id, now_s)
-        for instance_id, node_id, node_status, _mid in R.open_nodes(conn, run_id):
-            if node_status in ("pending", "waiting"):
-                R.finish_node_txn(conn, instance_id, run_id, node_id, "cancel", node_status, now_s,
-                                  data={"reason": f"run {trigger}ed" if trigger == "cancel" else "run failed"})
+        # A run ends with its subruns, however deep: walked with a stack, not recursion, so a
+        # workflow that calls itself thousands deep still cancels.
+        todo = [(run_id, trigger, status, error)]
+        while todo:
+            rid, trig, st, err = todo.pop()
+            R.run_transition_txn(conn, rid, trig, st, now_s, error=err)
+            todo.extend((child, "cancel", child_status, None)
+                        for child, child_status in R.active_children(conn, rid))
+            self._finished(conn, rid, now)
+            R.discard_run_messages_txn(conn, rid, now_s)
+            for instance_id, node_id, node_status, _mid in R.open_nodes(conn, rid):
+                if node_status in ("pending", "waiting"):
+                    R.finish_node_txn(conn, instance_id, rid, node_id, "cancel", node_status, now_s,
+                                      data={"reason": f"run {trig}ed" if trig == "cancel" else "run failed"})
 
     def cancel(self, conn, run_id: str, now: float) -> str:
         status = R.run_state(conn, run_id)[0]
@@ -808,5 +849,7 @@ class Execution:
 _MISSING = object()
 DEFAULT_PARALLELISM = 4        # ForEach body runs at once when maxParallelism is not given
 DEFAULT_MAX_ITERATIONS = 1000  # While turns when maxIterations is not given
+# Runs started by Subflow, ForEach and While nodes nest at most this deep.
+MAX_NESTING = 100
 # A WaitForSignal without a timeout looks again this often, in case a signal's wake-up was lost.
 SIGNAL_RECHECK = 24 * 3600.0

@@ -714,3 +714,66 @@ def test_while_repeats_its_body_until_the_condition_is_false(tmp_path):
     drain(engine, limit=500)
     assert "maxIterations 3" in engine.get_run(stuck).error
     engine.close()
+
+
+# --- runs nested without end, and nodes that would wait in an ended run --------------------------
+
+def test_a_workflow_that_starts_itself_stops_at_the_nesting_limit_and_cancels(tmp_path):
+    from durableflow.execution import MAX_NESTING
+    db = tmp_path / "rec.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    recursive = {"workflowId": "rec", "nodes": [
+        {"nodeId": "me", "runtimeType": "Subflow", "workflowId": "rec"}]}
+    engine.register(recursive)
+    root = engine.start("rec")
+    drain(engine, limit=5 * MAX_NESTING)
+    assert rows(db, "SELECT count(*) FROM runs") == [(MAX_NESTING + 1,)]
+    failed = rows(db, "SELECT error_type, count(*) FROM node_instances WHERE status = 'failed' "
+                      "GROUP BY error_type ORDER BY error_type")
+    # The deepest Subflow refuses to start another; the failure travels up level by level.
+    assert failed == [("NestingTooDeep", 1), ("SubflowFailed", MAX_NESTING)]
+    assert "start itself" in rows(db, "SELECT error FROM node_instances WHERE error_type = 'NestingTooDeep'")[0][0]
+    assert engine.get_run(root).status == "failed"
+    assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
+    engine.close()
+
+
+def test_cancelling_a_run_with_thousands_of_nested_children_does_not_recurse(tmp_path):
+    db = tmp_path / "deep.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    root = engine.start({"workflowId": "hold", "nodes": [
+        {"nodeId": "w", "runtimeType": "Wait", "duration": "1d"}]})
+    # Children written straight into the table (the engine would refuse to nest this deep).
+    conn = sqlite3.connect(db)
+    parent = root
+    for i in range(3000):
+        child = f"child-{i:05d}"
+        conn.execute("INSERT INTO runs (run_id, workflow_id, workflow_version, parent_run_id, status, "
+                     "created_at) VALUES (?, 'hold', 1, ?, 'running', '2027-01-01T00:00:00.000Z')",
+                     (child, parent))
+        parent = child
+    conn.commit()
+    conn.close()
+    assert engine.cancel(root) == "cancelled"
+    assert rows(db, "SELECT status, count(*) FROM runs GROUP BY status") == [("cancelled", 3001)]
+    engine.close()
+
+
+def test_a_timer_claimed_beside_a_node_that_fails_the_run_is_cancelled_not_left_waiting(tmp_path):
+    db = tmp_path / "ord.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    run_id = engine.start({"workflowId": "ord", "nodes": [
+        {"nodeId": "s", "runtimeType": "Noop"},
+        {"nodeId": "bad", "runtimeType": "Switch", "expression": "input.nokey", "cases": {"a": "a"}},
+        {"nodeId": "nap", "runtimeType": "Wait", "duration": "2d"},
+        {"nodeId": "sig", "runtimeType": "WaitForSignal", "signal": "go"},
+        {"nodeId": "a", "runtimeType": "Noop"}],
+        "connections": [{"sourceNodeId": "s", "targetNodeId": t} for t in ("bad", "nap", "sig")]
+        + [{"sourceNodeId": "bad", "targetNodeId": "a", "sourcePort": "a"}]})
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "failed"
+    assert {n.node_id: n.status for n in run.nodes if n.node_id in ("nap", "sig")} == {
+        "nap": "cancelled", "sig": "cancelled"}
+    assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
+    engine.close()

@@ -371,3 +371,40 @@ def test_a_worker_refused_by_a_read_only_file_says_so_once(tmp_path, caplog):
     worker.stop()
     engine.close()
     assert not [r for r in caplog.records if "could not record its stop" in r.getMessage()]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda e, rid: e.wait(rid, timeout="x"), "timeout: not a duration"),
+    (lambda e, rid: e.pause(rid, for_seconds=-5), "for_seconds: not a duration"),
+    (lambda e, rid: e.pause(rid, for_seconds=0.0001 * 0), "for_seconds: must be more than zero"),
+    (lambda e, rid: e.start(TWO_STEP, inputs=[1, 2]), "run inputs must be an object"),
+    (lambda e, rid: e.start(TWO_STEP, inputs={"n": 1}, idempotency_key=5), "idempotency_key must be text"),
+    (lambda e, rid: e.runs(status="bogus"), "status must be one of"),
+    (lambda e, rid: list(e.events(rid, after="x")), "after must be an event sequence number"),
+    (lambda e, rid: e.subscribe(5), "subscribe needs a callable"),
+])
+def test_api_arguments_of_the_wrong_kind_are_validation_errors(engine, call, message):
+    run_id = engine.start(TWO_STEP, inputs={"n": 1})
+    before = [r["run_id"] for r in engine.runs()]
+    with pytest.raises(ValidationError, match=message) as exc:
+        call(engine, run_id)
+    assert "\n" not in str(exc.value)
+    assert [r["run_id"] for r in engine.runs()] == before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lease_seconds": 0}, "lease_seconds: must be more than zero"),
+    ({"lease_seconds": "x"}, "lease_seconds: not a duration"),
+    ({"max_deliveries": 0}, "max_deliveries must be a whole number"),
+])
+def test_engine_settings_of_the_wrong_kind_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        Engine(tmp_path / "x.db", **kwargs)
+    with pytest.raises(ValidationError, match="database path must be a str"):
+        Engine(5)
+
+
+def test_execute_with_a_bad_concurrency_stores_no_run(engine):
+    with pytest.raises(ValidationError, match="concurrency"):
+        engine.execute(TWO_STEP, {"n": 1}, concurrency=0)
+    assert engine.runs() == []
