@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
+from durableflow import retry as retry_policy
 from durableflow.clock import iso
 from durableflow.definitions import body_workflow, storable
 from durableflow.errors import DefinitionError, DurableflowError, ExpressionError, InvalidTransition
@@ -449,10 +450,9 @@ class Execution:
         loop = task.node.runtime_type in ("ForEach", "While")
         starting = task.payload.get("loop") is None if loop else step.child is None
         if starting and self._nested_too_deep(conn, task.run_id):
-            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': runs are already nested "
-                                          f"{MAX_NESTING} deep here; refused to start another (does a "
-                                          f"workflow start itself?)", error_type="NestingTooDeep"),
-                      now, retry_delay=None)
+            self._child_node_failed(conn, task, f"runs are already nested {MAX_NESTING} deep here; "
+                                    f"refused to start another (does a workflow start itself?)",
+                                    "NestingTooDeep", now)
             return
         if loop:
             self._loop(conn, task, step, now)
@@ -464,26 +464,31 @@ class Execution:
                     version = R.get_workflow(conn, workflow_id)["version"]
                 plan = self.plan_of(workflow_id, int(version))
             except DurableflowError as exc:
-                self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': subflow "
-                                              f"'{workflow_id}' could not start: {exc}",
-                                              error_type="SubflowFailed"), now, retry_delay=None)
+                self._child_node_failed(conn, task, f"subflow '{workflow_id}' could not start: {exc}",
+                                        "SubflowFailed", now)
                 return
             child = self.new_run_id()
             self.start_run(conn, plan, child, inputs, now, priority=R.run_state(conn, task.run_id).priority,
                            parent_run_id=task.run_id, parent_node_id=task.node_id)
-            self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"childRunId": child},
-                      reason=f"subflow run {child}")
+            deadline = now + task.node.timeout if task.node.timeout else None
+            self.park(conn, task, _recheck(now, deadline), now,
+                      keep={"childRunId": child, "deadline": deadline}, reason=f"subflow run {child}")
             return
         row = R.get_run_row(conn, step.child)
+        deadline = task.payload.get("deadline")
         if row["status"] == "completed":
             outputs = json.loads(row["outputs"] or "null")
             self.complete(conn, task, Outcome(True, outputs, dumps(outputs)), now)
         elif row["status"] in TERMINAL_RUN_STATUSES:
-            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': subflow run {step.child} "
-                                          f"{row['status']}: {row['error'] or 'cancelled'}",
-                                          error_type="SubflowFailed"), now, retry_delay=None)
+            self._child_node_failed(conn, task, f"subflow run {step.child} {row['status']}: "
+                                    f"{row['error'] or 'cancelled'}", "SubflowFailed", now)
+        elif deadline is not None and now >= deadline:
+            self._stop_run(conn, step.child, "cancel", row["status"], now)
+            self._child_node_failed(conn, task, f"timed out after {task.node.timeout:g}s waiting for "
+                                    f"subflow run {step.child} (cancelled)", "TimeoutError", now)
         else:
-            self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"childRunId": step.child},
+            self.park(conn, task, _recheck(now, deadline), now,
+                      keep={"childRunId": step.child, "deadline": deadline},
                       reason=f"subflow run {step.child}")
 
     # --- loops: a body run per item (ForEach) or per turn (While) ----------------------------
@@ -497,11 +502,18 @@ class Execution:
             except DurableflowError as exc:
                 self._loop_failed(conn, task, f"its body cannot run: {exc}", now)
                 return
-            state = {"workflow": workflow, "open": [], "next": 0, "outputs": [], "last": None}
+            state = {"workflow": workflow, "open": [], "next": 0, "outputs": [], "last": None,
+                     "deadline": now + node.timeout if node.timeout else None}
             if node.runtime_type == "ForEach":
                 state["items"] = step.items
                 state["outputs"] = [None] * len(step.items)
         plan = self.plan_of(*state["workflow"])
+        deadline = state.get("deadline")
+        if deadline is not None and now >= deadline:
+            self._cancel_children(conn, [child for _i, child in state["open"]], now)
+            self._loop_failed(conn, task, f"timed out after {node.timeout:g}s "
+                              f"({len(state['open'])} body run(s) cancelled)", now, "TimeoutError")
+            return
         still_open = []
         for index, child in state["open"]:
             row = R.get_run_row(conn, child)
@@ -512,10 +524,7 @@ class Execution:
                 else:
                     state["last"], state["next"] = outputs, index + 1
             elif row["status"] in TERMINAL_RUN_STATUSES:
-                for _i, other in state["open"]:
-                    other_status = R.run_state(conn, other).status
-                    if other_status not in TERMINAL_RUN_STATUSES:
-                        self._stop_run(conn, other, "cancel", other_status, now)
+                self._cancel_children(conn, [other for _i, other in state["open"]], now)
                 what = "item" if node.runtime_type == "ForEach" else "iteration"
                 self._loop_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
                                   f"{row['error'] or 'cancelled'}", now)
@@ -559,7 +568,7 @@ class Execution:
             self.complete(conn, task, Outcome(True, result, dumps(result)), now)
             return
         state["open"] = still_open
-        self.park(conn, task, now + SIGNAL_RECHECK, now, keep={"loop": state},
+        self.park(conn, task, _recheck(now, deadline), now, keep={"loop": state},
                   reason=f"{node.runtime_type} {progress}")
 
     def _body(self, conn, task: Task, now: float) -> list:
@@ -594,9 +603,28 @@ class Execution:
                        parent_run_id=task.run_id, parent_node_id=task.node_id)
         return child
 
-    def _loop_failed(self, conn, task: Task, why: str, now: float) -> None:
-        self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
-                                      error_type="LoopFailed"), now, retry_delay=None)
+    def _loop_failed(self, conn, task: Task, why: str, now: float, error_type: str = "LoopFailed") -> None:
+        self._child_node_failed(conn, task, why, error_type, now)
+
+    def _cancel_children(self, conn, children: list[str], now: float) -> None:
+        for child in children:
+            status = R.run_state(conn, child).status
+            if status not in TERMINAL_RUN_STATUSES:
+                self._stop_run(conn, child, "cancel", status, now)
+
+    def _child_node_failed(self, conn, task: Task, why: str, error_type: str, now: float) -> None:
+        """A Subflow, ForEach or While attempt failed (its child run failed, or it timed out).
+        Its retry policy applies as to any node: a retry starts over with new child runs."""
+        state = R.run_state(conn, task.run_id)
+        budget = task.plan.definition.retry_budget
+        decision = retry_policy.decide(task.node.retry, task.attempt, error_type=error_type,
+                                       budget_left=None if budget is None else budget - state.retries_used)
+        if decision.retry:
+            # The next attempt must not look at this attempt's children.
+            fresh = {k: v for k, v in task.payload.items() if k not in ("childRunId", "loop", "deadline")}
+            R.set_message_payload_txn(conn, task.message.id, dumps(fresh))
+        self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}", error_type=error_type),
+                  now, retry_delay=decision.delay if decision.retry else None, reason=decision.reason)
 
     def _finished(self, conn, run_id: str, now: float) -> None:
         """A run ended: wake the Subflow node of its parent, which looks at how it ended."""
@@ -844,6 +872,13 @@ class Execution:
                              f"{why}; dead-lettered after {r.deliveries} lost "
                              f"deliver{'y' if r.deliveries == 1 else 'ies'}",
                              "DeadLettered", attempt, state, {}, now)
+
+
+def _recheck(now: float, deadline: float | None) -> float:
+    """When a node waiting on child runs looks again by itself: at its deadline, if it has one
+    sooner than the daily re-look (a child's end wakes it at once anyway)."""
+    later = now + SIGNAL_RECHECK
+    return later if deadline is None else min(later, deadline)
 
 
 _MISSING = object()

@@ -666,6 +666,46 @@ def test_cancelling_a_parent_cancels_its_child_run(tmp_path):
     engine.close()
 
 
+def test_a_subflow_timeout_cancels_the_child_and_fails_the_node(tmp_path):
+    clock = ManualClock(T0)
+    db = tmp_path / "sft.db"
+    engine = Engine(db, clock=clock)
+    engine.register({"workflowId": "child", "nodes": [
+        {"nodeId": "nap", "runtimeType": "Wait", "duration": "1h"}]})
+    run_id = engine.start(_parent(timeout="10s"))
+    drain(engine)
+    assert engine.get_run(run_id).node("sub").status == "waiting"
+    clock.advance(9)
+    drain(engine)
+    assert engine.get_run(run_id).status == "running"
+    clock.advance(2)
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"handle": "TimeoutError"}
+    assert "timed out after 10s" in run.node("sub").error
+    assert rows(db, "SELECT status FROM runs WHERE parent_run_id IS NOT NULL") == [("cancelled",)]
+    engine.close()
+
+
+def test_a_subflow_retry_starts_a_fresh_child_run_per_attempt(tmp_path):
+    clock = ManualClock(T0)
+    db = tmp_path / "sfr.db"
+    engine = Engine(db, clock=clock)
+    engine.register(CHILD)
+    run_id = engine.start(_parent(inputs={"m": 1},    # the child raises KeyError every time
+                                  retry={"strategy": "fixed", "maxAttempts": 3, "initialDelay": "1s"}))
+    for _ in range(8):      # the delays carry jitter: step past them generously
+        drain(engine)
+        clock.advance(2)
+    run = engine.get_run(run_id)
+    assert run.outputs == {"handle": "SubflowFailed"}
+    attempts = [(n.attempt, n.status) for n in run.nodes if n.node_id == "sub"]
+    assert attempts == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert rows(db, "SELECT count(*), min(status), max(status) FROM runs WHERE parent_run_id = ?",
+                run_id) == [(3, "failed", "failed")]
+    engine.close()
+
+
 # --- ForEach and While -----------------------------------------------------------------------------
 
 def test_for_each_runs_its_inline_body_per_item_and_returns_outputs_in_item_order(tmp_path):
@@ -682,6 +722,28 @@ def test_for_each_runs_its_inline_body_per_item_and_returns_outputs_in_item_orde
     assert run.outputs == {"join": ["ANT0", "BEE1", "CAT2", "DOG3", "EEL4"]}
     children = rows(db, "SELECT workflow_id, status FROM runs WHERE parent_run_id = ?", run_id)
     assert children == [("fe.each", "completed")] * 5
+    engine.close()
+
+
+def test_a_for_each_timeout_cancels_its_body_runs_and_a_retry_starts_over(tmp_path):
+    clock = ManualClock(T0)
+    db = tmp_path / "fet.db"
+    engine = Engine(db, clock=clock)
+    each = {"nodeId": "each", "runtimeType": "ForEach", "items": "[1, 2]", "timeout": "30s",
+            "retry": {"strategy": "fixed", "maxAttempts": 2, "initialDelay": "1s"},
+            "body": {"nodes": [{"nodeId": "nap", "runtimeType": "Wait", "duration": "1h"}]}}
+    wf = chain("fet", each)
+    wf["nodes"].append(py("handle", "output = ctx.input['errorType']"))
+    wf["connections"].append({"sourceNodeId": "each", "targetNodeId": "handle", "triggerMessageType": "Fail"})
+    run_id = engine.start(wf)
+    for step in (0, 31, 2, 31, 2):   # the retry delay carries jitter: step past it generously
+        clock.advance(step)
+        drain(engine, limit=200)
+    run = engine.get_run(run_id)
+    assert run.outputs == {"handle": "TimeoutError"}, run.error
+    assert [(n.attempt, n.status) for n in run.nodes if n.node_id == "each"] == [(1, "failed"), (2, "failed")]
+    assert rows(db, "SELECT status, count(*) FROM runs WHERE parent_run_id = ? GROUP BY status",
+                run_id) == [("cancelled", 4)]
     engine.close()
 
 
