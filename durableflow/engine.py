@@ -352,10 +352,12 @@ class Engine:
         return self._write(txn, self.clock.now())
 
     def maintain(self) -> None:
-        """Upkeep any worker does now and then: expired leases, ended pauses, run timeouts."""
+        """Upkeep any worker does now and then (every second): leases of workers on this host
+        whose process is gone (at once, not when the lease expires) and expired leases, ended
+        pauses, run timeouts."""
         now = self.clock.now()
         now_s = iso(now)
-        self._reclaim()
+        self.recover()
         for run_id in self.store.read(R.due_resumes, now_s):
             with contextlib.suppress(Exception):
                 self.resume(run_id)

@@ -294,6 +294,29 @@ def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
     engine.close()
 
 
+@pytest.mark.slow
+def test_a_running_workers_upkeep_takes_a_dead_siblings_leases_at_once(tmp_path):
+    # Upkeep runs every second in every worker: a sibling killed on this host loses its work to
+    # the survivors at once, not when its 300 s lease expires.
+    db = tmp_path / "sib.db"
+    engine = Engine(db)
+    started = tmp_path / "started"
+    body = f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('x')\ntime.sleep(600)"
+    run_id = engine.start(chain("slow", py("slow", body)))
+    proc = _worker_proc(db)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    engine.maintain()
+    run = engine.get_run(run_id)
+    assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "pending")]
+    assert run.nodes[0].error_type == "WorkerLost"
+    engine.close()
+
+
 # --- idempotency -------------------------------------------------------------------------------------
 
 @pytest.mark.slow
