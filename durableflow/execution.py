@@ -148,6 +148,12 @@ class Execution:
         `from_node` and everything downstream of it again."""
         old = R.get_run_row(conn, old_run_id)
         latest = {n["node_id"]: n for n in R.node_rows_txn(conn, old_run_id) if n["iteration"] == 0}
+        if latest.get(from_node, {}).get("status") == "skipped":
+            # A branch the old run did not take: its inputs were ruled out, and running it now
+            # would give it an input no run of this workflow could have given it.
+            raise InvalidTransition(f"rerun --from {from_node}: it was skipped in run {old_run_id} "
+                                    f"(a branch not taken); rerun from a node upstream of the "
+                                    f"branch, or the whole run")
         # Run again: from_node and what follows it, and whatever the old run did not finish
         # (a failed node, a branch cancelled with the run) and what follows that.
         redo = plan.downstream(from_node)

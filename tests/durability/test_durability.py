@@ -862,3 +862,20 @@ def test_a_timer_claimed_beside_a_node_that_fails_the_run_is_cancelled_not_left_
         "nap": "cancelled", "sig": "cancelled"}
     assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
     engine.close()
+
+
+def test_rerun_from_a_node_the_old_run_skipped_is_refused(tmp_path):
+    engine = Engine(tmp_path / "rs.db", clock=ManualClock(T0))
+    run_id = engine.start({"workflowId": "branch", "nodes": [
+        {"nodeId": "check", "runtimeType": "IfElse", "condition": "1 == 1"},
+        {"nodeId": "big", "runtimeType": "Noop"}, {"nodeId": "small", "runtimeType": "Noop"}],
+        "connections": [{"sourceNodeId": "check", "targetNodeId": "big", "sourcePort": "true"},
+                        {"sourceNodeId": "check", "targetNodeId": "small", "sourcePort": "false"}]})
+    drain(engine)
+    assert engine.get_run(run_id).node("small").status == "skipped"
+    with pytest.raises(InvalidTransition, match="rerun --from small: it was skipped"):
+        engine.rerun(run_id, from_node="small")
+    again = engine.rerun(run_id, from_node="check")     # upstream of the branch is fine
+    drain(engine)
+    assert engine.get_run(again).status == "completed"
+    engine.close()
