@@ -23,7 +23,8 @@ from durableflow.durations import parse_duration
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
     WaitTimeout)
-from durableflow.execution import Execution, Outcome, Task
+from durableflow.execution import Execution
+from durableflow.tasks import Outcome, Task
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.plan import Plan, build_plan
 from durableflow.run import Run, build_run

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
 from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError, ValidationError
-from durableflow.execution import Outcome, Task
+from durableflow.tasks import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 
 if TYPE_CHECKING:

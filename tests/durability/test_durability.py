@@ -804,7 +804,7 @@ def test_while_repeats_its_body_until_the_condition_is_false(tmp_path):
 # --- runs nested without end, and nodes that would wait in an ended run --------------------------
 
 def test_a_workflow_that_starts_itself_stops_at_the_nesting_limit_and_cancels(tmp_path):
-    from durableflow.execution import MAX_NESTING
+    from durableflow.child_runs import MAX_NESTING
     db = tmp_path / "rec.db"
     engine = Engine(db, clock=ManualClock(T0))
     recursive = {"workflowId": "rec", "nodes": [

@@ -1,0 +1,73 @@
+"""What the engine hands around inside its transactions: a claimed node attempt (Task), what its
+body produced (Outcome) and how a run's new messages are queued (Flow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from durableflow.plan import Plan
+from durableflow.storage import runs as R
+from durableflow.storage.queue import Claimed
+
+ACTIVE = ("running", "paused")
+# A node waiting for a signal or for child runs looks again this often by itself, in case the
+# wake-up that should have come was lost.
+SIGNAL_RECHECK = 24 * 3600.0
+
+
+class Flow(NamedTuple):
+    """How the messages a run sends now are enqueued."""
+
+    held: bool          # the run is paused: not claimable until it resumes
+    priority: int       # the run's priority (2 high, 1 normal, 0 low)
+
+    @classmethod
+    def of(cls, state: R.RunState) -> "Flow":
+        return cls(state.status == "paused", state.priority)
+
+
+@dataclass
+class Task:
+    """A claimed node attempt, handed to a runtime."""
+
+    message: Claimed
+    plan: Plan
+    instance_id: int
+    attempt: int
+    input: Any
+    inputs: dict
+    variables: dict
+    retries_used: int
+    cancel_event: Any = None
+    payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
+
+    @property
+    def run_id(self) -> str:
+        return self.message.run_id
+
+    @property
+    def node_id(self) -> str:
+        return self.message.target_node_id
+
+    @property
+    def node(self):
+        return self.plan.nodes[self.message.target_node_id]
+
+
+@dataclass
+class Outcome:
+    """What a node body produced."""
+
+    ok: bool
+    output: Any = None
+    output_json: str | None = None
+    port: str | None = None
+    variables: dict | None = None        # the body's vars after it ran (None: untouched)
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int | None = None
+    cancelled: bool = False
+    park_until: float | None = None      # a Wait: deliver this node again at that moment
+    await_signal: tuple | None = None    # a WaitForSignal: (name, deadline or None)
+    subflow: Any = None                  # a Subflow: builtins.Subflow (start a child, or look at it)
