@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso
 from durableflow.definitions import load_definition, storable
+from durableflow.definitions.unenforced import unenforced
 from durableflow.durations import parse_duration
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
@@ -78,6 +79,8 @@ class Engine:
     def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
         """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
         defn = self.load(source)
+        for warning in unenforced(defn, f"workflow '{defn.workflow_id}'"):
+            log.warning(warning)
         # Absolute script paths: the same file in two folders (running different scripts) is
         # two different versions.
         checksum, body = storable(defn)

@@ -30,16 +30,18 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
     Each problem is one line on stderr naming the file, the node or connection and the field.
     """
     from durableflow.definitions import load_definition
+    from durableflow.definitions.unenforced import unenforced
     report = []
     for name in files:
+        warnings: list[str] = []
         try:
-            load_definition(name)
+            warnings = unenforced(load_definition(name), name)
             errors: list[str] = []
         except ValidationError as exc:
             errors = exc.errors or [exc.message]
         except DefinitionError as exc:
             errors = [exc.message]
-        report.append({"file": name, "valid": not errors, "errors": errors})
+        report.append({"file": name, "valid": not errors, "errors": errors, "warnings": warnings})
     if as_json:
         print_json(report)
     else:
@@ -48,6 +50,8 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
                 click.echo(f"{item['file']}: ok")
             for problem in item["errors"]:
                 click.echo(problem, err=True)
+            for warning in item["warnings"]:
+                click.echo(f"warning: {warning}", err=True)
     if any(not item["valid"] for item in report):
         click.get_current_context().exit(EXIT_USAGE)
 

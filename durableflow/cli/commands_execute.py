@@ -186,14 +186,22 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
 
 
 def _drained(engine, w, max_wait: float) -> bool:
-    """Nothing for this worker to do now or within max_wait, and nobody holding a lease."""
+    """Nothing for this worker to do now or within max_wait, and nobody holding a lease.
+
+    The worker's own upkeep runs once a second; an idle worker may be about to exit before
+    that, so it is done here first: a pause that has ended resumes, a run past its deadline
+    fails. A pause or a deadline due within max_wait counts as work to wait for."""
     if not w.idle.is_set() or w.busy:
         return False
+    engine.maintain()
     store = engine.store
     if store.leased_count():
         return False
-    next_at = store.next_visible_at()
-    return next_at is None or parse_iso(next_at) - engine.clock.now() > max_wait
+    now = engine.clock.now()
+    for due in (store.next_visible_at(), store.next_run_due_at()):
+        if due is not None and parse_iso(due) - now <= max_wait:
+            return False
+    return True
 
 
 COMMANDS = (run_cmd, start, worker)

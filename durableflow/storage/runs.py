@@ -277,6 +277,10 @@ class RunOps:
             }
         return self.read(txn)
 
+    def next_run_due_at(self) -> str | None:
+        """When upkeep next has something to do for a run (a pause ends, a deadline passes)."""
+        return self.read(lambda c: c.execute(Q.runs_next_due).fetchone()[0])
+
     def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         ids = list(run_ids)
         if not ids:

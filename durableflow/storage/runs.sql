@@ -72,6 +72,14 @@ SELECT run_id FROM runs WHERE status = 'paused' AND paused_until IS NOT NULL AND
 -- name: runs_past_deadline
 SELECT run_id FROM runs WHERE status IN ('running', 'paused') AND deadline_at IS NOT NULL AND deadline_at <= ?;
 
+-- name: runs_next_due
+-- The soonest moment upkeep has something to do for a run: a pause that ends, a deadline.
+SELECT min(at) FROM (
+    SELECT min(paused_until) AS at FROM runs WHERE status = 'paused' AND paused_until IS NOT NULL
+    UNION ALL
+    SELECT min(deadline_at) FROM runs
+    WHERE (status = 'running' OR status = 'paused') AND deadline_at IS NOT NULL);
+
 -- name: runs_status_of
 SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?));
 
@@ -100,7 +108,9 @@ VALUES (:run_id, :node_id, :iteration, :attempt, :status, :input, :output, :erro
         :error_type, :port, :worker_id, :now, :started_at, :finished_at);
 
 -- name: node_start
-UPDATE node_instances SET status = 'running', started_at = :now, worker_id = :worker_id,
+-- A node that waited (a timer, a signal, child runs) keeps the moment it first started: its
+-- duration is the whole wait, not its last wake-up.
+UPDATE node_instances SET status = 'running', started_at = coalesce(started_at, :now), worker_id = :worker_id,
                           waiting_reason = NULL
 WHERE message_id = :message_id AND status IN ('pending', 'waiting')
 RETURNING id, attempt, status;

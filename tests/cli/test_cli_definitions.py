@@ -44,7 +44,7 @@ def test_validate_json_lists_every_file(invoke, chain, broken):
     assert result.exit_code == 2
     report = json.loads(result.stdout)
     assert [r["file"] for r in report] == [str(chain), str(broken)]
-    assert report[0] == {"file": str(chain), "valid": True, "errors": []}
+    assert report[0] == {"file": str(chain), "valid": True, "errors": [], "warnings": []}
     assert report[1]["valid"] is False and report[1]["errors"]
 
 
@@ -160,3 +160,18 @@ def test_workflows_on_an_empty_database(invoke, db):
     Engine(db).close()
     assert invoke("workflows").stdout.strip() == "no workflows registered"
     assert invoke("workflows", "--json").stdout.strip() == "[]"
+
+
+def test_fields_accepted_but_not_enforced_yet_are_warned_about(invoke, write):
+    path = write({"workflowId": "mce", "nodes": [{"nodeId": "a", "runtimeType": "Noop",
+                                                  "maxConcurrentExecutions": 1, "concurrencyKey": "k",
+                                                  "rateLimit": {"rate": 1, "per": "10s"}}]}, "mce.yaml")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
+    warnings = result.stderr.strip().splitlines()
+    assert warnings == [
+        f"warning: {path}: node 'a': field 'rateLimit': the rate limit is not enforced by this version",
+        f"warning: {path}: node 'a': field 'maxConcurrentExecutions': the cross-run concurrency limit "
+        f"is not enforced by this version",
+        f"warning: {path}: node 'a': field 'concurrencyKey': the cross-run concurrency limit is not "
+        f"enforced by this version"]

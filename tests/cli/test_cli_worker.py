@@ -62,6 +62,25 @@ def test_until_idle_waits_for_a_retry_due_soon(invoke, write, db):
     assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "completed")]
 
 
+def test_until_idle_resumes_a_pause_that_ends_within_max_wait(invoke, chain, db):
+    run_id = invoke("start", chain).stdout.strip()
+    assert invoke("pause", run_id, "--for", "300ms").exit_code == 0
+    result = invoke("worker", "--until-idle", "--max-wait", "10s")
+    assert result.exit_code == 0, result.stderr
+    assert status_of(db, run_id) == "completed"
+
+
+def test_until_idle_enforces_a_workflow_timeout_that_passes_within_max_wait(invoke, write, db):
+    path = write({"workflowId": "late", "timeout": "300ms", "nodes": [
+        {"nodeId": "nap", "runtimeType": "Wait", "duration": "1h"}]}, "late.yaml")
+    run_id = invoke("start", path).stdout.strip()
+    result = invoke("worker", "--until-idle", "--max-wait", "10s")
+    assert result.exit_code == 0, result.stderr
+    with Engine(db) as engine:
+        run = engine.get_run(run_id)
+    assert run.status == "failed" and "timed out" in run.error
+
+
 def test_until_idle_does_not_wait_for_work_due_in_days(invoke, chain, db):
     run_id = invoke("start", chain).stdout.strip()
     with Engine(db) as engine:

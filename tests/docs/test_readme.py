@@ -46,3 +46,16 @@ def test_history_query_runs(history_db, number):
         conn.close()
     if number in (1, 2, 3, 4, 5, 8, 10):       # these must find what the fixture made
         assert rows, f"query {number} found nothing"
+
+
+def test_query_2_names_the_failed_run_its_error_and_its_last_failed_attempt(history_db):
+    db, _ = history_db
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(QUERIES[1]).fetchall()
+    finally:
+        conn.close()
+    # The completed run's retried attempt is not a cause; the failed run is there, once.
+    assert len(rows) == 1
+    _run, workflow, why, node, attempt, error_type = rows[0]
+    assert (workflow, node, attempt, error_type) == ("bad", "x", 1, "KeyError") and "KeyError" in why

@@ -879,3 +879,16 @@ def test_rerun_from_a_node_the_old_run_skipped_is_refused(tmp_path):
     drain(engine)
     assert engine.get_run(again).status == "completed"
     engine.close()
+
+
+def test_a_waiting_node_keeps_its_first_start_so_its_duration_is_the_whole_wait(tmp_path):
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "dur.db", clock=clock)
+    run_id = engine.start({"workflowId": "nap", "nodes": [
+        {"nodeId": "w", "runtimeType": "Wait", "duration": "1h"}]})
+    drain(engine)
+    clock.advance(3600)
+    drain(engine)
+    node = engine.get_run(run_id).node("w")
+    assert node.status == "completed" and node.duration == pytest.approx(3600, abs=0.01)
+    engine.close()
