@@ -249,8 +249,9 @@ class Engine:
     def resume(self, run_id: str) -> str:
         return self._write(self.execution.resume, run_id, self.clock.now())
 
-    def cancel(self, run_id: str) -> str:
-        return self._write(self.execution.cancel, run_id, self.clock.now())
+    def cancel(self, run_id: str, reason: str | None = None) -> str:
+        """Cancel a run; `reason` is kept as its error, so its history says who stopped it."""
+        return self._write(self.execution.cancel, run_id, self.clock.now(), reason)
 
     def requeue_dead_letter(self, message_id: int) -> None:
         """Put a dead-lettered message back; refused when its run is finished (use rerun)."""
@@ -428,11 +429,11 @@ class Engine:
             return results, tasks
         return self._write(txn)
 
-    def _release(self, tasks: list[Task]) -> None:
+    def _release(self, tasks: list[Task], why: str = "the worker stopped before starting it") -> None:
         """Give back claimed nodes that were not started: deliverable again at once."""
         def txn(conn, now):
             for task in tasks:
-                self.execution.let_go(conn, task, "the worker stopped before starting it", now)
+                self.execution.let_go(conn, task, why, now)
         self._write(txn, self.clock.now())
 
     def _progress(self, task: Task, percent: float, message: str | None) -> None:

@@ -579,13 +579,13 @@ class Execution(ChildRuns):
                     R.finish_node_txn(conn, instance_id, rid, node_id, "cancel", node_status, now_s,
                                       data={"reason": f"run {trig}ed" if trig == "cancel" else "run failed"})
 
-    def cancel(self, conn, run_id: str, now: float) -> str:
+    def cancel(self, conn, run_id: str, now: float, reason: str | None = None) -> str:
         status = R.run_state(conn, run_id)[0]
         if status == "cancelled":
             return status  # cancelling twice is not an error
         if status in TERMINAL_RUN_STATUSES:
             raise InvalidTransition(f"run {run_id} is already {status}; nothing to cancel")
-        self._stop_run(conn, run_id, "cancel", status, now)
+        self._stop_run(conn, run_id, "cancel", status, now, error=reason)
         return "cancelled"
 
     def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:

@@ -165,7 +165,8 @@ class Worker:
                 # A batch sized for cheap nodes brought bodies beyond our free threads: give
                 # them back at once, for another worker (or us, later) to take.
                 try:
-                    engine._release(surplus)
+                    engine._release(surplus, "claimed in a batch beyond the worker's free "
+                                             "threads; given back unstarted")
                 except DurableflowError as exc:
                     log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
                               len(surplus), exc)

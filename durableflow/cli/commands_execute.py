@@ -58,7 +58,8 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
             run = follow(engine, run_id, timeout=timeout, live=live, stop=signals.requested, worker=w)
         except WaitTimeout:
             timed_out = True
-            engine.cancel(run_id)
+            engine.cancel(run_id, reason=f"cancelled: `durableflow run --timeout "
+                                         f"{format_duration(timeout)}` passed")
             run = engine.wait(run_id)
         finally:
             if signals.requested.is_set():
@@ -109,7 +110,8 @@ def _print_run_result(run) -> None:
 @click.option("--version", "version", type=click.IntRange(min=1), metavar="N",
               help="Version of a registered workflow to start (default: the latest).")
 @click.option("--priority", type=click.Choice(["high", "normal", "low"]), default="normal",
-              show_default=True, help="Claim priority of the run's nodes.")
+              show_default=True, help="Claim priority of the run's nodes, after each node's own priority (see "
+                   "the README's claim order).")
 @click.pass_obj
 def start(state: State, workflow: str, input_pairs, inputs_file, idempotency_key: str | None,
           version: int | None, priority: str) -> None:

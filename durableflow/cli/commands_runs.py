@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 
 import click
 from rich.text import Text
@@ -77,7 +78,8 @@ def status(state: State, run_id: str, as_json: bool) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True,
-              help="Keep printing new events until the run finishes.")
+              help="Keep printing new events until the run finishes. With --json: one JSON "
+                   "object per line, as each event comes.")
 @_JSON
 @click.pass_obj
 def history(state: State, run_id: str, follow: bool, as_json: bool) -> None:
@@ -85,6 +87,11 @@ def history(state: State, run_id: str, follow: bool, as_json: bool) -> None:
     engine = state.engine(create=False)
     engine.store.get_run_row(run_id)  # RunNotFound for an unknown id
     events = engine.events(run_id, after=0, follow=follow)
+    if as_json and follow:  # a stream: one object per line, written as it comes
+        for e in events:
+            click.echo(json.dumps(event_to_dict(e), ensure_ascii=False))
+            sys.stdout.flush()
+        return
     if as_json:
         print_json([event_to_dict(e) for e in events])
         return
@@ -125,15 +132,17 @@ def resume(state: State, run_id: str) -> None:
 
 @click.command()
 @click.argument("run_id", metavar="RUN")
+@click.option("--reason", default="cancelled with `durableflow cancel`", show_default=True,
+              help="Why, kept as the run's error so its history says who stopped it.")
 @click.pass_obj
-def cancel(state: State, run_id: str) -> None:
+def cancel(state: State, run_id: str, reason: str) -> None:
     """Cancel a run.
 
     Pending nodes are cancelled and running ones are told to stop.
 
     Cancelling a cancelled run does nothing; exit 1 if the run had completed or failed.
     """
-    state.engine(create=False).cancel(run_id)
+    state.engine(create=False).cancel(run_id, reason=reason)
     click.echo(f"run {run_id} cancelled")
 
 

@@ -132,6 +132,15 @@ def test_history_follow_of_a_finished_run_ends(invoke, finished):
     assert result.stdout.splitlines()[-1].split()[-2] == "run.completed"
 
 
+def test_history_follow_json_is_one_object_per_line(invoke, finished):
+    ok, _ = finished
+    result = invoke("history", ok, "--follow", "--json")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    events = [json.loads(line) for line in lines]       # each line stands alone
+    assert events == json.loads(invoke("history", ok, "--json").stdout)
+
+
 def test_history_unknown_run(invoke, finished):
     result = invoke("history", "nope")
     assert result.exit_code == 1
@@ -155,7 +164,14 @@ def test_pause_resume_cancel(invoke, waiting, db):
     result = invoke("cancel", waiting)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == f"run {waiting} cancelled"
-    assert json.loads(invoke("status", waiting, "--json").stdout)["status"] == "cancelled"
+    cancelled = json.loads(invoke("status", waiting, "--json").stdout)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"] == "cancelled with `durableflow cancel`"   # who stopped it
+
+
+def test_cancel_with_a_reason_keeps_it(invoke, waiting):
+    assert invoke("cancel", waiting, "--reason", "customer withdrew the order").exit_code == 0
+    assert json.loads(invoke("status", waiting, "--json").stdout)["error"] == "customer withdrew the order"
 
 
 def test_pause_for_a_while(invoke, waiting):
