@@ -42,7 +42,8 @@ class Clock:
 
     def now(self) -> float:
         # Looked up on the module at each call (not `from time import time`), so freezegun's
-        # patch of time.time reaches us too; tests/unit/test_clock.py checks it.
+        # patch of time.time (it assigns time.time) reaches us too; tests/unit/test_clock.py
+        # checks that the attribute is read at each call.
         return time.time()
 
     def now_iso(self) -> str:

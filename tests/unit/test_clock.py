@@ -35,13 +35,17 @@ def test_iso_round_trips_through_parse_iso_to_the_millisecond():
     assert abs(parse_iso(iso(ts)) - ts) < 0.001
 
 
-def test_the_wall_clock_follows_freezegun():
-    from freezegun import freeze_time
+def test_the_wall_clock_reads_time_time_at_each_call(monkeypatch):
+    # freezegun freezes time by assigning time.time = fake_time; a Clock that looks time.time up
+    # at each call (not `from time import time`) follows it. Patched here directly: freezegun's
+    # own start scans sys.modules, which a thread left by another test may be importing into.
+    import time as time_module
 
     from durableflow.clock import Clock
 
-    with freeze_time("2026-03-01 12:00:00.250") as frozen:
-        clock = Clock()
-        assert clock.now_iso() == "2026-03-01T12:00:00.250Z"
-        frozen.tick(1.5)
-        assert clock.now_iso() == "2026-03-01T12:00:01.750Z"
+    now = [1_772_366_400.25]   # 2026-03-01T12:00:00.250Z
+    monkeypatch.setattr(time_module, "time", lambda: now[0])
+    clock = Clock()
+    assert clock.now_iso() == "2026-03-01T12:00:00.250Z"
+    now[0] += 1.5
+    assert clock.now_iso() == "2026-03-01T12:00:01.750Z"
