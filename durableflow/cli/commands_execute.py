@@ -40,6 +40,8 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
     """Run a workflow file in this process until it finishes.
 
     Registers FILE, starts a run and works on it here, with a progress bar on a terminal.
+    The worker it starts is a worker like any other: while it waits for this run it also
+    takes other work queued in the same database.
     Prints a summary of every node attempt, then the run's status and outputs.
     Exit 0 when the run completed, 1 when it failed or was cancelled.
     """
