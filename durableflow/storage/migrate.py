@@ -91,14 +91,22 @@ def current_version(conn: Connection) -> int:
 def check_not_newer(conn: Connection, migrations: list[Migration]) -> int:
     """The file's schema version, refusing a newer schema and a file that holds someone else's
     tables: durableflow would otherwise add its own tables to it (and switch it to WAL)."""
-    version = current_version(conn)
+    # One read transaction: read apart, another process's first migration could commit between
+    # "no schema_version yet" and "there are tables", and its tables would look like a stranger's.
+    own = not conn.in_transaction
+    try:
+        if own:
+            conn.execute("BEGIN")
+        version = current_version(conn)
+        others = [] if version else [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 4")]
+    except sqlite3.Error as exc:
+        raise translate(exc, conn.label) from exc
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
     if version == 0:
-        try:
-            others = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
-                "AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 4")]
-        except sqlite3.Error as exc:
-            raise translate(exc, conn.label) from exc
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise StorageError(f"{conn.label}: not a durableflow database (it holds other tables: "
