@@ -8,6 +8,7 @@ nodes in hand, tells bodies when their run was cancelled, and does the engine's 
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -15,10 +16,12 @@ import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
-from durableflow.errors import DatabaseCorrupt, DurableflowError, NodeCancelled, NodeError, ValidationError
+from durableflow.errors import (
+    DatabaseCorrupt, DurableflowError, InvalidTransition, NodeCancelled, NodeError, ValidationError,
+)
 from durableflow.tasks import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 
@@ -61,12 +64,21 @@ class Worker:
         self._inline_streak = False
         self.idle = threading.Event()       # set when the worker found nothing to do
         self.checked = threading.Event()    # set when the start-up quick_check has finished
+        self._started = False
+        self._futures: dict[int, Any] = {}   # instance id -> the pool's future of its body
         self.errors: list[BaseException] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> "Worker":
+        if self._started:
+            raise InvalidTransition(f"worker {self.worker_id} was already started; a worker runs "
+                                    f"once: make a new one with engine.worker()")
+        self._started = True
         self.engine._register_worker(self)
+        # A worker still running when the interpreter exits: stop it before the thread pools
+        # shut (they run these hooks too, in reverse order of registration, so ours comes first).
+        _at_interpreter_exit(self._stop_at_exit)
         self.recovered = self.engine.recover()
         # quick_check reads the whole file (a second per 500 MB): it runs beside the work
         # instead of delaying recovery, and stops the worker if the file is damaged.
@@ -94,11 +106,25 @@ class Worker:
             with self._lock:
                 for task in self._inflight.values():
                     task.cancel_event.set()
+                # Bodies queued for a thread but not begun are given back at once, not left to
+                # a lease that only expires later.
+                unstarted = [self._inflight.pop(iid) for iid, f in list(self._futures.items())
+                             if f.cancel() and iid in self._inflight]
+            if unstarted:
+                try:
+                    self.engine._release(unstarted)
+                except DurableflowError as exc:
+                    log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
+                              len(unstarted), exc)
         for t in self._threads:
             t.join(timeout if wait else 1.0)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         self.engine._unregister_worker(self)
+
+    def _stop_at_exit(self) -> None:
+        if not self._stopped.is_set():
+            self.stop(wait=False)
 
     def __enter__(self) -> "Worker":
         return self.start()
@@ -160,7 +186,17 @@ class Worker:
                     slots -= 1
                     with self._lock:
                         self._inflight[task.instance_id] = task
-                    self._pool.submit(self._run_pooled, task)
+                    try:
+                        future = self._pool.submit(self._run_pooled, task)
+                        with self._lock:
+                            self._futures[task.instance_id] = future
+                    except RuntimeError:
+                        # The interpreter is exiting with this worker still running (never
+                        # stopped): its thread pools take no more work. Give the node back.
+                        with self._lock:
+                            self._inflight.pop(task.instance_id, None)
+                        surplus.append(task)
+                        self._stopping.set()
             if surplus:
                 # A batch sized for cheap nodes brought bodies beyond our free threads: give
                 # them back at once, for another worker (or us, later) to take.
@@ -201,6 +237,7 @@ class Worker:
         finally:
             with self._lock:
                 self._inflight.pop(task.instance_id, None)
+                self._futures.pop(task.instance_id, None)
                 self._lock.notify_all()
 
     # --- running a body --------------------------------------------------------------------
@@ -208,6 +245,13 @@ class Worker:
     def _execute(self, task: Task) -> None:
         if not self._abandon.is_set():
             self._record([(task, self._outcome(task))])
+            return
+        # Stopped at once before this body began: give the node back now rather than leave it
+        # to a lease that only expires later.
+        try:
+            self.engine._release([task])
+        except DurableflowError as exc:
+            log.error("worker %s: could not give back node %s: %s", self.worker_id, task.node_id, exc)
 
     def _outcome(self, task: Task) -> Outcome:
         """Run the node body and say how it went. Never raises for a body's failure."""
@@ -309,3 +353,14 @@ class Worker:
                     last_upkeep = now
             except DurableflowError as exc:
                 log.error("worker %s: upkeep failed: %s", self.worker_id, exc)
+
+
+def _at_interpreter_exit(fn) -> None:
+    """Run fn when the interpreter exits, before concurrent.futures shuts its pools: that hook
+    is registered with threading._register_atexit, and those run newest first and before the
+    `atexit` ones. Where that private hook is missing, atexit is the best there is."""
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        (register or atexit.register)(fn)
+    except RuntimeError:  # already shutting down: too late to register anything
+        pass

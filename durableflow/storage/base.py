@@ -65,9 +65,11 @@ class StoreBase:
 
     def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, *args, **kwargs) in one BEGIN IMMEDIATE transaction; commit or roll back."""
+        conn = self._writer
+        # Before the lock: in a forked child, a lock some parent thread held at the fork is
+        # held for ever, and waiting on it would hang instead of saying what is wrong.
+        conn.check_owner()
         with self._write_lock:
-            conn = self._writer
-            conn.check_owner()
             try:
                 return self._txn(conn, fn, args, kwargs)
             except sqlite3.Error as exc:
@@ -122,6 +124,7 @@ class StoreBase:
     def _reader(self) -> Connection:
         if self._closed:
             raise StorageError(f"{self.path}: store is closed")
+        self._writer.check_owner()  # a forked child: say so before touching a lock (see write)
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, synchronous=self.synchronous,
@@ -150,6 +153,10 @@ class StoreBase:
         if self._closed:
             return
         self._closed = True
+        if self._writer.owner_pid != os.getpid():
+            # A forked child: these connections and locks are the parent's. Closing them here
+            # could wait on a lock no thread of ours holds; they go when the child exits.
+            return
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:

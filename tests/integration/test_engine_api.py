@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -408,3 +409,47 @@ def test_execute_with_a_bad_concurrency_stores_no_run(engine):
     with pytest.raises(ValidationError, match="concurrency"):
         engine.execute(TWO_STEP, {"n": 1}, concurrency=0)
     assert engine.runs() == []
+
+
+def test_a_worker_runs_once(engine):
+    worker = engine.worker(concurrency=1)
+    with worker:
+        pass
+    with pytest.raises(DurableflowError, match="already started; a worker runs once"):
+        worker.start()
+    twice = engine.worker(concurrency=1).start()
+    try:
+        with pytest.raises(DurableflowError, match="already started"):
+            twice.start()
+    finally:
+        twice.stop()
+
+
+EXIT_WITH_WORKER_RUNNING = """
+import sys, time
+from durableflow import Engine
+e = Engine(sys.argv[1])
+e.register({"workflowId": "one", "nodes": [{"nodeId": "a", "runtimeType": "Python",
+            "script": "import time\\ntime.sleep(0.01)\\noutput = 1"}]})
+first = [e.start("one") for _ in range(300)][0]
+w = e.worker(concurrency=2).start()
+deadline = time.monotonic() + 30
+while e.get_run(first).status != "completed":   # busy, then the interpreter exits: no stop()
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+"""
+
+
+def test_an_interpreter_that_exits_with_a_worker_running_leaves_nothing_stranded(tmp_path):
+    import subprocess
+    import sys
+    db = tmp_path / "exit.db"
+    script = tmp_path / "exit_with_worker.py"
+    script.write_text(EXIT_WITH_WORKER_RUNNING)
+    done = subprocess.run([sys.executable, str(script), str(db)], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "crashed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    with Engine(db) as engine:
+        counts = engine.store.queue_counts()
+        assert counts["leased"] == 0 and counts["ready"] + counts["acked"] == 300

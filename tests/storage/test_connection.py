@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -176,6 +177,49 @@ def test_a_connection_used_in_a_forked_child_raises(store, op):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.queue_counts()["ready"] == 1  # the parent's connections are unharmed
+
+
+@pytest.mark.parametrize("op", ["write", "read", "close"])
+def test_a_forked_child_is_told_even_while_a_parent_thread_holds_the_write_lock(store, op):
+    # The lock is held by a thread that does not exist in the child: waiting on it would hang.
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with store._write_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(10)          # a hang ends the child with SIGALRM, a failure below
+            try:
+                if op == "write":
+                    store.enqueue(NewMessage("task"))
+                elif op == "read":
+                    store._local.__dict__.clear()   # as a thread that never read in the parent
+                    store.queue_counts()
+                else:
+                    store.close()
+                    code = 0
+                    raise SystemExit
+                code = 2
+            except ForkedConnection:
+                code = 0
+        finally:
+            os._exit(code)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.enqueue(NewMessage("task"))   # the parent is unharmed
+    assert store.queue_counts()["ready"] == 1
 
 
 # --- not a database, corrupt, read-only -------------------------------------------------------------
