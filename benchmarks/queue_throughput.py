@@ -126,11 +126,33 @@ class Impl:
     def take_next(self) -> bool:
         return self.take_one()
 
+
+class ChainedTake(Impl):
+    """take_next as durableflow's worker does it: the first call claims; each call then acks the
+    message in hand and claims the next in one transaction. Subclasses give the two steps,
+    each returning the message now in hand or None."""
+
+    _held = None
+
+    def claim_first(self):
+        raise NotImplementedError
+
+    def ack_and_claim_next(self, held):
+        raise NotImplementedError
+
+    def take_next(self) -> bool:
+        if self._held is None:
+            self._held = self.claim_first()
+            if self._held is None:
+                return False
+        self._held = self.ack_and_claim_next(self._held)
+        return True
+
     def close(self) -> None:
         pass
 
 
-class Durableflow(Impl):
+class Durableflow(ChainedTake):
     name = "durableflow"
 
     def __init__(self, path, sync):
@@ -151,17 +173,13 @@ class Durableflow(Impl):
         self.store.ack(got[0].id, got[0].token)
         return True
 
-    _held = None
+    def claim_first(self):
+        got = self.store.claim(self.worker, 1, LEASE_SECONDS)
+        return got[0] if got else None
 
-    def take_next(self):
-        if self._held is None:
-            got = self.store.claim(self.worker, 1, LEASE_SECONDS)
-            if not got:
-                return False
-            self._held = got[0]
-        nxt = self.store.ack_and_claim(self._held, 1, LEASE_SECONDS)
-        self._held = nxt[0] if nxt else None
-        return True
+    def ack_and_claim_next(self, held):
+        nxt = self.store.ack_and_claim(held, 1, LEASE_SECONDS)
+        return nxt[0] if nxt else None
 
     def take_many(self, k):
         got = self.store.claim(self.worker, k, LEASE_SECONDS)
@@ -173,7 +191,7 @@ class Durableflow(Impl):
         self.store.close()
 
 
-class Raw(Impl):
+class Raw(ChainedTake):
     """durableflow's statements and pragmas on plain sqlite3, without durableflow's Python."""
 
     name = "raw"
@@ -270,18 +288,15 @@ class Raw(Impl):
     def take_one(self):
         return self._take(1) == 1
 
-    _held = None
-
-    def take_next(self):
+    def claim_first(self):
         t = time.time()
-        if self._held is None:
-            got = self._txn(self._claim, 1, iso_now(t), iso_now(t + LEASE_SECONDS))
-            if not got:
-                return False
-            self._held = got[0]
-        got = self._txn(self._ack_claim, self._held, iso_now(t), iso_now(t + LEASE_SECONDS))
-        self._held = got[0] if got else None
-        return True
+        got = self._txn(self._claim, 1, iso_now(t), iso_now(t + LEASE_SECONDS))
+        return got[0] if got else None
+
+    def ack_and_claim_next(self, held):
+        t = time.time()
+        got = self._txn(self._ack_claim, held, iso_now(t), iso_now(t + LEASE_SECONDS))
+        return got[0] if got else None
 
     def _ack_claim(self, c, held, now_s, expires_s):
         self._ack(c, [held], now_s, known=True)

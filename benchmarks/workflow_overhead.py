@@ -182,6 +182,27 @@ def wait_drained(conn: sqlite3.Connection, timeout: float, poll: float = 0.005,
         time.sleep(poll)
 
 
+def timed_drain(path: str, **worker_options) -> tuple[float, float, float]:
+    """Start an in-process worker on `path` and wait until no run is active.
+    Returns the clock at worker start, once Worker.start() returned, and when drained."""
+    from durableflow import Engine
+    engine = Engine(path)
+    conn = poll_conn(path)
+    try:
+        gc.collect()
+        t0 = now()
+        worker = engine.worker(**worker_options).start()
+        t_started = now()
+        try:
+            t1 = wait_drained(conn, timeout=600)
+        finally:
+            worker.stop()
+    finally:
+        conn.close()
+        engine.close()
+    return t0, t_started, t1
+
+
 def check_all_completed(path: str, expected: int) -> None:
     conn = poll_conn(path)
     try:
@@ -306,21 +327,8 @@ class Bench:
         return path
 
     def drain_in_process(self, label: str, count: int, concurrency: int) -> float:
-        from durableflow import Engine
         path = self.prepare_runs(label, count)
-        engine = Engine(path)
-        conn = poll_conn(path)
-        try:
-            gc.collect()
-            t0 = now()
-            worker = engine.worker(concurrency=concurrency).start()
-            try:
-                t1 = wait_drained(conn, timeout=600)
-            finally:
-                worker.stop()
-        finally:
-            conn.close()
-            engine.close()
+        t0, _started, t1 = timed_drain(path, concurrency=concurrency)
         check_all_completed(path, count)
         return t1 - t0
 
@@ -483,20 +491,7 @@ class Bench:
             if engine.store.quick_check() != ["ok"]:
                 raise RuntimeError(f"{path}: quick_check failed")
             check_s = now() - t
-        engine = Engine(path)
-        conn = poll_conn(path)
-        try:
-            gc.collect()
-            t0 = now()
-            worker = engine.worker(concurrency=1, quick_check=False).start()
-            t_started = now()
-            try:
-                t1 = wait_drained(conn, timeout=600)
-            finally:
-                worker.stop()
-        finally:
-            conn.close()
-            engine.close()
+        t0, t_started, t1 = timed_drain(path, concurrency=1, quick_check=False)
         return t1 - t0, t_started - t0, check_s
 
     def history(self) -> dict:

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +77,7 @@ class Worker:
                                     f"once: make a new one with engine.worker()")
         self._started = True
         self.engine._register_worker(self)
-        # A worker still running when the interpreter exits: stop it before the thread pools
-        # shut (they run these hooks too, in reverse order of registration, so ours comes first).
-        _at_interpreter_exit(self._stop_at_exit)
+        _RUNNING.add(self)
         self.recovered = self.engine.recover()
         # quick_check reads the whole file (a second per 500 MB): it runs beside the work
         # instead of delaying recovery, and stops the worker if the file is damaged.
@@ -120,11 +119,8 @@ class Worker:
             t.join(timeout if wait else 1.0)
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
+        _RUNNING.discard(self)
         self.engine._unregister_worker(self)
-
-    def _stop_at_exit(self) -> None:
-        if not self._stopped.is_set():
-            self.stop(wait=False)
 
     def __enter__(self) -> "Worker":
         return self.start()
@@ -355,12 +351,17 @@ class Worker:
                 log.error("worker %s: upkeep failed: %s", self.worker_id, exc)
 
 
-def _at_interpreter_exit(fn) -> None:
-    """Run fn when the interpreter exits, before concurrent.futures shuts its pools: that hook
-    is registered with threading._register_atexit, and those run newest first and before the
-    `atexit` ones. Where that private hook is missing, atexit is the best there is."""
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        (register or atexit.register)(fn)
-    except RuntimeError:  # already shutting down: too late to register anything
-        pass
+# Workers started and not yet stopped. One hook, registered once, stops those still running
+# when the interpreter exits (a hook per worker would keep every worker ever made alive).
+_RUNNING: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+def _stop_running_workers() -> None:
+    for worker in list(_RUNNING):
+        worker.stop(wait=False)
+
+
+# Registered with threading._register_atexit, as concurrent.futures registers its pool shutdown:
+# those hooks run newest first and before `atexit` ones, so the workers stop while their pools
+# still take work back. Where that private hook is missing, atexit is the best there is.
+getattr(threading, "_register_atexit", atexit.register)(_stop_running_workers)

@@ -193,16 +193,19 @@ def _drained(engine, w, max_wait: float) -> bool:
     """Nothing for this worker to do now or within max_wait, and nobody holding a lease.
 
     The worker's own upkeep runs once a second; an idle worker may be about to exit before
-    that, so it is done here first: a pause that has ended resumes, a run past its deadline
-    fails. A pause or a deadline due within max_wait counts as work to wait for."""
+    that. So a pause or a deadline due within max_wait counts as work to wait for, and one
+    already due gets the upkeep here (the pause resumes, the run past its deadline fails)."""
     if not w.idle.is_set() or w.busy:
         return False
-    engine.maintain()
     store = engine.store
     if store.leased_count():
         return False
     now = engine.clock.now()
-    for due in (store.next_visible_at(), store.next_run_due_at()):
+    run_due = store.next_run_due_at()
+    if run_due is not None and parse_iso(run_due) <= now:
+        engine.maintain()
+        return False
+    for due in (store.next_visible_at(), run_due):
         if due is not None and parse_iso(due) - now <= max_wait:
             return False
     return True

@@ -124,7 +124,7 @@ class StoreBase:
     def _reader(self) -> Connection:
         if self._closed:
             raise StorageError(f"{self.path}: store is closed")
-        self._writer.check_owner()  # a forked child: say so before touching a lock (see write)
+        self._writer.check_owner()  # a forked child (readers are opened by the writer's process)
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, synchronous=self.synchronous,
@@ -132,7 +132,6 @@ class StoreBase:
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
-        conn.check_owner()
         return conn
 
     def now_iso(self) -> str:

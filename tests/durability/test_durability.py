@@ -273,9 +273,8 @@ def test_a_node_that_kills_its_worker_every_time_ends_dead_lettered(tmp_path):
     engine.close()
 
 
-@pytest.mark.slow
-def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
-    db = tmp_path / "d.db"
+def _a_worker_killed_mid_node(tmp_path, db) -> tuple[Engine, str]:
+    """A run whose node a `durableflow worker` process had begun (300 s lease) when SIGKILLed."""
     engine = Engine(db)
     started = tmp_path / "started"
     body = f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('x')\ntime.sleep(600)"
@@ -287,6 +286,12 @@ def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return engine, run_id
+
+
+@pytest.mark.slow
+def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
+    engine, run_id = _a_worker_killed_mid_node(tmp_path, tmp_path / "d.db")
     report = engine.recover()                      # the 300 s lease has not expired
     assert report["reclaimed"] == 1 and len(report["dead_workers"]) == 1
     run = engine.get_run(run_id)
@@ -298,18 +303,7 @@ def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
 def test_a_running_workers_upkeep_takes_a_dead_siblings_leases_at_once(tmp_path):
     # Upkeep runs every second in every worker: a sibling killed on this host loses its work to
     # the survivors at once, not when its 300 s lease expires.
-    db = tmp_path / "sib.db"
-    engine = Engine(db)
-    started = tmp_path / "started"
-    body = f"import pathlib, time\npathlib.Path({str(started)!r}).write_text('x')\ntime.sleep(600)"
-    run_id = engine.start(chain("slow", py("slow", body)))
-    proc = _worker_proc(db)
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    engine, run_id = _a_worker_killed_mid_node(tmp_path, tmp_path / "sib.db")
     engine.maintain()
     run = engine.get_run(run_id)
     assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "pending")]
