@@ -12,7 +12,7 @@ def iso(ts: float) -> str:
     """Epoch seconds -> ISO-8601 UTC with milliseconds, the format every stored timestamp uses.
 
     Same text as `datetime.fromtimestamp(ts, utc)` truncated to milliseconds (tests/unit checks
-    it), but the date-and-time part is formatted once per second: a queue transaction stamps
+    it), but the date-and-time part is formatted once per distinct second: a queue transaction stamps
     several columns, and strftime was a tenth of its Python time.
     """
     frac, whole = math.modf(ts)
@@ -21,16 +21,18 @@ def iso(ts: float) -> str:
         whole, us = whole + 1, us - 1_000_000
     elif us < 0:
         whole, us = whole - 1, us + 1_000_000
-    global _second
     sec = int(whole)
-    cached = _second
-    if cached[0] != sec:
-        cached = (sec, datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
-        _second = cached  # one tuple swap: another thread never sees half an update
-    return f"{cached[1]}{us // 1000:03d}Z"
+    prefix = _seconds.get(sec)
+    if prefix is None:
+        # A claim stamps now and now + lease: two seconds in turn, so one cached second missed
+        # every other call. Small and cleared when full; a dict set is atomic for other threads.
+        if len(_seconds) >= 64:
+            _seconds.clear()
+        prefix = _seconds[sec] = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{prefix}{us // 1000:03d}Z"
 
 
-_second: tuple[int | None, str] = (None, "")
+_seconds: dict[int, str] = {}
 
 
 def parse_iso(text: str) -> float:

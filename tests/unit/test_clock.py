@@ -30,6 +30,14 @@ def test_iso_at_the_edges_of_a_second_and_of_a_millisecond():
         reference(base + 0.5), reference(base + 1.5), reference(base + 0.25)]
 
 
+def test_iso_cache_stays_small_and_right_across_many_seconds():
+    from durableflow import clock
+    base = 1_795_000_000.125
+    stamps = [base + 30 * i + (i % 2) * 30 for i in range(500)]   # now and now + lease, in turn
+    assert [iso(t) for t in stamps] == [reference(t) for t in stamps]
+    assert 0 < len(clock._seconds) <= 64
+
+
 def test_iso_round_trips_through_parse_iso_to_the_millisecond():
     ts = 1_795_000_123.456
     assert abs(parse_iso(iso(ts)) - ts) < 0.001
