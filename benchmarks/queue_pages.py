@@ -29,7 +29,9 @@ def connections(q) -> list:
         return [q.store._writer]
     if name == "raw":
         return [q.conn]
-    if name == "huey":
+    if name in ("huey", "huey-noresult"):
+        return [q.h.storage.conn]
+    if name == "huey-storage":
         return [q.st.conn]
     if name == "persist-queue":
         return list({id(c): c for c in (q.q._getter, q.q._putter)}.values())

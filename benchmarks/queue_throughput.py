@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from durableflow.clock import iso as _iso  # noqa: E402
 from _common import (  # noqa: E402
     Measurement, environment, fmt_pct, fmt_rate, format_table, now, progress, remove_db,
     scratch_dir, write_json,
@@ -86,9 +87,9 @@ def check_raw_sql() -> list[str]:
 
 
 def iso_now(t: float | None = None) -> str:
-    """Same text as durableflow.clock.iso: '2026-11-27T10:15:30.123Z'."""
-    t = time.time() if t is None else t
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+    """'2026-11-27T10:15:30.123Z', by durableflow's formatter: the fastest there is (it formats
+    each second once), so the ceiling does not pay for slower timestamps than durableflow."""
+    return _iso(time.time() if t is None else t)
 
 
 def payload(i: int) -> str:
@@ -309,21 +310,82 @@ class Raw(ChainedTake):
         self.conn.close()
 
 
+def _huey_task(payload):
+    """What every huey run executes: returns a value, so huey stores it as the task's result,
+    its only durable record that the task ran (huey has no ack)."""
+    return len(payload)
+
+
+def _huey_task_none(payload):
+    """The same work, fire and forget: returns None, so huey records nothing."""
+    return None
+
+
 class Huey(Impl):
-    """huey's SqliteStorage: enqueue / dequeue. Dequeue deletes the row: no lease, no ack."""
+    """huey as its users run it: SqliteHuey, a task call to enqueue, and what huey's consumer does
+    per task: `dequeue()` (which deletes the task), then `execute(task)`, which runs it, clears its
+    revocation key and stores its result. The result is huey's record that the task ran: the
+    counterpart of durableflow's ack, so this is the peer the verdict counts."""
 
     name = "huey"
     batch_enqueue = False
     batch_take = False
-    note = "dequeue deletes the task in one transaction (no lease/ack step)"
+    note = ("task API: enqueue = calling a task; claim+ack = dequeue() + execute(), as huey's "
+            "consumer does per task; the task returns a value, stored as its result (huey's only "
+            "record that it ran)")
+    _fn = staticmethod(_huey_task)
+
+    def __init__(self, path, sync):
+        super().__init__(path, sync)
+        from huey import SqliteHuey
+        self.h = SqliteHuey("bench", filename=path, journal_mode="wal", timeout=BUSY_TIMEOUT,
+                            fsync=None)
+        # fsync=True/False maps to synchronous FULL/OFF only; set the level ourselves on the
+        # storage's (persistent, lazily opened) connection.
+        self.h.storage.conn.execute(f"PRAGMA synchronous = {sync}")
+        self.task = self.h.task()(self._fn)
+
+    def enqueue(self, payloads):
+        assert len(payloads) == 1
+        self.task(payloads[0])
+
+    def take_one(self):
+        task = self.h.dequeue()
+        if task is None:
+            return False
+        self.h.execute(task)
+        return True
+
+    def close(self):
+        self.h.storage.close()
+
+
+class HueyNoResult(Huey):
+    """huey with a task that returns None: fire and forget, nothing recorded when it ran."""
+
+    name = "huey-noresult"
+    note = ("reference: huey's task API with a task returning None, so huey stores nothing: a "
+            "task lost in a crash after dequeue leaves no trace; not counted in the verdict")
+    _fn = staticmethod(_huey_task_none)
+
+
+class HueyStorage(Impl):
+    """huey's storage layer alone (`huey.storage.SqliteStorage`), below its task API: enqueue /
+    dequeue of raw bytes. Shown for reference, not counted as a peer: dequeue deletes the row
+    (at most once: a crash after it loses the task), with no task envelope, no revocation check,
+    no lease and no ack."""
+
+    name = "huey-storage"
+    batch_enqueue = False
+    batch_take = False
+    note = ("reference, not a peer: huey's storage class below its API; dequeue deletes the row "
+            "in one transaction (at most once, no lease, no ack)")
 
     def __init__(self, path, sync):
         super().__init__(path, sync)
         from huey.storage import SqliteStorage
         self.st = SqliteStorage(name="bench", filename=path, journal_mode="wal", timeout=BUSY_TIMEOUT,
                                 fsync=None)
-        # fsync=True/False maps to synchronous FULL/OFF only; set the level ourselves on the
-        # storage's (persistent, lazily opened) connection.
         self.st.conn.execute(f"PRAGMA synchronous = {sync}")
 
     def enqueue(self, payloads):
@@ -407,7 +469,10 @@ class LiteQueue(Impl):
         self.q.close()
 
 
-IMPLS: dict[str, type[Impl]] = {c.name: c for c in (Durableflow, Raw, Huey, PersistQueue, LiteQueue)}
+IMPLS: dict[str, type[Impl]] = {
+    c.name: c for c in (Durableflow, Raw, Huey, PersistQueue, LiteQueue, HueyNoResult, HueyStorage)}
+# The "vs peers" verdict: each peer as its users run it, recording what durableflow records.
+# huey-noresult and huey-storage do less (nothing recorded; no task API) and are shown for reference.
 PEERS = ("huey", "persist-queue", "litequeue")
 
 
@@ -617,17 +682,18 @@ def build_history(path: str, sync: str, n: int) -> float:
 
 SIZES = {
     #                      default   quick
-    "enqueue":            (3000,     400),
+    # Large enough that a run lasts a good fraction of a second: a 0.1 s run is mostly noise.
+    "enqueue":            (20000,    2000),
     "enqueue_batch":      (30000,    3000),
-    "claim_ack":          (3000,     400),
-    "claim_next":         (3000,     400),
+    "claim_ack":          (8000,     800),
+    "claim_next":         (8000,     800),
     "claim_ack_batch":    (30000,    3000),
     "workers":            (4000,     500),
     "e2e":                (4000,     500),
     "history_rows":       (1_000_000, 100_000),
     "history_fresh":      (5000,     500),
 }
-ALL_IMPLS = ("durableflow", "raw", "huey", "persist-queue", "litequeue")
+ALL_IMPLS = ("durableflow", "raw", "huey", "persist-queue", "litequeue", "huey-noresult", "huey-storage")
 
 
 def plan(args):
@@ -808,7 +874,7 @@ def main(argv=None) -> int:
                      "lease_seconds": LEASE_SECONDS, "busy_timeout_s": BUSY_TIMEOUT},
         "environment": environment(),
         "raw_sql_matches_durableflow": not drift,
-        "peer_notes": {n: IMPLS[n].note for n in PEERS if IMPLS[n].note},
+        "peer_notes": {n: IMPLS[n].note for n in ALL_IMPLS if IMPLS[n].note},
         "rows": [],
     }
     table_rows = []

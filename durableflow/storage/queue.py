@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 from durableflow import machines
 from durableflow.clock import iso
@@ -71,15 +71,19 @@ class Reclaimed(NamedTuple):
 
 # --- transaction helpers -----------------------------------------------------------------------
 
-def enqueue_txn(conn, messages: Iterable[NewMessage], now: float) -> list[int]:
+def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
     """Insert ready messages. Creating a message is not a status change, so no event is written:
     the row itself (created_at) records it, and the engine's `node.pending` names the node."""
     now_s = iso(now)
+    if len(messages) == 1:  # one per transaction, the commonest call: no list to build
+        (m,) = messages
+        return [conn.execute(Q.enqueue, (
+            m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
+            now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
+            m.max_attempts, now_s)).lastrowid]
     rows = [(m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
              now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
              m.max_attempts, now_s) for m in messages]
-    if len(rows) == 1:
-        return [conn.execute(Q.enqueue, rows[0]).lastrowid]
     if not rows:
         return []
     conn.executemany(Q.enqueue, rows)
