@@ -442,6 +442,10 @@ class Engine:
         if percent < 100 and mono - last < 0.1:
             return  # at most ten progress rows a second per node
         self._progress_last[task.instance_id] = mono
+        if message is not None and len(message) > MAX_PROGRESS_MESSAGE:
+            # Kept to a status line: up to ten rows a second of a body's log would bloat events.
+            cut = len(message) - MAX_PROGRESS_MESSAGE
+            message = f"{message[:MAX_PROGRESS_MESSAGE]}... ({cut:,} more characters)"
         self.store.write(R.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
                          message, self.clock.now_iso())
 
@@ -544,11 +548,16 @@ class Engine:
                 self._done_generation += 1
                 self._done.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop this engine's workers (letting the nodes in hand finish; with a timeout, waiting
+        at most that long, after which running nodes are told to cancel and their leases left to
+        expire), then close the database."""
+        timeout = _seconds(timeout, "timeout")
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
         for unsubscribe in list(self._subscriptions):
             unsubscribe()
         for w in list(self._workers):
-            w.stop()
+            w.stop(None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         self.store.close()
 
     def __enter__(self) -> "Engine":
@@ -556,6 +565,9 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 
 
 def _looks_like_file(text: str) -> bool:

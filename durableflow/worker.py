@@ -95,11 +95,22 @@ class Worker:
     def stop(self, timeout: float | None = None, *, wait: bool = True) -> None:
         """Stop claiming, let the nodes in hand finish and record, then return.
 
-        With wait=False, return at once: the nodes in hand are told to cancel; a body that
-        stops in time is given back for redelivery, and the lease of one that does not expires.
+        With a timeout, wait at most that many seconds for them; nodes still running then are
+        treated as with wait=False. With wait=False, return at once: the nodes in hand are told
+        to cancel; a body that stops in time is recorded or given back for redelivery, and the
+        lease of one that does not expires (nothing renews it any more).
         """
         self._stopping.set()
         self.engine._signal()
+        deadline = None if timeout is None else self.engine.clock.monotonic() + max(0.0, timeout)
+        if wait and deadline is not None:
+            with self._lock:
+                while self._inflight:
+                    left = deadline - self.engine.clock.monotonic()
+                    if left <= 0:
+                        break
+                    self._lock.wait(min(left, 0.1))   # a body's end notifies; 0.1 s is a backstop
+                wait = not self._inflight
         if not wait:
             self._abandon.set()
             with self._lock:
@@ -116,7 +127,12 @@ class Worker:
                     log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
                               len(unstarted), exc)
         for t in self._threads:
-            t.join(timeout if wait else 1.0)
+            if not wait:
+                t.join(1.0)
+            elif deadline is None:
+                t.join()
+            else:
+                t.join(max(0.0, deadline - self.engine.clock.monotonic()))
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         _RUNNING.discard(self)

@@ -198,6 +198,58 @@ def test_worker_stop_waits_for_the_node_in_hand(engine, hooks):
     assert run.status == "completed" and run.outputs == {"s": "done"}
 
 
+def test_worker_stop_with_a_timeout_returns_while_a_body_still_runs(tmp_path, hooks):
+    """stop(timeout) waits that long at most: the hanging body is told to cancel, its lease is
+    left to expire, and a later worker finishes the run."""
+    engine = Engine(tmp_path / "stop-timeout.db", lease_seconds=1)
+    valve = threading.Timer(10.0, hooks.event("valve").set)   # frees the body if stop waits for it
+    valve.start()
+    try:
+        defn = wf("stop-timeout", py("hang", "import df_it_hooks as h\nh.record('in', ctx.attempt)\n"
+                                             "if ctx.attempt == 1:\n    h.wait('valve', 10)\noutput = ctx.attempt"))
+        run_id = engine.start(defn)
+        w = engine.worker(concurrency=1).start()
+        wait_until(lambda: hooks.calls["in"], what="node to start")
+        t0 = time.monotonic()
+        w.stop(timeout=0.3)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, f"stop(timeout=0.3) returned after {elapsed:.1f}s"
+        assert engine.get_run(run_id).status == "running"
+        hooks.event("valve").set()
+        with engine.worker(concurrency=1):
+            run = engine.wait(run_id, timeout=20)
+        assert run.status == "completed" and run.outputs == {"hang": 2}
+    finally:
+        valve.cancel()
+        hooks.event("valve").set()
+        engine.close()
+
+
+def test_engine_close_with_a_timeout_returns_while_a_body_still_runs(tmp_path, hooks):
+    engine = Engine(tmp_path / "close-timeout.db", lease_seconds=1)
+    valve = threading.Timer(10.0, hooks.event("valve").set)
+    valve.start()
+    try:
+        with pytest.raises(ValidationError, match="timeout: not a duration"):
+            engine.close(timeout="soon")
+        run_id = engine.start(wf("close-timeout", py("hang", "import df_it_hooks as h\nh.record('in', 1)\n"
+                                                             "h.wait('valve', 10)\noutput = 1")))
+        engine.worker(concurrency=1).start()
+        wait_until(lambda: hooks.calls["in"], what="node to start")
+        t0 = time.monotonic()
+        engine.close(timeout=0.3)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, f"close(timeout=0.3) returned after {elapsed:.1f}s"
+    finally:
+        valve.cancel()
+        hooks.event("valve").set()
+    reopened = Engine(tmp_path / "close-timeout.db")
+    try:
+        assert reopened.get_run(run_id).status == "running"     # nothing recorded as done
+    finally:
+        reopened.close()
+
+
 def test_execute_timeout_bounds_the_call_while_a_node_still_runs(engine, hooks):
     """execute(..., timeout=T) must give up (WaitTimeout) about T seconds in, even when a node
     body is still running; it must not sit in the worker's shutdown until the body returns."""

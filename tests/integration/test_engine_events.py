@@ -132,6 +132,16 @@ def test_progress_is_recorded_and_run_progress_counts_while_running(engine, hook
     assert event_data(progress_events[0])["percent"] == 50 and event_data(progress_events[0])["message"] == "half"
 
 
+def test_a_huge_progress_message_is_stored_cut_to_a_status_line(engine):
+    """A body that passes its whole log as the message must not bloat the events table."""
+    defn = wf("big-progress", py("work", "ctx.progress(100, 'x' * 200_000)\noutput = 1"))
+    run = engine.execute(defn, timeout=30)
+    message = run.node("work").progress_message
+    assert message.startswith("x" * 1000) and message.endswith("... (199,000 more characters)")
+    (event,) = [e for e in engine.events(run.run_id) if e["type"] == "node.progress"]
+    assert event_data(event)["message"] == message
+
+
 def test_run_progress_counts_failed_and_skipped(engine):
     defn = wf("progress-mixed", py("boom", "raise ValueError('x')"), py("next"), py("handler", "output = 'h'"),
               connections=[conn("boom", "next"), conn("boom", "handler", on="Fail")])
