@@ -28,6 +28,7 @@ from durableflow.execution import Execution
 from durableflow.tasks import Outcome, Task
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.plan import Plan, build_plan
+from durableflow.procs import kill_left_behind, pid_started, process_alive
 from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
 from durableflow.storage import Store
@@ -337,17 +338,20 @@ class Engine:
         """Reclaim leases of dead workers on this host at once and of others when expired."""
         host = socket.gethostname()
         now_s = self.clock.now_iso()
-        gone = []
-        for worker_id, pid, pid_started in self.store.read(R.live_workers_on_host, host):
+        gone, left_behind = [], 0
+        for worker_id, pid, started in self.store.read(R.live_workers_on_host, host):
             if any(w.worker_id == worker_id for w in self._workers):
                 continue
-            if not _process_alive(pid, pid_started):
+            if not process_alive(pid, started):
                 gone.append(worker_id)
+                # Its node processes run on after it; stop them before their nodes are given to
+                # someone else, or the same node would run twice side by side.
+                left_behind += kill_left_behind(pid, started)
         for worker_id in gone:
             self.store.write(R.mark_worker_gone_txn, worker_id, now_s)
         lost = self._reclaim(gone)
         return {"dead_workers": gone, "reclaimed": len(lost),
-                "dead_lettered": sum(1 for r in lost if r.dead)}
+                "dead_lettered": sum(1 for r in lost if r.dead), "processes_killed": left_behind}
 
     def _reclaim(self, dead_workers=()) -> list:
         def txn(conn, now):
@@ -370,7 +374,7 @@ class Engine:
             self._write(self.execution.time_out, run_id, now)
 
     def _register_worker(self, worker) -> None:
-        self.store.write(R.register_worker_txn, worker.worker_id, os.getpid(), _pid_started(os.getpid()),
+        self.store.write(R.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
                          worker.concurrency, self.clock.now_iso())
         self._workers.append(worker)
 
@@ -451,12 +455,19 @@ class Engine:
 
     # --- events ----------------------------------------------------------------------------
 
-    def events(self, run_id: str | None = None, after: int = 0, *, follow: bool = False,
+    def events(self, run_id: str | None = None, after: int = 0, *, follow: bool | None = None,
                timeout: float | None = None, poll: float = 0.05) -> Iterator[dict]:
-        """Events after `after`, oldest first. With follow=True, keep tailing (across processes)
-        until the run is finished (when run_id is given) or `timeout` passes."""
+        """Events after `after`, oldest first. Following, keep tailing (across processes) until
+        the run is finished (when run_id is given) or `timeout` passes.
+
+        By default the events of one run are followed to the run's end (at once for a finished
+        run), and those of every run are read as they stand (follow=True tails them until the
+        timeout, follow=False reads a run's as they stand)."""
         if isinstance(after, bool) or not isinstance(after, int):
             raise ValidationError(f"after must be an event sequence number (int), not {after!r}")
+        if follow is None:
+            follow = run_id is not None
+        timeout = _seconds(timeout, "timeout")
         if run_id is not None:
             self.store.get_run_row(run_id)  # RunNotFound for an unknown run, not silence
         deadline = None if timeout is None else self.clock.monotonic() + timeout
@@ -572,35 +583,6 @@ MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 
 def _looks_like_file(text: str) -> bool:
     return text.endswith((".yaml", ".yml", ".json")) or os.sep in text or Path(text).is_file()
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().decode("ascii", "replace").rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
-    stat = _proc_stat(pid)
-    return stat[19] if stat and len(stat) > 19 else None
-
-
-def _process_alive(pid: int, pid_started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # no /proc: trust kill(0)
-    if stat[0] in ("Z", "X"):
-        return False  # killed, not yet reaped by its parent
-    return pid_started is None or len(stat) <= 19 or stat[19] == pid_started
 
 
 def _seconds(value: Any, what: str, *, positive: bool = False) -> float | None:

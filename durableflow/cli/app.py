@@ -100,7 +100,8 @@ class DurableflowGroup(click.Group):
 @click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
               help="Deliveries a node message may lose (worker died, lease expired) before it is "
                    "dead-lettered. Stored with each message when it is queued: it applies to "
-                   "messages queued by this command, not to those already waiting.")
+                   "messages queued by this command, not to those already waiting (`start` "
+                   "queues a run's first nodes; the worker queues the rest: give it there).")
 @click.version_option(__version__, "--version", prog_name="durableflow",
                       help="Show the version and exit.")
 @click.pass_context

@@ -17,8 +17,9 @@ def recover(state: State, as_json: bool) -> None:
 
     A worker also does this when it starts.
 
-    Workers on this host whose process is gone lose their leases at once; others when
-    their leases expire. A message delivered too often is dead-lettered.
+    Workers on this host whose process is gone lose their leases at once (the node
+    processes they left running are stopped first); others when their leases expire. A
+    message delivered too often is dead-lettered.
     """
     result = state.engine(create=False).recover()
     if as_json:
@@ -28,6 +29,7 @@ def recover(state: State, as_json: bool) -> None:
     click.echo(f"dead workers: {len(dead)}" + (f" ({', '.join(dead)})" if dead else ""))
     click.echo(f"messages reclaimed: {result['reclaimed']}")
     click.echo(f"dead-lettered: {result['dead_lettered']}")
+    click.echo(f"node processes stopped: {result['processes_killed']}")
 
 
 @click.command()

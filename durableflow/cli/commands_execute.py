@@ -165,8 +165,10 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
         w.start()
         recovered = w.recovered
         if recovered["reclaimed"] or recovered["dead_workers"]:
+            stopped = recovered["processes_killed"]
             note(f"recovered {recovered['reclaimed']} message(s) from "
-                 f"{len(recovered['dead_workers'])} dead worker(s)")
+                 f"{len(recovered['dead_workers'])} dead worker(s)"
+                 + (f", stopping {stopped} node process(es) they left running" if stopped else ""))
         try:
             note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
                  f"lease {format_duration(lease)})")

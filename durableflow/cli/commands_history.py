@@ -10,7 +10,7 @@ import click
 from durableflow.cli.app import State
 from durableflow.cli.formatting import print_json
 from durableflow.cli.params import AGE_WITH_UNIT
-from durableflow.errors import DefinitionError
+from durableflow.errors import DefinitionError, ValidationError
 from durableflow.storage.history import dumps_export
 
 
@@ -28,7 +28,10 @@ def export_cmd(state: State, run_id: str, output: str | None) -> None:
     if output is None:
         click.echo(text)
         return
-    Path(output).write_text(text + "\n", encoding="utf-8")
+    try:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"--output {output}: cannot write it ({exc.strerror or exc})") from None
     click.echo(f"run {run_id} exported to {output}", err=True)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ..errors import NodeCancelled, NodeError, NodeTimeout
+from ..procs import OWNER_ENV, owner_tag
 
 __all__ = ["Capture", "ProcessResult", "ProcessRunner", "DEFAULT_MAX_OUTPUT", "child_env"]
 
@@ -368,6 +369,7 @@ def child_env(node, ctx, input_json: str) -> tuple[dict, str | None]:
             env[str(key)] = "true" if value else "false"
         else:
             env[str(key)] = str(value)
+    env[OWNER_ENV] = owner_tag()             # lets recovery find it if this worker dies
     env["DURABLEFLOW_RUN_ID"] = str(ctx.run_id)
     env["DURABLEFLOW_NODE_ID"] = str(ctx.node_id)
     env["DURABLEFLOW_ATTEMPT"] = str(ctx.attempt)

@@ -245,14 +245,16 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
     found = {r[0]: (r, reason) for r in conn.execute(Q.leases_expired, {"now": now_s})}
     for w in dead_workers:
         for r in conn.execute(Q.leases_of_worker, {"worker_id": w}):
-            found[r[0]] = (r, f"worker {w} is gone")
+            found[r[0]] = (r, "its worker's process is gone")
     out = []
     for mid in sorted(found):
         (mid, worker, _token, run_id, node_id, iteration, attempts, max_attempts), why = found[mid]
         conn.execute(Q.lease_drop, (mid,))
         error = f"{why} (held by {worker})"
         if attempts + 1 >= max_attempts:
-            bury_txn(conn, mid, "leased", f"{error}; gave up after {attempts + 1} lost deliveries", now)
+            lost = attempts + 1
+            bury_txn(conn, mid, "leased", f"{error}; gave up after {lost} lost "
+                                          f"deliver{'y' if lost == 1 else 'ies'}", now)
             out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True, attempts + 1))
             continue
         if conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error,

@@ -35,9 +35,10 @@ def test_recover_on_a_quiet_database(invoke, chain):
     invoke("start", chain)
     result = invoke("recover")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["dead workers: 0", "messages reclaimed: 0", "dead-lettered: 0"]
+    assert result.stdout.splitlines() == ["dead workers: 0", "messages reclaimed: 0", "dead-lettered: 0",
+                                          "node processes stopped: 0"]
     assert json.loads(invoke("recover", "--json").stdout) == {
-        "dead_workers": [], "reclaimed": 0, "dead_lettered": 0}
+        "dead_workers": [], "reclaimed": 0, "dead_lettered": 0, "processes_killed": 0}
 
 
 def test_recover_without_a_database(invoke, db):

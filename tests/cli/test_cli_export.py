@@ -29,6 +29,17 @@ def test_export_then_import_into_another_database(invoke, exported, tmp_path):
     assert status["status"] == "completed"
 
 
+@pytest.mark.parametrize("where", ["missing-folder/x.json", "file-not-folder/x.json"])
+def test_export_to_a_path_that_cannot_be_written_is_one_line(invoke, exported, tmp_path, where):
+    run_id, _doc = exported
+    (tmp_path / "file-not-folder").write_text("x")
+    target = tmp_path / where
+    result = invoke("export", run_id, "--output", str(target))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and f"--output {target}: cannot write it" in result.stderr
+    assert "internal error" not in result.stderr
+
+
 def _damage(doc, how):
     doc = copy.deepcopy(doc)
     if how == "definition not json":

@@ -311,6 +311,47 @@ def test_a_running_workers_upkeep_takes_a_dead_siblings_leases_at_once(tmp_path)
     engine.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("isolated_python", [False, True], ids=["shell", "python-process"])
+def test_recovery_stops_the_node_processes_a_killed_worker_left_running(tmp_path, isolated_python):
+    """A SIGKILLed worker cannot take its node processes along. Whoever recovers its leases
+    must stop them (and what they started) first: the redelivered node must not run beside
+    its first delivery."""
+    db = tmp_path / "orphans.db"
+    engine = Engine(db)
+    pids = tmp_path / "pids"
+    if isolated_python:
+        body = ("import os, pathlib, subprocess\n"
+                "child = subprocess.Popen(['sleep', '999'])\n"
+                f"pathlib.Path({str(pids)!r}).write_text(f'{{os.getpid()}} {{child.pid}}')\n"
+                "child.wait()")
+        node = py("work", body, isolation="process")
+    else:
+        node = {"nodeId": "work", "runtimeType": "Shell", "shell": True,
+                "command": f"sleep 999 & echo $$ $! > {pids}; wait"}
+    run_id = engine.start(chain("orphans", node))
+    proc = _worker_proc(db)
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and len(pids.read_text().split()) == 2):
+        assert time.monotonic() < deadline, "node never started"
+        time.sleep(0.01)
+    leader, grandchild = map(int, pids.read_text().split())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert pid_alive(leader) and pid_alive(grandchild)      # left running by the dead worker
+    report = engine.recover()
+    assert report["reclaimed"] == 1 and report["processes_killed"] >= 2
+    deadline = time.monotonic() + 10
+    while pid_alive(leader) or pid_alive(grandchild):
+        assert time.monotonic() < deadline, "the dead worker's node processes are still running"
+        time.sleep(0.01)
+    run = engine.get_run(run_id)
+    assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "pending")]
+    # Nobody else's processes were touched: a recovery with no dead worker kills nothing.
+    assert engine.recover()["processes_killed"] == 0
+    engine.close()
+
+
 # --- idempotency -------------------------------------------------------------------------------------
 
 @pytest.mark.slow

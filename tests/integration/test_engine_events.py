@@ -34,7 +34,9 @@ def test_events_of_a_run_in_seq_order_from_pending_to_completed(engine):
     assert [e["seq"] for e in engine.events(run.run_id, after=seqs[3])] == seqs[4:]
 
 
-def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, hooks):
+@pytest.mark.parametrize("kwargs", [{"follow": True, "timeout": 30}, {}], ids=["follow", "by-default"])
+def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, hooks, kwargs):
+    """engine.events(run_id) follows the run to its end, as the README's loop expects."""
     defn = wf("follow", call("hold", "block_until_released"), py("next", "output = 'n'"),
               connections=[conn("hold", "next")])
     run_id = engine.start(defn)
@@ -42,16 +44,20 @@ def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, 
     done = threading.Event()
 
     def tail():
-        for event in engine.events(run_id, follow=True, timeout=30):
+        for event in engine.events(run_id, **kwargs):
             seen.append(event)
         done.set()
 
-    t = threading.Thread(target=tail)
+    t = threading.Thread(target=tail, daemon=True)
     t.start()
     with engine.worker(concurrency=1):
         wait_until(lambda: any(e["type"] == "node.running" and e["node_id"] == "hold" for e in seen),
                    what="the tail to see hold running")
         assert not done.is_set()
+        # follow=False reads what is there now and returns, even while the run goes on.
+        before = [e["seq"] for e in seen]
+        now = list(engine.events(run_id, follow=False))
+        assert [e["seq"] for e in now][:len(before)] == before and now[-1]["type"] != "run.completed"
         hooks.event("release:hold").set()
         engine.wait(run_id, timeout=30)
         assert done.wait(10), "follow=True did not end after the run finished"
