@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 from durableflow import retry as retry_policy
 from durableflow.clock import Clock, iso
 from durableflow.definitions import load_definition, storable
-from durableflow.definitions.unenforced import unenforced
+from durableflow.definitions.notices import notices
 from durableflow.durations import parse_duration
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
@@ -51,6 +51,10 @@ class Engine:
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
             raise ValidationError(f"max_deliveries must be a whole number of at least 1, not {max_deliveries!r}")
+        if max_output_bytes is not None and (isinstance(max_output_bytes, bool) or not isinstance(
+                max_output_bytes, int) or max_output_bytes < 0):
+            raise ValidationError(f"max_output_bytes must be a whole number of bytes (0 or None: no "
+                                  f"limit), not {max_output_bytes!r}")
         self.clock = clock or Clock()
         # An output is stored with its node and again in each message it sends downstream.
         self.max_output_bytes = max_output_bytes
@@ -80,7 +84,7 @@ class Engine:
     def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
         """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
         defn = self.load(source)
-        for warning in unenforced(defn, f"workflow '{defn.workflow_id}'"):
+        for warning in notices(defn, f"workflow '{defn.workflow_id}'"):
             log.warning(warning)
         # Absolute script paths: the same file in two folders (running different scripts) is
         # two different versions.
@@ -294,8 +298,18 @@ class Engine:
             problems = [str(exc)]
         report = {"path": self.path, "integrity": "ok" if not problems else problems}
         if not problems:
-            report.update(schema_version=self.store.schema_version(), queue=self.store.queue_counts())
+            report.update(schema_version=self.store.schema_version(), queue=self.store.queue_counts(),
+                          dead_workers=[{"worker_id": w, "pid": pid}
+                                        for w, pid, _started in self._dead_workers_on_host()])
         return report
+
+    def _dead_workers_on_host(self) -> list[tuple[str, int, str | None]]:
+        """Workers on this host recorded as running whose process is gone (killed, say) and
+        not yet recovered: (worker_id, pid, process start time)."""
+        return [(worker_id, pid, started)
+                for worker_id, pid, started in self.store.read(R.live_workers_on_host, socket.gethostname())
+                if not any(w.worker_id == worker_id for w in self._workers)
+                and not process_alive(pid, started)]
 
     # --- history ---------------------------------------------------------------------------
 
@@ -336,17 +350,13 @@ class Engine:
 
     def recover(self) -> dict:
         """Reclaim leases of dead workers on this host at once and of others when expired."""
-        host = socket.gethostname()
         now_s = self.clock.now_iso()
         gone, left_behind = [], 0
-        for worker_id, pid, started in self.store.read(R.live_workers_on_host, host):
-            if any(w.worker_id == worker_id for w in self._workers):
-                continue
-            if not process_alive(pid, started):
-                gone.append(worker_id)
-                # Its node processes run on after it; stop them before their nodes are given to
-                # someone else, or the same node would run twice side by side.
-                left_behind += kill_left_behind(pid, started)
+        for worker_id, pid, started in self._dead_workers_on_host():
+            gone.append(worker_id)
+            # Its node processes run on after it; stop them before their nodes are given to
+            # someone else, or the same node would run twice side by side.
+            left_behind += kill_left_behind(pid, started)
         for worker_id in gone:
             self.store.write(R.mark_worker_gone_txn, worker_id, now_s)
         lost = self._reclaim(gone)

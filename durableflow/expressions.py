@@ -3,7 +3,8 @@
 Never eval/exec: an expression is parsed once with `ast.parse(mode="eval")`, every node type is
 checked against a short allow-list at load time, and the cached tree is then walked by a
 simpleeval evaluator. Names are JSON values; on a mapping, `a.b` reads the key `b` (so
-`input.items` is the key "items", not `dict.items`), and `a["b"]` works too.
+`input.items` is the key "items", not `dict.items`), and `a["b"]` works too. Python's and
+JSON's literals both work: `None`/`null`, `True`/`true`, `False`/`false`.
 """
 
 from __future__ import annotations
@@ -103,8 +104,21 @@ def compile_expression(text: str) -> Expression:
         raise ExpressionError(f"invalid expression {_short(source)}: {exc.msg}{where}") from None
     except (ValueError, RecursionError, MemoryError):
         raise ExpressionError(f"invalid expression {_short(source)}: cannot be parsed") from None
+    tree = _JsonLiterals().visit(tree)
     names = _check(tree, source)
     return Expression(source, tree.body, names)
+
+
+class _JsonLiterals(ast.NodeTransformer):
+    """`null`, `true` and `false` read as None, True and False: definitions are JSON and YAML,
+    and their authors write JSON's words (the SPEC's own While example says `null`)."""
+
+    _WORDS = {"null": None, "true": True, "false": False}
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if isinstance(node.ctx, ast.Load) and node.id in self._WORDS:
+            return ast.copy_location(ast.Constant(self._WORDS[node.id]), node)
+        return node
 
 
 def _check(tree: ast.Expression, source: str) -> frozenset:

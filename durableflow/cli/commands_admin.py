@@ -44,7 +44,9 @@ def doctor(state: State, as_json: bool) -> None:
         report = state.engine(create=False).doctor()
     except DatabaseCorrupt as exc:
         # Opening already failed on the damage: say so without sending the user back here.
-        raise DatabaseCorrupt(exc.message.replace("; run `durableflow doctor`", "")) from None
+        raise DatabaseCorrupt(exc.message.replace("; run `durableflow doctor`", "")
+                              + "; SQLite cannot read it: restore it from a backup, or copy out what "
+                                "is readable with `sqlite3 FILE .recover | sqlite3 NEW.db`") from None
     ok = report["integrity"] == "ok"
     if as_json:
         print_json({**report, "ok": ok})
@@ -61,6 +63,9 @@ def doctor(state: State, as_json: bool) -> None:
         queue = report.get("queue")
         if queue:
             click.echo("queue:          " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+        for dead in report.get("dead_workers", ()):
+            click.echo(f"dead worker:    {dead['worker_id']} (pid {dead['pid']} is gone; its leases "
+                       f"go back with the next worker or `durableflow recover`)")
     if not ok:
         click.get_current_context().exit(EXIT_FAILED)
 

@@ -30,12 +30,12 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
     Each problem is one line on stderr naming the file, the node or connection and the field.
     """
     from durableflow.definitions import load_definition
-    from durableflow.definitions.unenforced import unenforced
+    from durableflow.definitions.notices import notices
     report = []
     for name in files:
         warnings: list[str] = []
         try:
-            warnings = unenforced(load_definition(name), name)
+            warnings = notices(load_definition(name), name)
             errors: list[str] = []
         except ValidationError as exc:
             errors = exc.errors or [exc.message]

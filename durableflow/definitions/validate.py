@@ -7,6 +7,7 @@ the node or connection and the field (see report.py); nothing stops at the first
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -386,6 +387,24 @@ class _Checker:
                 problem = "is a directory, not a file" if Path(path).is_dir() else "file not found"
                 self.report(node_label(node.node_id, index), "scriptPath",
                             f"script {problem}: {self.shown(path)}")
+            elif path is not None and node.runtime_type == "Python":
+                self.python_file(Path(path), node_label(node.node_id, index))
+
+    def python_file(self, path: Path, where: str) -> None:
+        """Parse a scriptPath file now (never run it): a syntax error, or no `run` defined at
+        its top level, fails validation instead of the node's first run."""
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except (SyntaxError, ValueError) as exc:
+            line = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            message = getattr(exc, "msg", None) or str(exc)
+            self.report(where, "scriptPath", f"{self.shown(path)}{line}: Python syntax error: {message}")
+            return
+        except OSError as exc:
+            self.report(where, "scriptPath", f"{self.shown(path)}: cannot read it ({exc.strerror})")
+            return
+        if not _binds_top_level(tree, "run"):
+            self.report(where, "scriptPath", f"{self.shown(path)} defines no run(ctx) function")
 
     def shown(self, path: Path) -> str:
         try:
@@ -408,6 +427,26 @@ class _Checker:
         self.errors.extend(errors)
         self.errors.extend(validate_definition(sub, base_dir=self.base_dir, prefix=prefix,
                                                in_body=True, **options))
+
+
+def _binds_top_level(tree: ast.Module, name: str) -> bool:
+    """Whether a module's top level may bind `name`: def, class, assignment, import, or a
+    star import (which could bring it)."""
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.name == name:
+            return True
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" or (a.asname or a.name.split(".")[0]) == name for a in stmt.names):
+                return True
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+                return True
+        elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+            # A conditional definition (if/try/with at top level) counts: it may well run.
+            if _binds_top_level(ast.Module(body=list(ast.iter_child_nodes(stmt)), type_ignores=[]), name):
+                return True
+    return False
 
 
 def find_cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -77,6 +80,36 @@ def test_doctor_reports_a_failed_integrity_check(invoke, chain, monkeypatch):
     assert result.exit_code == 1
     assert "integrity:      FAILED" in result.stdout and "row 3 missing from index" in result.stdout
     assert json.loads(invoke("doctor", "--json").stdout)["ok"] is False
+
+
+def test_doctor_on_a_damaged_file_says_what_can_be_done(invoke, chain, db):
+    invoke("run", chain)
+    with open(db, "r+b") as f:      # the schema's page: nothing can be read any more
+        f.seek(100)
+        f.write(b"\xff" * 200)
+    result = invoke("doctor")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "database is corrupt" in result.stderr and "run `durableflow doctor`" not in result.stderr
+    assert "restore it from a backup" in result.stderr and ".recover" in result.stderr
+
+
+def test_doctor_names_a_killed_worker_until_it_is_recovered(invoke, chain, db):
+    invoke("start", chain)
+    code = ("import sys; from durableflow import Engine\n"
+            "e = Engine(sys.argv[1]); w = e.worker(concurrency=1, quick_check=False).start()\n"
+            "print(w.worker_id, flush=True); sys.stdin.read()")
+    with subprocess.Popen([sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        worker_id = proc.stdout.readline().strip()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = invoke("doctor")
+    assert result.exit_code == 0
+    assert f"dead worker:    {worker_id} (pid {proc.pid} is gone;" in result.stdout
+    assert json.loads(invoke("doctor", "--json").stdout)["dead_workers"] == [
+        {"worker_id": worker_id, "pid": proc.pid}]
+    assert invoke("recover").exit_code == 0
+    assert "dead worker" not in invoke("doctor").stdout
 
 
 # --- dead-letters --------------------------------------------------------------------------------

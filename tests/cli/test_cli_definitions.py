@@ -175,3 +175,18 @@ def test_fields_accepted_but_not_enforced_yet_are_warned_about(invoke, write):
         f"is not enforced by this version",
         f"warning: {path}: node 'a': field 'concurrencyKey': the cross-run concurrency limit is not "
         f"enforced by this version"]
+
+
+def test_a_program_or_module_missing_on_this_machine_is_warned_about_not_refused(invoke, write):
+    path = write({"workflowId": "missing-here", "nodes": [
+        {"nodeId": "sh", "runtimeType": "Shell", "command": ["no-such-binary-xyz", "--flag"]},
+        {"nodeId": "fn", "runtimeType": "Python", "callable": "no_such_module_xyz.sub:func"},
+        {"nodeId": "ok", "runtimeType": "Shell", "command": ["echo", "hi"]},
+        {"nodeId": "str", "runtimeType": "Python", "callable": "json:dumps"}]}, "mh.yaml")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
+    assert result.stderr.strip().splitlines() == [
+        f"warning: {path}: node 'sh': field 'command': program 'no-such-binary-xyz' is not on PATH "
+        f"here; the node fails where it runs unless that machine has it",
+        f"warning: {path}: node 'fn': field 'callable': module 'no_such_module_xyz' is not importable "
+        f"here; the node fails where it runs unless it is installed there"]

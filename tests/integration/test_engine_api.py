@@ -449,6 +449,8 @@ def test_api_arguments_of_the_wrong_kind_are_validation_errors(engine, call, mes
     ({"lease_seconds": 0}, "lease_seconds: must be more than zero"),
     ({"lease_seconds": "x"}, "lease_seconds: not a duration"),
     ({"max_deliveries": 0}, "max_deliveries must be a whole number"),
+    ({"max_output_bytes": -5}, "max_output_bytes must be a whole number of bytes"),
+    ({"max_output_bytes": 1.5}, "max_output_bytes must be a whole number of bytes"),
 ])
 def test_engine_settings_of_the_wrong_kind_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValidationError, match=message):

@@ -65,6 +65,30 @@ def test_check_programs_false_skips_only_the_program_lookup(kit, empty_path):
     assert all("script file not found" in line for line in info.value.errors)
 
 
+@pytest.mark.parametrize("source, needle", [
+    ("def run(ctx:\n    return 1\n", "s.py, line 1: Python syntax error: '(' was never closed"),
+    ("def main(ctx):\n    return 1\n", "s.py defines no run(ctx) function"),
+])
+def test_a_script_file_that_cannot_run_fails_validation_not_its_first_run(kit, source, needle):
+    (kit.folder / "s.py").write_text(source)
+    line = kit.error(kit.workflow({"nodeId": "a", "runtimeType": "Python", "scriptPath": "s.py"}), needle)
+    assert line == f"wf.yaml: node 'a': field 'scriptPath': {needle}"
+
+
+@pytest.mark.parametrize("source", [
+    "def run(ctx):\n    return 1\n",
+    "from helpers import run\n",
+    "from helpers import *\n",
+    "import json\nrun = json.dumps\n",
+    "try:\n    from fast import run\nexcept ImportError:\n    def run(ctx):\n        return 0\n",
+    "if True:\n    def run(ctx):\n        return 0\n",
+])
+def test_a_script_file_that_may_define_run_passes_without_being_run(kit, source):
+    (kit.folder / "s.py").write_text(source + "raise SystemExit('validation must not run the file')\n")
+    defn = kit.load(kit.workflow({"nodeId": "a", "runtimeType": "Python", "scriptPath": "s.py"}))
+    assert defn.node("a").script_path == kit.folder / "s.py"
+
+
 # --- identity and references -------------------------------------------------------------------
 
 def test_duplicate_node_id(kit):
@@ -297,6 +321,16 @@ def test_trigger_node_cannot_have_incoming_connections(kit):
 def test_bad_duration_names_node_and_field(kit, where, node_keys, top_keys, expected):
     line = kit.error(kit.workflow(kit.py("a", **node_keys), **top_keys), "not a duration")
     assert line.startswith(f"wf.yaml: {expected}")
+
+
+@pytest.mark.parametrize("node_keys, top_keys, expected", [
+    ({"timeout": "0s"}, {}, "node 'a': field 'timeout': must be more than zero, not '0s'"),
+    ({}, {"timeout": 0}, "field 'timeout': must be more than zero, not 0"),
+    ({}, {"defaults": {"timeout": "0ms"}}, "field 'defaults.timeout': must be more than zero"),
+])
+def test_a_zero_timeout_is_refused_not_read_as_no_timeout(kit, node_keys, top_keys, expected):
+    line = kit.error(kit.workflow(kit.py("a", **node_keys), **top_keys), "more than zero")
+    assert line.startswith(f"wf.yaml: {expected}") and line.endswith("(leave it out for none)")
 
 
 def test_wait_duration_is_checked(kit):

@@ -45,6 +45,9 @@ def ev(text, names=NAMES):
     ("output.items[-1]", 3),
     ("f'{output.rows} rows'", "3 rows"),
     ("sorted(output.items, reverse=True)", [3, 2, 1]),
+    ("get(output, 'missing') == null", True),      # JSON's words work as Python's do
+    ("true and not false", True),
+    ("output.rows == null or output.rows < 5", True),
 ])
 def test_evaluates(text, expected):
     assert ev(text) == expected
@@ -57,6 +60,7 @@ def test_frozen_definition_values_work_as_names():
 def test_free_names_are_the_top_level_names_only():
     expr = compile_expression("[x for x in output.items if x > vars.n] and len(inputs.a) > 0")
     assert expr.names == {"output", "vars", "inputs"}
+    assert compile_expression("output == null or true").names == {"output"}
 
 
 @pytest.mark.parametrize("text, fragment", [
