@@ -230,6 +230,10 @@ class Engine:
         if from_node not in plan.nodes:
             raise ValidationError(f"rerun --from: workflow '{plan.workflow_id}' v{plan.version} has "
                                   f"no node '{from_node}' (nodes: {', '.join(plan.nodes)})")
+        if row["status"] not in TERMINAL_RUN_STATUSES:
+            # Its upstream results may not be recorded yet: the new run would quietly start over.
+            raise ValidationError(f"rerun --from: run {run_id} is {row['status']}; wait for it to "
+                                  f"finish, or cancel it, then rerun from {from_node!r}")
         new_id = self._new_run_id()
         self._write(self.execution.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
         return new_id

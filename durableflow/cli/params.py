@@ -80,7 +80,13 @@ def read_inputs_file(path: str) -> Any:
 
 
 def build_inputs(pairs: tuple[tuple[str, Any], ...], inputs_file: str | None) -> Any:
-    """--inputs FILE first, then each --input k=v on top (a later key wins)."""
+    """--inputs FILE first, then each --input k=v on top of it. A key given twice with --input
+    is refused: one of the two values would be dropped without a word."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise click.BadParameter(f"key {key!r} given twice", param_hint="'--input'")
+        seen.add(key)
     inputs: Any = read_inputs_file(inputs_file) if inputs_file else {}
     if inputs is None:
         inputs = {}

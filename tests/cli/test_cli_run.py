@@ -76,6 +76,8 @@ def test_run_inputs_file_problems_are_usage_errors(invoke, chain, tmp_path, db):
     assert "file not found" in result.stderr
     (tmp_path / "bad.json").write_text("{nope")
     assert invoke("run", chain, "--inputs", tmp_path / "bad.json").exit_code == 2
+    result = invoke("run", chain, "--input", "day=1", "--input", "day=2")
+    assert result.exit_code == 2 and "'--input': key 'day' given twice" in result.stderr
     assert not db.exists()
 
 

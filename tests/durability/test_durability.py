@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from durableflow import Engine, InvalidTransition, StaleLease
+from durableflow import Engine, InvalidTransition, StaleLease, ValidationError
 from durableflow.clock import ManualClock
 from durableflow.execution import Outcome
 
@@ -926,4 +926,19 @@ def test_a_waiting_node_keeps_its_first_start_so_its_duration_is_the_whole_wait(
     drain(engine)
     node = engine.get_run(run_id).node("w")
     assert node.status == "completed" and node.duration == pytest.approx(3600, abs=0.01)
+    engine.close()
+
+
+def test_rerun_from_a_node_of_a_run_still_going_is_refused(tmp_path):
+    """Its upstream results may not be recorded yet: the new run would quietly start over."""
+    engine = Engine(tmp_path / "rg.db", clock=ManualClock(T0))
+    run_id = engine.start(chain("going", py("a", "output = 1"), py("b", "output = ctx.input + 1")))
+    with pytest.raises(ValidationError, match=r"rerun --from: run .* is (pending|running); wait for it "
+                                              r"to finish, or cancel it, then rerun from 'b'"):
+        engine.rerun(run_id, from_node="b")
+    assert len(engine.runs()) == 1                       # nothing was started
+    again = engine.rerun(run_id)                         # a plain rerun of a run still going is fine
+    drain(engine)
+    assert engine.get_run(again).status == "completed"
+    assert engine.rerun(run_id, from_node="b") != run_id    # finished now: --from is allowed
     engine.close()
