@@ -303,9 +303,13 @@ class Engine:
         report = {"path": self.path, "integrity": "ok" if not problems else problems}
         if not problems:
             report.update(schema_version=self.store.schema_version(), queue=self.store.queue_counts(),
-                          dead_workers=[{"worker_id": w, "pid": pid}
-                                        for w, pid, _started in self._dead_workers_on_host()])
+                          dead_workers=self.dead_workers())
         return report
+
+    def dead_workers(self) -> list[dict]:
+        """Workers of this host recorded as running whose process is gone (killed, say) and not
+        yet recovered; their leases go back with the next worker's upkeep or recover()."""
+        return [{"worker_id": w, "pid": pid} for w, pid, _started in self._dead_workers_on_host()]
 
     def _dead_workers_on_host(self) -> list[tuple[str, int, str | None]]:
         """Workers on this host recorded as running whose process is gone (killed, say) and

@@ -109,6 +109,7 @@ def stats(state: State, as_json: bool) -> None:
     engine = state.engine(create=False)
     counts = engine.store.stats()
     counts["database_bytes"] = _size(engine.path)
+    counts["workers_dead"] = len(engine.dead_workers())   # this host's, not yet recovered
     if as_json:
         print_json(counts)
         return
@@ -116,8 +117,8 @@ def stats(state: State, as_json: bool) -> None:
         by_status = counts[key]
         click.echo(f"{key + ':':<19}{sum(by_status.values()):>8}  "
                    + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
-    for key in ("dead_letters", "events", "workers_running", "workflows", "workflow_versions",
-                "database_bytes"):
+    for key in ("dead_letters", "events", "workers_running", "workers_dead", "workflows",
+                "workflow_versions", "database_bytes"):
         click.echo(f"{key + ':':<19}{counts[key]:>8}")
 
 

@@ -93,7 +93,7 @@ def test_doctor_on_a_damaged_file_says_what_can_be_done(invoke, chain, db):
     assert "restore it from a backup" in result.stderr and ".recover" in result.stderr
 
 
-def test_doctor_names_a_killed_worker_until_it_is_recovered(invoke, chain, db):
+def test_doctor_and_stats_name_a_killed_worker_until_it_is_recovered(invoke, chain, db):
     invoke("start", chain)
     code = ("import sys; from durableflow import Engine\n"
             "e = Engine(sys.argv[1]); w = e.worker(concurrency=1, quick_check=False).start()\n"
@@ -108,8 +108,12 @@ def test_doctor_names_a_killed_worker_until_it_is_recovered(invoke, chain, db):
     assert f"dead worker:    {worker_id} (pid {proc.pid} is gone;" in result.stdout
     assert json.loads(invoke("doctor", "--json").stdout)["dead_workers"] == [
         {"worker_id": worker_id, "pid": proc.pid}]
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert (stats["workers_running"], stats["workers_dead"]) == (1, 1)
     assert invoke("recover").exit_code == 0
     assert "dead worker" not in invoke("doctor").stdout
+    stats = json.loads(invoke("stats", "--json").stdout)
+    assert (stats["workers_running"], stats["workers_dead"]) == (0, 0)
 
 
 # --- dead-letters --------------------------------------------------------------------------------
