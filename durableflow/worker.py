@@ -25,6 +25,7 @@ from durableflow.errors import (
 )
 from durableflow.tasks import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
+from durableflow.storage.connection import forked_with_workers
 
 if TYPE_CHECKING:
     from durableflow.engine import Engine
@@ -381,3 +382,16 @@ def _stop_running_workers() -> None:
 # those hooks run newest first and before `atexit` ones, so the workers stop while their pools
 # still take work back. Where that private hook is missing, atexit is the best there is.
 getattr(threading, "_register_atexit", atexit.register)(_stop_running_workers)
+
+
+def _after_fork_in_child() -> None:
+    # The copies of the parent's workers are not ours to stop at exit. And their threads, which
+    # may have held SQLite's mutexes and file locks at the fork, did not come along: a database
+    # opened here could wait for ever on them, so connect() refuses with a clear error instead.
+    if _RUNNING:
+        forked_with_workers(os.getppid())
+    _RUNNING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

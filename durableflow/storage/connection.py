@@ -38,6 +38,15 @@ class Connection(sqlite3.Connection):
             )
 
 
+# Set in a child forked while durableflow workers ran in its parent: the parent's pid.
+_forked_with_workers: int | None = None
+
+
+def forked_with_workers(parent_pid: int) -> None:
+    global _forked_with_workers
+    _forked_with_workers = parent_pid
+
+
 # Every commit writes each page it touched to the WAL in full, so the page size is paid per page
 # per transaction; see PAGE_SIZE's note in the README's storage section.
 PAGE_SIZE = 2048
@@ -78,6 +87,12 @@ def connect(
     if text == ":memory:" or "mode=memory" in text:
         raise StorageError("an in-memory database cannot be shared by workers and survives nothing; "
                            "give durableflow a file path")
+    if _forked_with_workers is not None:
+        raise ForkedConnection(
+            f"{text}: this process ({os.getpid()}) was forked from {_forked_with_workers} while "
+            f"durableflow workers ran there; the threads that held SQLite's locks did not come "
+            f"along, so a database opened here could hang. Start child processes with "
+            f"multiprocessing's 'spawn' or 'forkserver' method, or fork before starting workers")
     uri = text.startswith("file:")
     label = text
     if readonly and not uri:

@@ -25,9 +25,18 @@ def history_db(tmp_path_factory):
          "retry": {"strategy": "fixed", "maxAttempts": 2, "initialDelay": "10ms", "jitter": 0}}],
         "connections": [{"sourceNodeId": "a", "targetNodeId": "b"}]}
     bad = {"workflowId": "bad", "nodes": [{"nodeId": "x", "runtimeType": "Python", "script": "raise KeyError('k')"}]}
+    # y fails first and waits for a retry when x fails the run: y's failed attempt is not why.
+    retrying = {"workflowId": "retrying", "nodes": [
+        {"nodeId": "x", "runtimeType": "Python", "script": "raise ValueError('bad input')"},
+        {"nodeId": "y", "runtimeType": "Python", "script": "raise RuntimeError('transient')",
+         "priority": "high",      # claimed before x, though x's rows come first
+         "retry": {"strategy": "fixed", "maxAttempts": 3, "initialDelay": "5s", "jitter": 0}}]}
     good = engine.execute(ok, timeout=60)
     failed = engine.execute(bad, timeout=60)
-    assert (good.status, failed.status) == ("completed", "failed")
+    cut_short = engine.execute(retrying, timeout=60, concurrency=1)
+    assert (good.status, failed.status, cut_short.status) == ("completed", "failed", "failed")
+    assert [(n.node_id, n.attempt, n.status) for n in cut_short.nodes if n.node_id == "y"] == [
+        ("y", 1, "failed"), ("y", 2, "cancelled")]
     engine.close()
     return db, good.run_id
 
@@ -55,7 +64,10 @@ def test_query_2_names_the_failed_run_its_error_and_its_last_failed_attempt(hist
         rows = conn.execute(QUERIES[1]).fetchall()
     finally:
         conn.close()
-    # The completed run's retried attempt is not a cause; the failed run is there, once.
-    assert len(rows) == 1
-    _run, workflow, why, node, attempt, error_type = rows[0]
-    assert (workflow, node, attempt, error_type) == ("bad", "x", 1, "KeyError") and "KeyError" in why
+    # The completed run's retried attempt is not a cause, nor is an attempt whose retry the
+    # run's failure cut short; each failed run is there, once.
+    by_workflow = {workflow: (node, attempt, error_type, why)
+                   for _run, workflow, why, node, attempt, error_type in rows}
+    assert len(rows) == 2 and set(by_workflow) == {"bad", "retrying"}
+    assert by_workflow["bad"][:3] == ("x", 1, "KeyError") and "KeyError" in by_workflow["bad"][3]
+    assert by_workflow["retrying"][:3] == ("x", 1, "ValueError") and "bad input" in by_workflow["retrying"][3]
