@@ -60,7 +60,7 @@ def format_duration(seconds: float) -> str:
     if seconds == 0:
         return "0s"
     ms = round(seconds * 1000)
-    if abs(ms - seconds * 1000) > 1e-6:
+    if ms == 0 or abs(ms - seconds * 1000) > 1e-6:   # below a millisecond: "0d" would read as 0
         return repr(seconds)
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms % size == 0:

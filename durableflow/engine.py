@@ -440,7 +440,7 @@ class Engine:
                 budget = task.plan.definition.retry_budget
                 decision = retry_policy.decide(
                     task.node.retry, task.attempt, error_type=outcome.error_type,
-                    exit_code=outcome.exit_code,
+                    error_types=outcome.error_types, exit_code=outcome.exit_code,
                     budget_left=None if budget is None else budget - task.retries_used)
                 delay, reason = (decision.delay if decision.retry else None), decision.reason
             prepared.append((task, outcome, delay, reason))

@@ -98,10 +98,14 @@ class MessageNotFound(NotFound):
 class NodeError(DurableflowError):
     """A node body failed. `error_type` is what `retryOn` matches against."""
 
-    def __init__(self, message: str, *, error_type: str = "NodeError", exit_code: int | None = None):
+    def __init__(self, message: str, *, error_type: str = "NodeError", exit_code: int | None = None,
+                 error_types: tuple[str, ...] = ()):
         super().__init__(message)
         self.error_type = error_type
         self.exit_code = exit_code
+        # The body's exception class and its bases (bare and module-qualified names), so that
+        # retryOn: [OSError] also retries a FileNotFoundError, as `except OSError` would.
+        self.error_types = error_types or (error_type,)
 
 
 class NodeTimeout(NodeError):

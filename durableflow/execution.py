@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from durableflow.child_runs import ChildRuns
 from durableflow.clock import iso
@@ -103,9 +103,11 @@ class Execution(ChildRuns):
             if node_id not in plan.helpers and (row is None or row["status"] not in ("completed", "skipped")):
                 redo |= plan.downstream(node_id)
         now_s = iso(now)
+        kept_ids = {node_id for node_id in latest if node_id not in redo}
         R.insert_run_txn(conn, run_id=run_id, workflow_id=plan.workflow_id,
                          workflow_version=plan.version, inputs=old["inputs"],
-                         variables=old["variables"], priority=old["priority"], idempotency_key=None,
+                         variables=self._variables_kept(conn, plan, old, kept_ids),
+                         priority=old["priority"], idempotency_key=None,
                          deadline_at=iso(now + plan.definition.timeout) if plan.definition.timeout else None,
                          parent_run_id=old["parent_run_id"], parent_node_id=old["parent_node_id"], now=now_s)
         R.run_transition_txn(conn, run_id, "start", "pending", now_s,
@@ -224,11 +226,15 @@ class Execution(ChildRuns):
         c = task.message
         now_s = iso(now)
         ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        delta = vars_delta(task.variables, outcome.variables)
+        # The change to the variables goes in the node's event too: `rerun --from` replays
+        # those of the nodes it keeps, to start from the variables as they stood then.
         R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
-                          now_s, output=outcome.output_json, port=outcome.port)
+                          now_s, output=outcome.output_json, port=outcome.port,
+                          data={"vars": delta} if delta else None)
         state = R.run_state(conn, c.run_id)
         status = state.status
-        variables = self._merge_variables(conn, task, outcome, state.variables)
+        variables = self._merge_variables(conn, task.run_id, delta, state.variables)
         if task.plan.definition.max_concurrency:
             R.release_throttled_txn(conn, c.run_id)
         if status not in ACTIVE:
@@ -311,18 +317,31 @@ class Execution(ChildRuns):
         conn.execute("RELEASE unrecordable")
         return None
 
-    def _merge_variables(self, conn, task: Task, outcome: Outcome, current_json: str | None) -> dict:
+    @staticmethod
+    def _variables_kept(conn, plan: Plan, old: Mapping, kept: set[str]) -> str | None:
+        """The variables as the kept nodes left them: the definition's, with the changes of
+        the kept nodes' completions replayed in commit order. When replaying every completion
+        does not give the old run's final variables (recorded before completions kept their
+        changes), the old run's final variables it is, as before."""
+        started_with = dumps(dict(plan.definition.variables))   # as start() stores them
+        replay_all, replay_kept = json.loads(started_with), json.loads(started_with)
+        for node_id, data in R.node_completion_events(conn, old["run_id"]):
+            delta = json.loads(data or "{}").get("vars") if data else None
+            if delta:
+                apply_vars_delta(replay_all, delta)
+                if node_id in kept:
+                    apply_vars_delta(replay_kept, delta)
+        if replay_all != json.loads(old["variables"] or "{}"):
+            return old["variables"]
+        return dumps(replay_kept)
+
+    def _merge_variables(self, conn, run_id: str, delta: dict | None, current_json: str | None) -> dict:
         """Apply the keys a node changed to the run's current variables (others may have moved on)."""
         current = json.loads(current_json or "{}")
-        after = outcome.variables
-        if after is None or after == task.variables:
+        if not delta:
             return current
-        for key in task.variables.keys() - after.keys():
-            current.pop(key, None)
-        for key, value in after.items():
-            if task.variables.get(key, _MISSING) != value:
-                current[key] = value
-        R.set_variables_txn(conn, task.run_id, dumps(current))
+        apply_vars_delta(current, delta)
+        R.set_variables_txn(conn, run_id, dumps(current))
         return current
 
     def fail(self, conn, task: Task, outcome: Outcome, now: float, *, retry_delay: float | None,
@@ -641,3 +660,24 @@ class Execution(ChildRuns):
 
 
 _MISSING = object()
+
+
+def vars_delta(before: Mapping | None, after: Mapping | None) -> dict | None:
+    """What a node did to the variables it was given: {"set": {key: value}, "unset": [keys]}.
+    Per key, so that parallel branches writing different keys do not undo each other."""
+    if after is None or before is None or after == before:
+        return None
+    delta: dict = {}
+    unset = sorted(before.keys() - after.keys())
+    changed = {k: v for k, v in after.items() if before.get(k, _MISSING) != v}
+    if changed:
+        delta["set"] = changed
+    if unset:
+        delta["unset"] = unset
+    return delta or None
+
+
+def apply_vars_delta(variables: dict, delta: Mapping) -> None:
+    for key in delta.get("unset", ()):
+        variables.pop(key, None)
+    variables.update(delta.get("set", {}))

@@ -28,15 +28,21 @@ def base_delay(policy: RetryPolicy, attempt: int) -> float:
     return min(delay, policy.max_delay)
 
 
-def matches(policy: RetryPolicy, error_type: str | None, exit_code: int | None) -> bool:
+def matches(policy: RetryPolicy, error_type: str | None, exit_code: int | None,
+            error_types: tuple = ()) -> bool:
+    """Whether retryOn names the failure: an exit code, or the name of the exception's class or
+    of one of its bases (bare or module-qualified), as `except` would match it."""
     if not policy.retry_on:
         return True
+    names = set(error_types)
+    if error_type is not None:
+        names.add(error_type)
     for item in policy.retry_on:
         if isinstance(item, bool):
             continue
         if isinstance(item, int) and exit_code is not None and item == exit_code:
             return True
-        if isinstance(item, str) and error_type is not None and item == error_type:
+        if isinstance(item, str) and item in names:
             return True
     return False
 
@@ -46,6 +52,7 @@ def decide(
     attempt: int,
     *,
     error_type: str | None = None,
+    error_types: tuple = (),
     exit_code: int | None = None,
     budget_left: int | None = None,
     rng: random.Random | None = None,
@@ -54,7 +61,7 @@ def decide(
         return Decision(False, reason="no retry policy")
     if attempt >= policy.max_attempts:
         return Decision(False, reason=f"gave up after {attempt} attempts (maxAttempts {policy.max_attempts})")
-    if not matches(policy, error_type, exit_code):
+    if not matches(policy, error_type, exit_code, error_types):
         what = f"exit code {exit_code}" if exit_code is not None else error_type
         return Decision(False, reason=f"{what} is not in retryOn")
     if budget_left is not None and budget_left <= 0:

@@ -66,6 +66,7 @@ class Outcome:
     variables: dict | None = None        # the body's vars after it ran (None: untouched)
     error: str | None = None
     error_type: str | None = None
+    error_types: tuple = ()              # error_type and its bases' names, for retryOn
     exit_code: int | None = None
     cancelled: bool = False
     park_until: float | None = None      # a Wait: deliver this node again at that moment

@@ -311,7 +311,7 @@ class Worker:
             # Only the engine cancels: a body raising NodeCancelled on its own has failed.
             cancelled = isinstance(exc, NodeCancelled) and task.cancel_event.is_set()
             return Outcome(False, error=str(exc), error_type=exc.error_type,
-                           exit_code=exc.exit_code, cancelled=cancelled)
+                           error_types=exc.error_types, exit_code=exc.exit_code, cancelled=cancelled)
         except Exception as exc:  # the engine's own failure around a body: still a node failure
             return Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
 

@@ -6,7 +6,7 @@ does. Protocol:
   attempt, iteration, sys_path};
 - fd FD: JSON lines back to the parent: {"t": "progress", "percent", "message"},
   {"t": "log", "level", "msg"}, then exactly one {"t": "result", "output", "vars"} or
-  {"t": "error", "type", "message", "exit_code"};
+  {"t": "error", "type", "types", "message", "exit_code"};
 - the body's own stdout/stderr are captured by the parent and logged there.
 """
 
@@ -121,8 +121,16 @@ def _describe(exc):
     if isinstance(exc, _Invalid):
         message = text
     exit_code = getattr(exc, "exit_code", None)
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int):
+        exit_code = exc.code          # sys.exit(75) matches retryOn: [75], as the exit status would
+    # The class and its bases, bare and module-qualified, for retryOn (the parent's NodeError).
+    names = []
+    for klass in type(exc).__mro__[:-2] if not isinstance(exc, _Invalid) else ():
+        names.append(klass.__qualname__)
+        if klass.__module__ not in ("builtins", "__main__"):
+            names.append(klass.__module__ + "." + klass.__qualname__)
     return {"t": "error", "type": error_type if isinstance(error_type, str) else name,
-            "message": message[:500],
+            "types": names, "message": message[:500],
             "exit_code": exit_code if isinstance(exit_code, int) else None}
 
 

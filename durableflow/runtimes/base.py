@@ -138,11 +138,26 @@ def error_from_exception(exc: BaseException) -> NodeError:
     name = type(exc).__name__
     text = str(exc)
     message = f"{name}: {text}" if text else name
+    types = exception_names(type(exc))
+    exit_code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
     if isinstance(exc, SyntaxError):  # its own text already names file and line
-        return NodeError(one_line(message, 500), error_type=name)
+        return NodeError(one_line(message, 500), error_type=name, error_types=types)
     # importlib's frozen frames say nothing useful about where the body failed.
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
     if frames:
         last = frames[-1]
         message = f"{one_line(message)} (at {Path(last.filename).name}:{last.lineno} in {last.name})"
-    return NodeError(one_line(message, 500), error_type=name)
+    return NodeError(one_line(message, 500), error_type=name, error_types=types, exit_code=exit_code)
+
+
+def exception_names(cls: type) -> tuple[str, ...]:
+    """`TransientError`, `mynodes.TransientError`, then the same for each base class up to
+    Exception (BaseException and object match everything, so they are left out)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass in (BaseException, object):
+            continue
+        names.append(klass.__qualname__)
+        if klass.__module__ not in ("builtins", "__main__"):
+            names.append(f"{klass.__module__}.{klass.__qualname__}")
+    return tuple(names)

@@ -73,7 +73,8 @@ def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
                         error_type="ExitCode", exit_code=result.exit_code)
     if final["t"] == "error":
         raise NodeError(f"{final['message']}", error_type=final.get("type") or "NodeError",
-                        exit_code=final.get("exit_code"))
+                        exit_code=final.get("exit_code"),
+                        error_types=tuple(t for t in final.get("types") or () if isinstance(t, str)))
     ctx.vars.clear()
     ctx.vars.update(final.get("vars") or {})
     return final.get("output")

@@ -440,3 +440,7 @@ def progress_txn(conn, instance_id: int, run_id: str, node_id: str, percent: flo
     if conn.execute(Q.node_progress, {"id": instance_id, "percent": percent, "message": message}).rowcount:
         event_txn(conn, run_id, node_id, "node.progress",
                   {"id": instance_id, "percent": percent, "message": message}, now)
+
+
+def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
+    return conn.execute(Q.node_completion_events, (run_id,)).fetchall()

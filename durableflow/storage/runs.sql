@@ -264,3 +264,8 @@ SELECT run_id FROM runs INDEXED BY runs_by_finished
 WHERE parent_run_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?
   AND (status = 'completed' OR status = 'failed' OR status = 'cancelled')
 ORDER BY finished_at LIMIT ?;
+
+-- name: node_completion_events
+-- What each completion recorded (its "vars" change among it), in the order they committed.
+SELECT node_id, data FROM events INDEXED BY events_by_run
+WHERE run_id = ? AND type = 'node.completed' ORDER BY seq;

@@ -506,6 +506,50 @@ def test_rerun_from_a_node_keeps_upstream_results_and_runs_the_rest_again(tmp_pa
     engine.close()
 
 
+BUMP = ("ctx.vars['count'] = ctx.vars.get('count', 0) + 1\n"
+        "ctx.vars['seen'] = list(ctx.vars.get('seen', [])) + [ctx.node_id]\n"
+        "ctx.vars.pop('scratch', None)\n"
+        "output = ctx.vars['count']")
+
+
+def test_rerun_from_a_node_starts_from_the_variables_as_the_kept_nodes_left_them(tmp_path):
+    """Not the old run's final variables: the nodes that run again must not see their own
+    earlier writes (count would go 2 -> 3, and 'seen' would list b twice)."""
+    engine = Engine(tmp_path / "vars.db", clock=ManualClock(T0))
+    defn = chain("vars", py("a", BUMP), py("b", BUMP), py("c", "output = dict(ctx.vars)"))
+    defn["variables"] = {"count": 0, "scratch": [1, 2], "keep": {"x": [1]}}
+    first = engine.start(defn)
+    drain(engine)
+    run = engine.get_run(first)
+    assert run.outputs == {"c": {"count": 2, "seen": ["a", "b"], "keep": {"x": [1]}}}
+    again = engine.rerun(first, from_node="b")
+    assert engine.get_run(again).variables == {"count": 1, "seen": ["a"], "keep": {"x": [1]}}
+    drain(engine)
+    assert engine.get_run(again).outputs == run.outputs
+    whole = engine.rerun(first)          # a plain rerun starts from the definition's variables
+    drain(engine)
+    assert engine.get_run(whole).outputs == run.outputs
+    engine.close()
+
+
+def test_rerun_from_a_run_recorded_without_variable_changes_keeps_its_final_variables(tmp_path):
+    """A run completed by an older version has no "vars" in its completion events: replaying
+    them cannot rebuild its variables, so the old behaviour stands."""
+    db = tmp_path / "oldvars.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    defn = chain("oldvars", py("a", BUMP), py("b", BUMP))
+    defn["variables"] = {"count": 0}
+    first = engine.start(defn)
+    drain(engine)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE events SET data = json_remove(data, '$.vars') WHERE run_id = ?", (first,))
+    conn.commit()
+    conn.close()
+    again = engine.rerun(first, from_node="b")
+    assert engine.get_run(again).variables == engine.get_run(first).variables
+    engine.close()
+
+
 # --- Wait: a durable timer ------------------------------------------------------------------------
 
 def _waits(**wait) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+import pytest
+
 from df_it_support import call, conn, node_status, py, wait_until, wf
 from durableflow import Engine, ManualClock
 
@@ -171,6 +173,34 @@ def test_retry_on_filters_by_error_type(engine, hooks):
                          inputs={"succeedOn": 2}, timeout=30)
     assert run.status == "completed", run.error
     assert hooks.calls["flaky:g"] == [1, 2]
+
+
+class _Custom:   # a module of the test's own: its exceptions, subclassed
+    SOURCE = ("class TransientError(Exception):\n    pass\n\n"
+              "class Throttled(TransientError):\n    pass\n")
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+@pytest.mark.parametrize("raised, retry_on, retried", [
+    ("FileNotFoundError('gone')", ["OSError"], True),                # a base class, as `except`
+    ("FileNotFoundError('gone')", ["FileNotFoundError"], True),
+    ("FileNotFoundError('gone')", ["ValueError"], False),
+    ("df_custom_errors.Throttled('slow down')", ["TransientError"], True),
+    ("df_custom_errors.Throttled('slow down')", ["df_custom_errors.TransientError"], True),
+    ("df_custom_errors.TransientError('x')", ["Throttled"], False),  # not the other way round
+    ("SystemExit(75)", [75], True),                                  # sys.exit(75) is exit code 75
+    ("SystemExit(75)", [3], False),
+])
+def test_retry_on_matches_base_classes_and_qualified_names(engine, tmp_path, monkeypatch,
+                                                            isolation, raised, retry_on, retried):
+    (tmp_path / "df_custom_errors.py").write_text(_Custom.SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    body = f"import df_custom_errors\nif ctx.attempt == 1:\n    raise {raised}\noutput = ctx.attempt"
+    defn = wf(f"retry-on-{isolation}", py("f", body, isolation=isolation,
+                                          retry={**FIXED_3, "retryOn": retry_on}))
+    run = engine.execute(defn, timeout=30)
+    assert [(n.attempt, n.status) for n in run.nodes] == (
+        [(1, "failed"), (2, "completed")] if retried else [(1, "failed")]), run.error
 
 
 def test_retry_budget_caps_retries_across_the_run(engine, hooks, sql):

@@ -29,3 +29,10 @@ def test_bad_durations_are_refused_with_a_reason(value, message):
 
 def test_the_longest_duration_round_trips():
     assert parse_duration(format_duration(MAX_DURATION)) == MAX_DURATION
+
+
+@pytest.mark.parametrize("seconds", [5e-324, 1e-9, 0.0004999, 0.001, 0.25, 90.0, 0.0])
+def test_short_durations_round_trip_and_never_become_zero(seconds):
+    text = format_duration(seconds)
+    assert parse_duration(text) == seconds
+    assert (text == "0s") == (seconds == 0)
