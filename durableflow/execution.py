@@ -609,6 +609,8 @@ class Execution(ChildRuns):
 
     def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:
         status = R.run_state(conn, run_id)[0]
+        if status == "paused" and until is None:
+            return status  # pausing twice is not an error, as cancelling twice is not
         R.run_transition_txn(conn, run_id, "pause", status, iso(now),
                              paused_until=iso(until) if until else None)
         R.hold_run_messages_txn(conn, run_id, True)
@@ -616,6 +618,8 @@ class Execution(ChildRuns):
 
     def resume(self, conn, run_id: str, now: float) -> str:
         status, workflow_id, version = R.run_state(conn, run_id)[:3]
+        if status == "running":
+            return status  # resuming a run that is not paused (any more) is not an error
         R.run_transition_txn(conn, run_id, "resume", status, iso(now))
         R.hold_run_messages_txn(conn, run_id, False)
         self.settle(conn, self.plan_of(workflow_id, version), run_id, "running", now)

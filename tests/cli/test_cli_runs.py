@@ -156,9 +156,14 @@ def test_pause_resume_cancel(invoke, waiting, db):
     assert json.loads(invoke("status", waiting, "--json").stdout)["status"] == "paused"
     assert [r["run_id"] for r in json.loads(invoke("runs", "--json", "--status", "paused").stdout)] == [waiting]
 
+    assert invoke("pause", waiting).exit_code == 0        # twice: not an error, as cancel
+    assert json.loads(invoke("status", waiting, "--json").stdout)["status"] == "paused"
+
     result = invoke("resume", waiting)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == f"run {waiting} resumed"
+    assert json.loads(invoke("status", waiting, "--json").stdout)["status"] == "running"
+    assert invoke("resume", waiting).exit_code == 0       # twice: not an error either
     assert json.loads(invoke("status", waiting, "--json").stdout)["status"] == "running"
 
     result = invoke("cancel", waiting)

@@ -75,8 +75,8 @@ def test_pause_keeps_the_running_node_and_starts_nothing_new_until_resume(engine
         assert run.node("first").status == "completed" and run.node("first").output == {"released": "first"}
         assert run.node("second").status == "pending"
         assert sql.one("SELECT held FROM messages WHERE run_id = ? AND target_node_id = 'second'", run_id) == 1
-        with pytest.raises(InvalidTransition):
-            engine.pause(run_id)          # already paused
+        assert engine.pause(run_id) == "paused"     # already paused: not an error, nothing changes
+        assert sql.one("SELECT held FROM messages WHERE run_id = ? AND target_node_id = 'second'", run_id) == 1
         assert engine.resume(run_id) == "running"
         run = engine.wait(run_id, timeout=30)
     assert run.status == "completed", run.error
