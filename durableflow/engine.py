@@ -362,9 +362,9 @@ class Engine:
         gone, left_behind = [], 0
         for worker_id, pid, started in self._dead_workers_on_host():
             gone.append(worker_id)
-            # Its node processes run on after it; stop them before their nodes are given to
-            # someone else, or the same node would run twice side by side.
-            left_behind += kill_left_behind(pid, started)
+            # The processes of the nodes it held run on after it; stop them before those nodes
+            # are given to someone else, or the same node would run twice side by side.
+            left_behind += kill_left_behind(pid, started, self.store.deliveries_of_worker(worker_id))
         for worker_id in gone:
             self.store.write(R.mark_worker_gone_txn, worker_id, now_s)
         lost = self._reclaim(gone)
@@ -473,18 +473,15 @@ class Engine:
 
     # --- events ----------------------------------------------------------------------------
 
-    def events(self, run_id: str | None = None, after: int = 0, *, follow: bool | None = None,
+    def events(self, run_id: str | None = None, after: int = 0, *, follow: bool = False,
                timeout: float | None = None, poll: float = 0.05) -> Iterator[dict]:
-        """Events after `after`, oldest first. Following, keep tailing (across processes) until
-        the run is finished (when run_id is given) or `timeout` passes.
+        """Events after `after`, oldest first, as they stand. With follow=True, keep tailing
+        (across processes) until the run is finished (when run_id is given) or `timeout` passes.
 
-        By default the events of one run are followed to the run's end (at once for a finished
-        run), and those of every run are read as they stand (follow=True tails them until the
-        timeout, follow=False reads a run's as they stand)."""
+        Not following by default: a paused run, or one waiting for a signal, would keep
+        `list(engine.events(run_id))` waiting for ever."""
         if isinstance(after, bool) or not isinstance(after, int):
             raise ValidationError(f"after must be an event sequence number (int), not {after!r}")
-        if follow is None:
-            follow = run_id is not None
         timeout = _seconds(timeout, "timeout")
         if run_id is not None:
             self.store.get_run_row(run_id)  # RunNotFound for an unknown run, not silence

@@ -104,18 +104,21 @@ class Execution(ChildRuns):
                 redo |= plan.downstream(node_id)
         now_s = iso(now)
         kept_ids = {node_id for node_id in latest if node_id not in redo}
+        variables, deltas, order = self._variables_kept(conn, plan, old, kept_ids)
         R.insert_run_txn(conn, run_id=run_id, workflow_id=plan.workflow_id,
                          workflow_version=plan.version, inputs=old["inputs"],
-                         variables=self._variables_kept(conn, plan, old, kept_ids),
+                         variables=variables,
                          priority=old["priority"], idempotency_key=None,
                          deadline_at=iso(now + plan.definition.timeout) if plan.definition.timeout else None,
                          parent_run_id=old["parent_run_id"], parent_node_id=old["parent_node_id"], now=now_s)
         R.run_transition_txn(conn, run_id, "start", "pending", now_s,
                              data={"rerunOf": old_run_id, "from": from_node})
         kept = {}
-        for node_id, row in latest.items():
+        # Copied in the order they completed, each with its change to the variables, so that a
+        # rerun of this run can replay them as this one replayed the old run's.
+        for node_id, row in sorted(latest.items(), key=lambda item: order.get(item[0], len(order))):
             if node_id not in redo:
-                R.copy_node_txn(conn, run_id, row, now_s, old_run_id)
+                R.copy_node_txn(conn, run_id, row, now_s, old_run_id, vars_delta=deltas.get(node_id))
                 kept[node_id] = row
         flow = Flow(False, old["priority"])
         # Started directly: entry points of the part that runs again, and from_node itself
@@ -228,10 +231,14 @@ class Execution(ChildRuns):
         ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         delta = vars_delta(task.variables, outcome.variables)
         # The change to the variables goes in the node's event too: `rerun --from` replays
-        # those of the nodes it keeps, to start from the variables as they stood then.
+        # those of the nodes it keeps, to start from the variables as they stood then. A big
+        # one is left out (a rerun then starts from the final variables, as before).
+        shown = delta
+        if delta and len(dumps(delta)) > MAX_EVENT_VARS_BYTES:
+            shown = {"omitted": f"over {MAX_EVENT_VARS_BYTES:,} bytes"}
         R.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
                           now_s, output=outcome.output_json, port=outcome.port,
-                          data={"vars": delta} if delta else None)
+                          data={"vars": shown} if shown else None)
         state = R.run_state(conn, c.run_id)
         status = state.status
         variables = self._merge_variables(conn, task.run_id, delta, state.variables)
@@ -318,22 +325,31 @@ class Execution(ChildRuns):
         return None
 
     @staticmethod
-    def _variables_kept(conn, plan: Plan, old: Mapping, kept: set[str]) -> str | None:
+    def _variables_kept(conn, plan: Plan, old: Mapping, kept: set[str]
+                        ) -> tuple[str | None, dict[str, dict], dict[str, int]]:
         """The variables as the kept nodes left them: the definition's, with the changes of
-        the kept nodes' completions replayed in commit order. When replaying every completion
-        does not give the old run's final variables (recorded before completions kept their
-        changes), the old run's final variables it is, as before."""
+        the kept nodes' completions replayed in commit order; with each kept node's change and
+        the order the nodes completed in. When replaying every completion does not give the old
+        run's final variables (recorded before completions kept their changes, or a node
+        completed in several iterations), the old run's final variables it is, as before."""
         started_with = dumps(dict(plan.definition.variables))   # as start() stores them
         replay_all, replay_kept = json.loads(started_with), json.loads(started_with)
+        deltas: dict[str, dict] = {}
+        order: dict[str, int] = {}
         for node_id, data in R.node_completion_events(conn, old["run_id"]):
-            delta = json.loads(data or "{}").get("vars") if data else None
-            if delta:
+            order.setdefault(node_id, len(order))
+            delta = json.loads(data).get("vars") if data else None
+            if isinstance(delta, dict) and delta:
                 apply_vars_delta(replay_all, delta)
                 if node_id in kept:
                     apply_vars_delta(replay_kept, delta)
+                    if node_id in deltas:
+                        replay_all = None   # several iterations: one copy cannot carry them
+                        break
+                    deltas[node_id] = delta
         if replay_all != json.loads(old["variables"] or "{}"):
-            return old["variables"]
-        return dumps(replay_kept)
+            return old["variables"], {}, order
+        return dumps(replay_kept), deltas, order
 
     def _merge_variables(self, conn, run_id: str, delta: dict | None, current_json: str | None) -> dict:
         """Apply the keys a node changed to the run's current variables (others may have moved on)."""
@@ -610,7 +626,10 @@ class Execution(ChildRuns):
     def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:
         status = R.run_state(conn, run_id)[0]
         if status == "paused" and until is None:
-            return status  # pausing twice is not an error, as cancelling twice is not
+            # Pausing twice is not an error, as cancelling twice is not; a run paused for a
+            # while now waits for resume().
+            R.pause_until_resumed_txn(conn, run_id, iso(now))
+            return status
         R.run_transition_txn(conn, run_id, "pause", status, iso(now),
                              paused_until=iso(until) if until else None)
         R.hold_run_messages_txn(conn, run_id, True)
@@ -664,6 +683,9 @@ class Execution(ChildRuns):
 
 
 _MISSING = object()
+
+
+MAX_EVENT_VARS_BYTES = 64 * 1024
 
 
 def vars_delta(before: Mapping | None, after: Mapping | None) -> dict | None:

@@ -2,9 +2,10 @@
 
 A SIGKILLed worker cannot take its node processes along: their groups are re-parented and run
 on, and a redelivery would run the same node beside them. Every process a worker starts for a
-node carries DURABLEFLOW_OWNER=<worker pid>:<its start time> in its environment (children
-inherit it), so whoever recovers that worker's leases can find those processes and stop them
-first. Linux only (/proc); elsewhere nothing is found and leases are recovered as before.
+node carries DURABLEFLOW_OWNER=<worker pid>:<its start time> beside DURABLEFLOW_RUN_ID,
+_NODE_ID and _ITERATION in its environment (children inherit them), so whoever recovers that
+worker's leases can find the processes of exactly those deliveries and stop them first.
+Linux only (/proc); elsewhere nothing is found and leases are recovered as before.
 """
 
 from __future__ import annotations
@@ -57,14 +58,16 @@ def owner_tag() -> str:
     return _own_tag[1]
 
 
-def kill_left_behind(pid: int, started: str | None) -> int:
-    """SIGKILL the process groups of node processes started by the (dead) worker process
-    pid/started. Returns how many processes carried its tag."""
-    if started is None:
+def kill_left_behind(pid: int, started: str | None, deliveries: set[tuple[str, str, int]]) -> int:
+    """SIGKILL the process groups of the node processes the (dead) worker process pid/started
+    was running for `deliveries`, (run_id, node_id, iteration) of the leases it held. A process
+    it started for a node that finished (a daemon a node detached on purpose) is left alone,
+    and so is anything owned by another user. Returns how many processes were found."""
+    if started is None or not deliveries:
         return 0  # without a start time a reused pid could match someone else's processes
-    marker = f"\0{OWNER_ENV}={pid}:{started}\0".encode()
-    me = os.getpid()
-    found: list[tuple[int, int | None]] = []
+    tag = f"{pid}:{started}"
+    me, uid = os.getpid(), os.getuid()
+    found: list[tuple[int, int | None, str | None]] = []
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
@@ -74,14 +77,28 @@ def kill_left_behind(pid: int, started: str | None) -> int:
         if other == me:
             continue
         try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
             with open(f"/proc/{entry}/environ", "rb") as f:
-                env = b"\0" + f.read()
+                raw = f.read()
         except OSError:
-            continue  # gone, or another user's
-        if marker in env:
+            continue  # gone, or not ours to read
+        if f"{OWNER_ENV}={tag}".encode() not in raw:
+            continue
+        env = dict(item.split("=", 1) for item in raw.decode("utf-8", "replace").split("\0") if "=" in item)
+        if env.get(OWNER_ENV) != tag:
+            continue
+        try:
+            delivery = (env["DURABLEFLOW_RUN_ID"], env["DURABLEFLOW_NODE_ID"], int(env["DURABLEFLOW_ITERATION"]))
+        except (KeyError, ValueError):
+            continue
+        if delivery in deliveries:
             stat = proc_stat(entry)
-            found.append((other, int(stat[2]) if stat and len(stat) > 2 else None))
-    for other, group in found:
+            found.append((other, int(stat[2]) if stat and len(stat) > 2 else None,
+                          stat[19] if stat and len(stat) > 19 else None))
+    for other, group, other_started in found:
+        if pid_started(other) != other_started:
+            continue  # gone since the scan, its pid perhaps reused: not ours to kill
         try:
             if group and group != os.getpgrp():
                 os.killpg(group, signal.SIGKILL)

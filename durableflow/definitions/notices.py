@@ -1,5 +1,6 @@
-"""Warnings about a valid definition: what this version does not act on yet, and what this
-machine lacks (a program, a module) that the node will need where it runs.
+"""Warnings about a valid definition: what this version does not act on yet, what this machine
+lacks (a program, a module) that the node will need where it runs, and a timeout of 0 (which
+means none: kept so, since stored definitions use it).
 
 Warnings, not errors: a definition may be validated on one machine and run by workers on
 another that has the program. Printed by `validate`, `run`, `start`; logged by register().
@@ -17,9 +18,11 @@ from durableflow.model import NodeDef, WorkflowDef
 
 
 def notices(defn: WorkflowDef, where: str) -> list[str]:
-    return unenforced(defn, where) + [
-        f"{where}: node '{node.node_id}': {problem}"
-        for node in defn.nodes for problem in _missing_here(node)]
+    zero = "field 'timeout': 0 means no timeout; leave the field out to say so"
+    return (unenforced(defn, where)
+            + ([f"{where}: {zero}"] if defn.timeout == 0 else [])
+            + [f"{where}: node '{node.node_id}': {problem}" for node in defn.nodes
+               for problem in ([zero] if node.timeout == 0 else []) + _missing_here(node)])
 
 
 def _missing_here(node: NodeDef) -> list[str]:

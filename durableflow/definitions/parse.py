@@ -67,18 +67,14 @@ class _Parser:
     def report(self, where: str, name: str | None, message: str) -> None:
         self.errors.append(line(self.prefix, where, field(name) if name else None, message))
 
-    def duration(self, value: Any, where: str, name: str, *, positive: bool = False) -> float | None:
+    def duration(self, value: Any, where: str, name: str) -> float | None:
         if value is None:
             return None
         try:
-            seconds = duration(value)
+            return duration(value)
         except ValueError as exc:
             self.report(where, name, str(exc))
             return None
-        if positive and seconds <= 0:
-            self.report(where, name, f"must be more than zero, not {value!r} (leave it out for none)")
-            return None
-        return seconds
 
     def retry(self, raw: Mapping | None, where: str, name: str) -> RetryPolicy | None:
         if raw is None:
@@ -111,7 +107,7 @@ class _Parser:
     def defaults(self, raw: Mapping) -> dict:
         effective = dict(BUILTIN_DEFAULTS)
         if "timeout" in raw:
-            effective["timeout"] = self.duration(raw["timeout"], "", "defaults.timeout", positive=True)
+            effective["timeout"] = self.duration(raw["timeout"], "", "defaults.timeout")
         if "retry" in raw:
             effective["retry"] = self.retry(raw["retry"], "", "defaults.retry")
         for key in ("priority", "isolation"):
@@ -124,7 +120,7 @@ class _Parser:
         values: dict[str, Any] = {"node_id": raw["nodeId"], "runtime_type": raw["runtimeType"]}
         for key in ("priority", "isolation"):
             values[key] = raw.get(key, defaults[key])
-        values["timeout"] = (self.duration(raw["timeout"], where, "timeout", positive=True)
+        values["timeout"] = (self.duration(raw["timeout"], where, "timeout")
                              if "timeout" in raw else defaults["timeout"])
         values["retry"] = (self.retry(raw["retry"], where, "retry")
                            if "retry" in raw else defaults["retry"])
@@ -189,7 +185,7 @@ class _Parser:
             variables=freeze(raw.get("variables", {})),
             inputs_schema=freeze(inputs_schema) if inputs_schema is not None else None,
             max_concurrency=raw.get("maxConcurrency"),
-            timeout=self.duration(raw.get("timeout"), "", "timeout", positive=True),
+            timeout=self.duration(raw.get("timeout"), "", "timeout"),
             retry_budget=raw.get("retryBudget"),
             defaults=freeze(raw_defaults),
             source_path=source_path,

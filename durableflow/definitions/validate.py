@@ -403,6 +403,9 @@ class _Checker:
         except OSError as exc:
             self.report(where, "scriptPath", f"{self.shown(path)}: cannot read it ({exc.strerror})")
             return
+        except (RecursionError, MemoryError):
+            self.report(where, "scriptPath", f"{self.shown(path)}: too deeply nested to parse")
+            return
         if not _binds_top_level(tree, "run"):
             self.report(where, "scriptPath", f"{self.shown(path)} defines no run(ctx) function")
 
@@ -430,22 +433,29 @@ class _Checker:
 
 
 def _binds_top_level(tree: ast.Module, name: str) -> bool:
-    """Whether a module's top level may bind `name`: def, class, assignment, import, or a
-    star import (which could bring it)."""
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and stmt.name == name:
+    """Whether running the module may bind `name` at its top level: any binding outside function
+    and class bodies (def, class, assignment, for/with/except/match targets, walrus, import) or
+    a star import. Generous on purpose: it only refuses a file that cannot define it."""
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name == name:
+                return True
+            stack.extend(node.decorator_list)   # a body's names are not the module's
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(a.name == "*" or (a.asname or a.name.split(".")[0]) == name for a in node.names):
+                return True
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
             return True
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            if any(a.name == "*" or (a.asname or a.name.split(".")[0]) == name for a in stmt.names):
-                return True
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
-                return True
-        elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
-            # A conditional definition (if/try/with at top level) counts: it may well run.
-            if _binds_top_level(ast.Module(body=list(ast.iter_child_nodes(stmt)), type_ignores=[]), name):
-                return True
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name == name:
+            return True
+        elif isinstance(node, (ast.Global, ast.Nonlocal)) and name in node.names:
+            return True
+        stack.extend(ast.iter_child_nodes(node))
     return False
 
 

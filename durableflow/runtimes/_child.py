@@ -124,8 +124,11 @@ def _describe(exc):
     if isinstance(exc, SystemExit) and isinstance(exc.code, int):
         exit_code = exc.code          # sys.exit(75) matches retryOn: [75], as the exit status would
     # The class and its bases, bare and module-qualified, for retryOn (the parent's NodeError).
-    names = []
-    for klass in type(exc).__mro__[:-2] if not isinstance(exc, _Invalid) else ():
+    # A durableflow NodeError raised by the body names its own type, as it does in a thread.
+    names = [error_type] if isinstance(error_type, str) else []
+    for klass in type(exc).__mro__ if not names and not isinstance(exc, _Invalid) else ():
+        if klass in (BaseException, object):
+            continue
         names.append(klass.__qualname__)
         if klass.__module__ not in ("builtins", "__main__"):
             names.append(klass.__module__ + "." + klass.__qualname__)

@@ -345,6 +345,11 @@ class QueueOps:
         counts.update(self.read(lambda c: dict(c.execute(Q.queue_counts).fetchall())))
         return counts
 
+    def deliveries_of_worker(self, worker_id: str) -> set[tuple[str, str, int]]:
+        """(run_id, node_id, iteration) of the node messages a worker holds leases on."""
+        rows = self.read(lambda c: c.execute(Q.leases_of_worker, {"worker_id": worker_id}).fetchall())
+        return {(r[3], r[4], r[5]) for r in rows if r[3] is not None}
+
     def leased_count(self) -> int:
         """Messages out on a lease now: cheap however much history the table holds."""
         return self.read(lambda c: c.execute(Q.leases_in_force).fetchone()[0])

@@ -151,11 +151,15 @@ def node_rows_txn(conn, run_id: str) -> list[dict]:
     return [dict(zip(NODE_COLUMNS, r)) for r in conn.execute(Q.nodes_of_run, (run_id,))]
 
 
-def copy_node_txn(conn, run_id: str, row: dict, now: str, from_run: str) -> int:
-    """Carry a finished node instance of another run over (rerun --from), as it was recorded."""
+def copy_node_txn(conn, run_id: str, row: dict, now: str, from_run: str,
+                  vars_delta: dict | None = None) -> int:
+    """Carry a finished node instance of another run over (rerun --from), as it was recorded,
+    with the change it made to the variables."""
     cur = conn.execute(Q.node_copy, {**row, "run_id": run_id, "now": now})
-    event_txn(conn, run_id, row["node_id"], "node." + row["status"],
-              {"id": cur.lastrowid, "copiedFrom": from_run, "instance": row["id"]}, now)
+    data = {"id": cur.lastrowid, "copiedFrom": from_run, "instance": row["id"]}
+    if vars_delta:
+        data["vars"] = vars_delta
+    event_txn(conn, run_id, row["node_id"], "node." + row["status"], data, now)
     return cur.lastrowid
 
 
@@ -444,3 +448,8 @@ def progress_txn(conn, instance_id: int, run_id: str, node_id: str, percent: flo
 
 def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
     return conn.execute(Q.node_completion_events, (run_id,)).fetchall()
+
+
+def pause_until_resumed_txn(conn, run_id: str, now: str) -> None:
+    if conn.execute(Q.run_pause_until_resumed, (run_id,)).rowcount:
+        event_txn(conn, run_id, None, "run.pause_extended", {"until": None}, now)

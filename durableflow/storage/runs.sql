@@ -269,3 +269,8 @@ ORDER BY finished_at LIMIT ?;
 -- What each completion recorded (its "vars" change among it), in the order they committed.
 SELECT node_id, data FROM events INDEXED BY events_by_run
 WHERE run_id = ? AND type = 'node.completed' ORDER BY seq;
+
+-- name: run_pause_until_resumed
+-- A plain pause of a run paused for a while: it now waits for resume(), not for the clock.
+UPDATE runs SET paused_until = NULL
+WHERE run_id = ? AND status = 'paused' AND paused_until IS NOT NULL;

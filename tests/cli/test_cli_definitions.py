@@ -190,3 +190,16 @@ def test_a_program_or_module_missing_on_this_machine_is_warned_about_not_refused
         f"here; the node fails where it runs unless that machine has it",
         f"warning: {path}: node 'fn': field 'callable': module 'no_such_module_xyz' is not importable "
         f"here; the node fails where it runs unless it is installed there"]
+
+
+def test_a_zero_timeout_means_none_and_is_warned_about(invoke, write):
+    path = write({"workflowId": "zero", "timeout": "0s", "nodes": [
+        {"nodeId": "a", "runtimeType": "Noop", "timeout": 0}, {"nodeId": "b", "runtimeType": "Noop"}]},
+        "zero.yaml")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
+    assert result.stderr.strip().splitlines() == [
+        f"warning: {path}: field 'timeout': 0 means no timeout; leave the field out to say so",
+        f"warning: {path}: node 'a': field 'timeout': 0 means no timeout; leave the field out to say so"]
+    run = json.loads(invoke("run", str(path), "--json").stdout)
+    assert run["status"] == "completed"

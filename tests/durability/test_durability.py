@@ -3,7 +3,9 @@ survive a restart, idempotent starts, leases taken over, export/import and prune
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -352,6 +354,50 @@ def test_recovery_stops_the_node_processes_a_killed_worker_left_running(tmp_path
     engine.close()
 
 
+@pytest.mark.slow
+def test_recovery_leaves_alone_a_daemon_a_finished_node_detached(tmp_path):
+    """Only the processes of the deliveries being taken back are stopped: a node that finished
+    may have started a service on purpose (setsid), and that is not ours to kill."""
+    db = tmp_path / "daemon.db"
+    engine = Engine(db)
+    daemon_pid, busy_pid = tmp_path / "daemon.pid", tmp_path / "busy.pid"
+    starter = {"nodeId": "starter", "runtimeType": "Shell", "shell": True,
+               # The node waits for the daemon to be in its own session: when a node's leader
+               # exits, what is left in its group is killed.
+               "command": f"setsid sh -c 'echo $$ > {daemon_pid}; exec sleep 999' "
+                          f"< /dev/null > /dev/null 2>&1 & "
+                          f"while [ ! -s {daemon_pid} ]; do sleep 0.01; done"}
+    busy = {"nodeId": "busy", "runtimeType": "Shell", "shell": True,
+            "command": f"echo $$ > {busy_pid}; sleep 999"}
+    run_id = engine.start(chain("daemon", starter, busy))
+    proc = _worker_proc(db)
+    try:
+        deadline = time.monotonic() + 30
+        while not all(p.exists() and p.read_text().strip() for p in (busy_pid, daemon_pid)):
+            assert time.monotonic() < deadline, "busy or the daemon never started"
+            time.sleep(0.01)
+        daemon, leader = int(daemon_pid.read_text()), int(busy_pid.read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        report = engine.recover()
+        assert report["reclaimed"] == 1 and report["processes_killed"] >= 1
+        deadline = time.monotonic() + 10
+        while pid_alive(leader):
+            assert time.monotonic() < deadline, "the lost delivery's process is still running"
+            time.sleep(0.01)
+        assert pid_alive(daemon), "recovery killed a daemon a finished node had detached"
+        assert engine.get_run(run_id).node("starter").status == "completed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pidfile, kill in ((daemon_pid, os.kill), (busy_pid, os.killpg)):
+            if pidfile.exists() and pidfile.read_text().strip():
+                with contextlib.suppress(ProcessLookupError):
+                    kill(int(pidfile.read_text()), signal.SIGKILL)
+        engine.close()
+
+
 # --- idempotency -------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -529,6 +575,38 @@ def test_rerun_from_a_node_starts_from_the_variables_as_the_kept_nodes_left_them
     whole = engine.rerun(first)          # a plain rerun starts from the definition's variables
     drain(engine)
     assert engine.get_run(whole).outputs == run.outputs
+    engine.close()
+
+
+def test_a_rerun_of_a_rerun_still_starts_from_what_the_kept_nodes_left(tmp_path):
+    engine = Engine(tmp_path / "chainvars.db", clock=ManualClock(T0))
+    defn = chain("chainvars", py("a", "ctx.vars['x'] += 1\noutput = 1"),
+                 py("b", "ctx.vars['x'] *= 10\noutput = 1"), py("c", "output = ctx.vars['x']"))
+    defn["variables"] = {"x": 0}
+    first = engine.start(defn)
+    drain(engine)
+    assert engine.get_run(first).outputs == {"c": 10}
+    runs = [first]
+    for _ in range(3):                 # each rerun of the last one: a copied, b and c run again
+        runs.append(engine.rerun(runs[-1], from_node="b"))
+        assert engine.get_run(runs[-1]).variables == {"x": 1}
+        drain(engine)
+        assert engine.get_run(runs[-1]).outputs == {"c": 10}
+    again = engine.rerun(runs[-1], from_node="c")      # a and b both copied now
+    assert engine.get_run(again).variables == {"x": 10}
+    engine.close()
+
+
+def test_a_big_change_to_the_variables_is_left_out_of_the_event_and_rerun_falls_back(tmp_path):
+    engine = Engine(tmp_path / "bigvars.db", clock=ManualClock(T0))
+    defn = chain("bigvars", py("a", "ctx.vars['blob'] = 'x' * 100_000\noutput = 1"),
+                 py("b", "ctx.vars['n'] = 1\noutput = 1"))
+    first = engine.start(defn)
+    drain(engine)
+    (a_done,) = [e for e in engine.events(first) if e["type"] == "node.completed" and e["node_id"] == "a"]
+    assert a_done["data"]["vars"] == {"omitted": "over 65,536 bytes"}
+    again = engine.rerun(first, from_node="b")
+    assert engine.get_run(again).variables == engine.get_run(first).variables   # the old way
     engine.close()
 
 

@@ -135,6 +135,22 @@ def test_pause_for_a_while_resumes_by_itself_in_maintain(tmp_path, hooks):
         engine.close()
 
 
+def test_a_plain_pause_of_a_run_paused_for_a_while_holds_it_until_resumed(tmp_path):
+    clock = ManualClock(1_800_000_000.0)
+    engine = Engine(tmp_path / "pause-again.db", clock=clock)
+    try:
+        run_id = engine.start(wf("pause-again", py("a", "output = 'a'")))
+        engine.pause(run_id, for_seconds=60)
+        assert engine.pause(run_id) == "paused"
+        clock.advance(3600)
+        engine.maintain()
+        assert engine.get_run(run_id).status == "paused"          # the timer no longer holds
+        assert "run.pause_extended" in [e["type"] for e in engine.events(run_id, follow=False)]
+        assert engine.resume(run_id) == "running"
+    finally:
+        engine.close()
+
+
 def test_a_body_that_raises_node_cancelled_itself_ends_its_run(engine):
     """Only the engine cancels a node; a body raising the engine's NodeCancelled while its run goes
     on must not be delivered again without end: the run finishes, with a bounded number of attempts."""

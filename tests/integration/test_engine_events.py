@@ -34,9 +34,8 @@ def test_events_of_a_run_in_seq_order_from_pending_to_completed(engine):
     assert [e["seq"] for e in engine.events(run.run_id, after=seqs[3])] == seqs[4:]
 
 
-@pytest.mark.parametrize("kwargs", [{"follow": True, "timeout": 30}, {}], ids=["follow", "by-default"])
-def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, hooks, kwargs):
-    """engine.events(run_id) follows the run to its end, as the README's loop expects."""
+def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, hooks):
+    """engine.events(run_id, follow=True) follows the run to its end, as the README's loop does."""
     defn = wf("follow", call("hold", "block_until_released"), py("next", "output = 'n'"),
               connections=[conn("hold", "next")])
     run_id = engine.start(defn)
@@ -44,7 +43,7 @@ def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, 
     done = threading.Event()
 
     def tail():
-        for event in engine.events(run_id, **kwargs):
+        for event in engine.events(run_id, follow=True, timeout=30):
             seen.append(event)
         done.set()
 
@@ -56,7 +55,7 @@ def test_events_follow_tails_from_another_thread_until_the_run_finishes(engine, 
         assert not done.is_set()
         # follow=False reads what is there now and returns, even while the run goes on.
         before = [e["seq"] for e in seen]
-        now = list(engine.events(run_id, follow=False))
+        now = list(engine.events(run_id))
         assert [e["seq"] for e in now][:len(before)] == before and now[-1]["type"] != "run.completed"
         hooks.event("release:hold").set()
         engine.wait(run_id, timeout=30)

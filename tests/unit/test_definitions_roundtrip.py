@@ -23,14 +23,13 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
 DURATIONS = st.sampled_from(["500ms", "10s", "5m", "2h", "1d", "1h30m", 3, 0.25, "0.5"]) | \
     st.floats(0, 10**6, allow_nan=False)
-TIMEOUTS = DURATIONS.filter(lambda d: d not in (0, 0.0))   # a zero timeout is refused
 RETRY = st.fixed_dictionaries({"strategy": st.sampled_from(["fixed", "linear", "exponential"])}, optional={
     "maxAttempts": st.integers(1, 10), "initialDelay": st.sampled_from(["1s", "100ms", 0.5]),
     "maxDelay": st.sampled_from(["10m", 3600]), "multiplier": st.floats(1, 5),
     "jitter": st.floats(0, 1), "retryOn": st.lists(st.sampled_from(["TimeoutError", 1, 2]),
                                                    max_size=2, unique=True)})
 COMMON = {
-    "name": TEXT, "timeout": TIMEOUTS, "retry": RETRY,
+    "name": TEXT, "timeout": DURATIONS, "retry": RETRY,
     "priority": st.sampled_from(["high", "normal", "low"]),
     # "each" lives in its own round trip below: random graphs would break its join rule.
     "joinMode": st.sampled_from(["all", "any"]),
@@ -86,9 +85,9 @@ def definitions(draw) -> dict:
     top = draw(st.fixed_dictionaries({}, optional={
         "workflowName": TEXT, "version": st.integers(1, 99), "description": TEXT,
         "variables": st.dictionaries(TEXT, JSON, max_size=3), "maxConcurrency": st.integers(1, 8),
-        "timeout": TIMEOUTS, "retryBudget": st.integers(0, 20),
+        "timeout": DURATIONS, "retryBudget": st.integers(0, 20),
         "defaults": st.fixed_dictionaries({}, optional={
-            "timeout": TIMEOUTS, "priority": st.sampled_from(["high", "low"]), "retry": RETRY,
+            "timeout": DURATIONS, "priority": st.sampled_from(["high", "low"]), "retry": RETRY,
             "isolation": st.sampled_from(["thread", "process"])}),
         "inputsSchema": st.just({"type": "object"}), "x-owner": TEXT}))
     data = {"workflowId": draw(IDS), **top, "nodes": nodes}
