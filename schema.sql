@@ -115,6 +115,8 @@ CREATE INDEX messages_claimable ON messages (priority DESC, id, visible_at)
 -- Open (ready or leased) messages of a run. Keyed so that a claim, which changes only status,
 -- does not rewrite it; finished_at is set exactly when a message is acked or dead.
 CREATE INDEX messages_open_by_run ON messages (run_id) WHERE run_id IS NOT NULL AND finished_at IS NULL;
+-- Every message of a run: what deleting a run (prune) cascades through; see migrations/0004.
+CREATE INDEX messages_by_run ON messages (run_id) WHERE run_id IS NOT NULL;
 
 CREATE TABLE leases (
     message_id   INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from durableflow import machines
 from durableflow.cli.app import EXIT_FAILED, State
 from durableflow.cli.formatting import clip, compact, print_json, show, table, when
 from durableflow.errors import DatabaseCorrupt
@@ -108,6 +109,10 @@ def stats(state: State, as_json: bool) -> None:
     """Counts of runs, node instances and messages by status, and what else the file holds."""
     engine = state.engine(create=False)
     counts = engine.store.stats()
+    # Every status word, zero or not: a script reading the JSON finds the same keys each time.
+    for key, machine in (("runs", machines.RUN), ("node_instances", machines.NODE),
+                         ("messages", machines.MESSAGE)):
+        counts[key] = {status: counts[key].get(status, 0) for status in machine.states}
     counts["database_bytes"] = _size(engine.path)
     counts["workers_dead"] = len(engine.dead_workers())   # this host's, not yet recovered
     if as_json:
@@ -116,7 +121,7 @@ def stats(state: State, as_json: bool) -> None:
     for key in ("runs", "node_instances", "messages"):
         by_status = counts[key]
         click.echo(f"{key + ':':<19}{sum(by_status.values()):>8}  "
-                   + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
+                   + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if v))
     for key in ("dead_letters", "events", "workers_running", "workers_dead", "workflows",
                 "workflow_versions", "database_bytes"):
         click.echo(f"{key + ':':<19}{counts[key]:>8}")

@@ -65,12 +65,19 @@ def import_cmd(state: State, file: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print how many runs were deleted as JSON.")
 @click.pass_obj
 def prune(state: State, older_than: float, as_json: bool) -> None:
-    """Delete finished runs and everything that belongs to them (nodes, messages, events)."""
+    """Delete finished runs and everything that belongs to them (nodes, messages, events).
+
+    The file keeps its size: the pages freed are reused by new runs. To give the space back to
+    the disk, run `sqlite3 FILE 'VACUUM'` while no worker is running.
+    """
     deleted = state.engine(create=False).prune(older_than)
     if as_json:
         print_json({"deleted_runs": deleted})
     else:
         click.echo(f"deleted {deleted} finished run(s)")
+        if deleted:
+            click.echo("the file keeps its size (new runs reuse the space); `sqlite3 FILE 'VACUUM'` "
+                       "with no worker running gives it back to the disk", err=True)
 
 
 @click.command()

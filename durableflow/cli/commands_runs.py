@@ -31,7 +31,8 @@ _JSON = click.option("--json", "as_json", is_flag=True,
 def runs(state: State, status: str | None, workflow_id: str | None, limit: int,
          as_json: bool) -> None:
     """List runs, newest first."""
-    rows = state.engine(create=False).runs(status=status, workflow_id=workflow_id, limit=limit)
+    rows = state.engine(create=False).runs(status=status, workflow_id=workflow_id, limit=limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
     if as_json:
         print_json(rows)
         return
@@ -42,6 +43,8 @@ def runs(state: State, status: str | None, workflow_id: str | None, limit: int,
                ([r["run_id"], f"{r['workflow_id']} v{r['workflow_version']}",
                  status_text(r["status"]), when(r["created_at"]), when(r["finished_at"]),
                  clip(r["error"], 60)] for r in rows), no_wrap=("run",)))
+    if more:   # on stderr: stdout stays the table
+        click.echo(f"(the newest {limit}; there are more: --limit N, --status, --workflow)", err=True)
 
 
 @click.command()

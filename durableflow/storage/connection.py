@@ -47,6 +47,8 @@ def forked_with_workers(parent_pid: int) -> None:
     _forked_with_workers = parent_pid
 
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 # Every commit writes each page it touched to the WAL in full, so the page size is paid per page
 # per transaction; see PAGE_SIZE's note in the README's storage section.
 PAGE_SIZE = 2048
@@ -128,6 +130,9 @@ def connect(
         conn.close()
         raise translate(exc, label) from exc
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # After a checkpoint, cut the WAL back to this size: a burst of work must not leave a
+    # hundred-megabyte -wal file behind while the workers idle.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
 
 

@@ -117,7 +117,8 @@ SELECT count(*) FROM leases;
 SELECT status, count(*) FROM messages GROUP BY status;
 
 -- name: messages_hold_run
-UPDATE messages SET held = :held WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
+UPDATE messages INDEXED BY messages_open_by_run SET held = :held
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
 
 -- ===== events ====================================================================================
 

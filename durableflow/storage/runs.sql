@@ -84,10 +84,11 @@ SELECT min(at) FROM (
 SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?));
 
 -- name: run_open_messages
-SELECT EXISTS (SELECT 1 FROM messages WHERE run_id = ? AND finished_at IS NULL);
+SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_open_by_run
+               WHERE run_id = ? AND finished_at IS NULL);
 
 -- name: run_messages_discard
-UPDATE messages SET status = 'acked', finished_at = :now
+UPDATE messages INDEXED BY messages_open_by_run SET status = 'acked', finished_at = :now
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready'
 RETURNING id, target_node_id;
 
@@ -203,7 +204,7 @@ RETURNING payload;
 
 -- name: messages_wake_waiting
 -- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
-UPDATE messages SET visible_at = :now
+UPDATE messages INDEXED BY messages_open_by_run SET visible_at = :now
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready' AND visible_at > :now
   AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
 
@@ -219,7 +220,8 @@ WHERE parent_run_id = ?
 UPDATE messages SET payload = ? WHERE id = ?;
 
 -- name: messages_release_throttled
-UPDATE messages SET held = 0 WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
+UPDATE messages INDEXED BY messages_open_by_run SET held = 0
+WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
 
 -- name: message_throttle
 UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased';

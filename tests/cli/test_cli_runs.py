@@ -33,6 +33,10 @@ def test_runs_table_newest_first(invoke, finished):
     assert [row[0] for row in body] == [bad, ok]
     assert body[0][1:4] == ["failing", "v1", "failed"]
     assert body[1][1:4] == ["chain", "v1", "completed"]
+    assert result.stderr == ""                          # all shown: nothing to say
+    cut = invoke("runs", "--limit", "1")
+    assert [line.split()[0] for line in cut.stdout.splitlines()[2:]] == [bad]
+    assert "the newest 1; there are more" in cut.stderr
 
 
 def test_runs_filters_and_json(invoke, finished):

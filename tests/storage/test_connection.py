@@ -70,6 +70,7 @@ def test_defaults_wal_normal_busy_timeout_foreign_keys(store):
         assert pragma(conn, "journal_mode") == "wal"
         assert pragma(conn, "synchronous") == 1  # NORMAL
         assert pragma(conn, "foreign_keys") == 1
+        assert pragma(conn, "journal_size_limit") == 64 * 1024 * 1024   # the WAL is cut back
     assert pragma(store._reader(), "busy_timeout") == 30_000
     # The writer fails fast on a lock and retries in Python; see test_a_locked_database_is_waited_for.
     assert pragma(store._writer, "busy_timeout") == 0

@@ -46,3 +46,12 @@ def test_statement_uses_its_partial_index(store, raw, name):
     for step in detail.split(" | "):
         if step.startswith(("SCAN messages", "SCAN events", "SCAN runs", "SCAN node_instances")):
             assert "INDEX" in step, detail
+
+
+def test_deleting_a_run_finds_its_children_through_indexes(store, raw):
+    """prune deletes runs and lets the foreign keys cascade: each child table must be searched by
+    an index, or every deleted run scans it whole (prune then grows with runs x messages)."""
+    raw.execute("PRAGMA foreign_keys = ON")
+    detail = " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN DELETE FROM runs WHERE run_id = ?", ("r1",)))
+    assert "messages_by_run" in detail, detail
+    assert not [s for s in detail.split(" | ") if s.startswith("SCAN")], detail
