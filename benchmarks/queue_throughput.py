@@ -693,7 +693,7 @@ SIZES = {
     "history_rows":       (1_000_000, 100_000),
     "history_fresh":      (5000,     500),
 }
-ALL_IMPLS = ("durableflow", "raw", "huey", "persist-queue", "litequeue", "huey-noresult", "huey-storage")
+ALL_IMPLS = tuple(IMPLS)
 
 
 def plan(args):

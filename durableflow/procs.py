@@ -25,10 +25,13 @@ def proc_stat(pid: int | str) -> list[str] | None:
         return None
 
 
-def pid_started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
-    stat = proc_stat(pid)
+def _started(stat: list[str] | None) -> str | None:
     return stat[19] if stat and len(stat) > 19 else None
+
+
+def pid_started(pid: int | str) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    return _started(proc_stat(pid))
 
 
 def process_alive(pid: int, started: str | None) -> bool:
@@ -43,7 +46,7 @@ def process_alive(pid: int, started: str | None) -> bool:
         return True  # no /proc: trust kill(0)
     if stat[0] in ("Z", "X"):
         return False  # killed, not yet reaped by its parent
-    return started is None or len(stat) <= 19 or stat[19] == started
+    return started is None or _started(stat) in (None, started)
 
 
 _own_tag: tuple[int, str] | None = None
@@ -94,8 +97,7 @@ def kill_left_behind(pid: int, started: str | None, deliveries: set[tuple[str, s
             continue
         if delivery in deliveries:
             stat = proc_stat(entry)
-            found.append((other, int(stat[2]) if stat and len(stat) > 2 else None,
-                          stat[19] if stat and len(stat) > 19 else None))
+            found.append((other, int(stat[2]) if stat and len(stat) > 2 else None, _started(stat)))
     for other, group, other_started in found:
         if pid_started(other) != other_started:
             continue  # gone since the scan, its pid perhaps reused: not ours to kill

@@ -128,12 +128,8 @@ class Worker:
                     log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
                               len(unstarted), exc)
         for t in self._threads:
-            if not wait:
-                t.join(1.0)
-            elif deadline is None:
-                t.join()
-            else:
-                t.join(max(0.0, deadline - self.engine.clock.monotonic()))
+            t.join(1.0 if not wait else None if deadline is None
+                   else max(0.0, deadline - self.engine.clock.monotonic()))
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         _RUNNING.discard(self)

@@ -198,8 +198,8 @@ class _Checker:
         try:
             compile(textwrap.dedent(script), "<script>", "exec")
         except (SyntaxError, ValueError) as exc:
-            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-            message = getattr(exc, "msg", None) or str(exc)
+            lineno, message = _syntax_error(exc)
+            line = f" (line {lineno})" if lineno else ""
             self.report(where, "script", f"Python syntax error{line}: {message}")
 
     def type_keys(self, node: NodeDef, where: str) -> None:
@@ -396,8 +396,8 @@ class _Checker:
         try:
             tree = ast.parse(path.read_bytes(), str(path))
         except (SyntaxError, ValueError) as exc:
-            line = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-            message = getattr(exc, "msg", None) or str(exc)
+            lineno, message = _syntax_error(exc)
+            line = f", line {lineno}" if lineno else ""
             self.report(where, "scriptPath", f"{self.shown(path)}{line}: Python syntax error: {message}")
             return
         except OSError as exc:
@@ -430,6 +430,11 @@ class _Checker:
         self.errors.extend(errors)
         self.errors.extend(validate_definition(sub, base_dir=self.base_dir, prefix=prefix,
                                                in_body=True, **options))
+
+
+def _syntax_error(exc: Exception) -> tuple[int | None, str]:
+    """(line, message) of what compile() or ast.parse() refused (ValueError: a NUL byte, say)."""
+    return getattr(exc, "lineno", None), getattr(exc, "msg", None) or str(exc)
 
 
 def _binds_top_level(tree: ast.Module, name: str) -> bool:

@@ -76,14 +76,8 @@ def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
     the row itself (created_at) records it, and the engine's `node.pending` names the node."""
     now_s = iso(now)
     if len(messages) == 1:  # one per transaction, the commonest call: no list to build
-        (m,) = messages
-        return [conn.execute(Q.enqueue, (
-            m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
-            now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
-            m.max_attempts, now_s)).lastrowid]
-    rows = [(m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
-             now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
-             m.max_attempts, now_s) for m in messages]
+        return [conn.execute(Q.enqueue, _insert_values(messages[0], now_s)).lastrowid]
+    rows = [_insert_values(m, now_s) for m in messages]
     if not rows:
         return []
     conn.executemany(Q.enqueue, rows)
@@ -91,6 +85,12 @@ def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
     # so the batch got consecutive ids ending at the last one.
     last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     return list(range(last - len(rows) + 1, last + 1))
+
+
+def _insert_values(m: NewMessage, now_s: str) -> tuple:
+    return (m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
+            now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
+            m.max_attempts, now_s)
 
 
 def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
@@ -251,18 +251,18 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
         (mid, worker, _token, run_id, node_id, iteration, attempts, max_attempts), why = found[mid]
         conn.execute(Q.lease_drop, (mid,))
         error = f"{why} (held by {worker})"
-        if attempts + 1 >= max_attempts:
-            lost = attempts + 1
+        lost = attempts + 1
+        if lost >= max_attempts:
             bury_txn(conn, mid, "leased", f"{error}; gave up after {lost} lost "
                                           f"deliver{'y' if lost == 1 else 'ies'}", now)
-            out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True, attempts + 1))
+            out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True, lost))
             continue
         if conn.execute(Q.message_nack, {"id": mid, "visible_at": now_s, "error": error,
                                          "counted": 1}).fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
         event_txn(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)
-        out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False, attempts + 1))
+        out.append(Reclaimed(mid, worker, run_id, node_id, iteration, False, lost))
     return out
 
 
