@@ -12,7 +12,7 @@ from typing import Any
 
 from datetime import datetime
 
-from durableflow.definitions import switch_port
+from durableflow.definitions.topology import switch_port
 from durableflow.durations import parse_duration
 from durableflow.errors import ExpressionError, NodeError
 from durableflow.expressions import compile_expression, resolve_inputs, template_expression

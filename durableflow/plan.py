@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from durableflow.definitions import entry_points, handler_nodes
+from durableflow.definitions.topology import entry_points, handler_nodes
 from durableflow.expressions import Expression, compile_expression
 from durableflow.model import PRIORITIES, TRIGGER_RUNTIMES, Connection, NodeDef, WorkflowDef
 

@@ -12,16 +12,16 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from durableflow.definitions.graph import to_dot, to_mermaid
+from durableflow.definitions.draw import to_dot, to_mermaid
 from durableflow.definitions.loader import check_plain_data, parse_text, read_source
 from durableflow.definitions.parse import body_workflow, parse_workflow
 from durableflow.definitions.report import unique
 from durableflow.definitions.save import (
     definition_checksum, dump_json, dump_yaml, save_definition, storable, to_dict)
 from durableflow.definitions.schema import definition_schema, schema_errors
+from durableflow.definitions.topology import entry_points, handler_nodes, output_ports, switch_port
 from durableflow.definitions.validate import (
-    CONNECTION_NAMES, NODE_NAMES, WHILE_NAMES, entry_points, handler_nodes, output_ports,
-    switch_port, validate_definition)
+    CONNECTION_NAMES, NODE_NAMES, WHILE_NAMES, validate_definition)
 from durableflow.errors import DefinitionError, ValidationError
 from durableflow.model import WorkflowDef, thaw
 

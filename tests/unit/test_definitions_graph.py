@@ -7,7 +7,7 @@ import re
 import pytest
 
 from durableflow.definitions import load_definition, to_dot, to_mermaid
-from durableflow.definitions.graph import STATUS_COLOURS
+from durableflow.definitions.draw import STATUS_COLOURS
 from durableflow.model import NodeStatus
 
 DEFINITION = {
