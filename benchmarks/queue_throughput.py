@@ -9,7 +9,7 @@ Every measurement runs each implementation on a fresh database file, repeats it 
 the implementations), and reports the median in messages per second. See benchmarks/README.md.
 
 "raw" executes exactly the statements durableflow's queue executes (copied below from
-durableflow/storage/queries.sql and queue.py, and checked against them at start-up) on the same
+durableflow/storage/sqlite/*.sql and queue.py, and checked against them at start-up) on the same
 schema (schema.sql) with the same pragmas, from the leanest Python that can drive them.
 """
 
@@ -78,12 +78,13 @@ R = {k: v.strip() for k, v in RAW_SQL.items()}
 
 def check_raw_sql() -> list[str]:
     """Names of copied statements that no longer match durableflow's (whitespace-insensitive)."""
-    from durableflow.storage.queries import Q
+    from durableflow.storage.statements import SQLITE
 
     def norm(s: str) -> str:
         return re.sub(r"\s+", " ", s).strip()
 
-    return [name for name, sql in R.items() if norm(sql) != norm(getattr(Q, name))]
+    theirs = {name: getattr(family, name) for family in SQLITE.families().values() for name in family.names()}
+    return [name for name, sql in R.items() if norm(sql) != norm(theirs[name])]
 
 
 def iso_now(t: float | None = None) -> str:
@@ -862,7 +863,7 @@ def main(argv=None) -> int:
 
     drift = check_raw_sql()
     if drift:
-        progress(f"WARNING: raw statements differ from durableflow's queries.sql: {', '.join(drift)}")
+        progress(f"WARNING: raw statements differ from durableflow's storage/sqlite/*.sql: {', '.join(drift)}")
 
     started = time.time()
     doc = {

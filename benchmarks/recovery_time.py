@@ -10,7 +10,7 @@ What happens, per repeat, on a fresh copy of a prepared database:
     forever, and N runs of it started, so N node messages are ready. Optionally H finished runs
     of a 3-node Noop chain before them, as history (--history).
  2. A holder subprocess opens the engine, registers itself as a worker (a real `workers` row with
-    its pid, as `Worker.start` writes it) and claims the N messages through `Engine._claim` with a
+    its pid, as `Worker.start` writes it) and claims the N messages through `engine.service.claim` with a
     one-hour lease, so they are `leased` by a live process and would not expire on their own.
     The parent checks the leases in the database, then SIGKILLs the holder and reaps it.
  3. A fresh measuring subprocess does what a restarted worker does and times each step:
@@ -18,7 +18,7 @@ What happens, per repeat, on a fresh copy of a prepared database:
     `Worker.start` runs it, as it does at the time of writing: phase "check"), registering its
     worker row,
     `engine.recover()` (finds the holder's pid gone, reclaims its N leases at once), and the first
-    `engine._claim(...)` that returns a task (one of the reclaimed messages, second delivery).
+    `engine.service.claim(...)` that returns a task (one of the reclaimed messages, second delivery).
 
 The page cache is warm (the file was just written); the numbers do not include a cold disk.
 """
@@ -124,12 +124,12 @@ def hold(path: str, inflight: int, batch: int) -> None:
     from durableflow import Engine
     from durableflow.worker import Worker
     engine = Engine(path)
-    worker = Worker(engine, concurrency=inflight, lease_seconds=HOLD_LEASE)  # not started: no threads
-    engine._register_worker(worker)
+    worker = Worker(engine.service, concurrency=inflight, lease_seconds=HOLD_LEASE)  # not started: no threads
+    engine.service.register_worker(worker)
     held = 0
     t0 = now()
     while held < inflight:
-        tasks = engine._claim(worker.worker_id, min(batch, inflight - held), HOLD_LEASE)
+        tasks = engine.service.claim(worker.worker_id, min(batch, inflight - held), HOLD_LEASE)
         if not tasks:
             break
         held += len(tasks)
@@ -157,15 +157,15 @@ def measure(path: str, claim_limit: int) -> None:
         if problems:
             raise RuntimeError(f"quick_check: {problems[:3]}")
     t1c = now()
-    worker = Worker(engine, concurrency=max(1, claim_limit))  # not started: we drive it by hand
-    engine._register_worker(worker)
+    worker = Worker(engine.service, concurrency=max(1, claim_limit))  # not started: we drive it by hand
+    engine.service.register_worker(worker)
     t2 = now()
     recovered = engine.recover()
     t3 = now()
     tasks: list = []
     claims = 0
     while not tasks:
-        tasks = engine._claim(worker.worker_id, claim_limit, engine.lease_seconds)
+        tasks = engine.service.claim(worker.worker_id, claim_limit, engine.lease_seconds)
         claims += 1
         if not tasks and now() - t3 > 60:
             break
@@ -186,7 +186,7 @@ def measure(path: str, claim_limit: int) -> None:
     }
     sys.stdout.write("MEASURED " + json.dumps(out) + "\n")
     sys.stdout.flush()
-    engine._unregister_worker(worker)
+    engine.service.unregister_worker(worker)
     engine.close()
 
 

@@ -1,5 +1,6 @@
-"""The Engine: the object users hold. It opens the store, registers workflows, starts and
-controls runs, and coordinates workers; the transaction logic lives in durableflow.execution.
+"""The Engine: the object users hold. It opens the store, registers workflows, starts, waits
+for and controls runs, and makes workers. The transaction logic lives in durableflow.execution,
+the service workers use in durableflow.service, recovery and timed upkeep in durableflow.upkeep.
 """
 
 from __future__ import annotations
@@ -8,15 +9,13 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import secrets
 import threading
 from pathlib import Path
-
-import jsonschema
 from typing import Any, Callable, Iterator, Mapping
 
-from durableflow import retry as retry_policy
+import jsonschema
+
 from durableflow.clock import Clock, iso
 from durableflow.definitions import load_definition, storable
 from durableflow.definitions.notices import notices
@@ -25,16 +24,13 @@ from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
     WaitTimeout)
 from durableflow.execution import Execution
-from durableflow.tasks import Outcome, Task
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
-from durableflow.plan import Plan, build_plan
-from durableflow.procs import kill_left_behind, pid_started, process_alive
+from durableflow.notify import FINISHED, WORK, Notifier
+from durableflow.plan import Plans
 from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
-from durableflow.storage import Store
-from durableflow.storage import history
-from durableflow.storage import runs as R
-from durableflow.storage.queue import extend_held_txn, message_row, reclaim_txn, requeue_dead_txn
+from durableflow.service import WorkerService
+from durableflow.storage import Store, history, queue, runs, workflows
 
 log = logging.getLogger("durableflow.engine")
 RUN_STATUSES = tuple(s.value for s in RunStatus)
@@ -56,23 +52,19 @@ class Engine:
             raise ValidationError(f"max_output_bytes must be a whole number of bytes (0 or None: no "
                                   f"limit), not {max_output_bytes!r}")
         self.clock = clock or Clock()
-        # An output is stored with its node and again in each message it sends downstream.
-        self.max_output_bytes = max_output_bytes
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
                            busy_timeout=busy_timeout, readonly=readonly)
         self.path = self.store.path
-        self._plans: dict[tuple[str, int], Plan] = {}
-        self._plans_lock = threading.Lock()
-        self.execution = Execution(self._plan, max_deliveries=max_deliveries,
-                                   new_run_id=self._new_run_id)
-        self._cond = threading.Condition()
-        self._generation = 0
-        self._done = threading.Condition()   # notified when a run of this process finishes
-        self._done_generation = 0
-        self._workers: list = []
+        self.notifier = Notifier()
+        self.plans = Plans(self._stored_definition)
+        self.execution = Execution(self.plans, max_deliveries=max_deliveries,
+                                   new_run_id=self._new_run_id, run_finished=self.notifier.run_finished)
+        # What workers use; built here, handed to each worker this engine makes.
+        self.service = WorkerService(self.store, self.execution, self.notifier, self.clock,
+                                     lease_seconds=self.lease_seconds, max_output_bytes=max_output_bytes)
+        self._write = self.service.write
         self._subscriptions: list[Callable[[], None]] = []
-        self._progress_last: dict[int, float] = {}
 
     # --- workflows -------------------------------------------------------------------------
 
@@ -90,25 +82,19 @@ class Engine:
         # two different versions.
         checksum, body = storable(defn)
         src = str(defn.source_path) if defn.source_path else None
-        version, _created = self.store.write(R.register_workflow_txn, defn.workflow_id, checksum, body,
-                                             src, defn.version, self.clock.now_iso())
-        with self._plans_lock:
-            self._plans.setdefault((defn.workflow_id, version), build_plan(defn, version))
+        version, _created = self.store.write(workflows.register_workflow_txn, defn.workflow_id, checksum,
+                                             body, src, defn.version, self.clock.now_iso())
+        self.plans.add(defn, version)
         return defn.workflow_id, version
 
-    def _plan(self, workflow_id: str, version: int) -> Plan:
-        plan = self._plans.get((workflow_id, version))
-        if plan is not None:
-            return plan
-        row = self.store.get_workflow(workflow_id, version)
+    def _stored_definition(self, workflow_id: str, version: int, conn=None) -> WorkflowDef:
+        row = (self.store.get_workflow(workflow_id, version) if conn is None
+               else workflows.get_workflow(conn, workflow_id, version))
         try:
             # Scripts may have moved since: a missing one fails its node, not every read of the run.
-            defn = load_definition(json.loads(row["definition"]), check_programs=False, check_files=False)
+            return load_definition(json.loads(row["definition"]), check_programs=False, check_files=False)
         except DefinitionError as exc:
             raise DefinitionError(f"stored workflow '{workflow_id}' v{version} no longer loads: {exc}") from exc
-        plan = build_plan(defn, version)
-        with self._plans_lock:
-            return self._plans.setdefault((workflow_id, version), plan)
 
     def workflows(self) -> list[dict]:
         return self.store.list_workflows()
@@ -128,16 +114,16 @@ class Engine:
             workflow_id = workflow
             if version is None:
                 version = self.store.get_workflow(workflow_id)["version"]
-            plan = self._plan(workflow_id, version)
+            plan = self.plans.get(workflow_id, version)
             self._check_inputs(plan.definition, inputs)
         else:
             defn = self.load(workflow)
             self._check_inputs(defn, inputs)  # before registering: bad inputs store nothing
             workflow_id, version = self.register(defn)
-            plan = self._plan(workflow_id, version)
+            plan = self.plans.get(workflow_id, version)
         if priority not in PRIORITIES:
             raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-        run_id, _created = self._write(self.execution.start_run, plan, self._new_run_id(), inputs,
+        run_id, _created = self._write(self.execution.runs.start_run, plan, self._new_run_id(), inputs,
                                        self.clock.now(), idempotency_key=idempotency_key,
                                        priority=PRIORITIES[priority])
         return run_id
@@ -191,7 +177,7 @@ class Engine:
     def get_run(self, run_id: str) -> Run:
         row, nodes = self.store.run_snapshot(run_id)
         try:
-            plan = self._plan(row["workflow_id"], row["workflow_version"])
+            plan = self.plans.get(row["workflow_id"], row["workflow_version"])
         except DefinitionError:
             plan = None  # its history stays readable; progress counts only the rows there are
         return build_run(row, nodes, plan, self.clock.now())
@@ -206,7 +192,7 @@ class Engine:
         timeout = _seconds(timeout, "timeout")
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
-            gen = self._done_generation
+            gen = self.notifier.generation(FINISHED)
             status = self.store.run_statuses([run_id]).get(run_id)
             if status is None:
                 self.store.get_run_row(run_id)  # raises RunNotFound
@@ -214,15 +200,13 @@ class Engine:
                 return self.get_run(run_id)
             if deadline is not None and self.clock.monotonic() >= deadline:
                 raise WaitTimeout(f"run {run_id} is still {status} after {timeout}s")
-            with self._done:
-                if self._done_generation == gen:
-                    self._done.wait(poll)
+            self.notifier.wait(gen, poll, FINISHED)
 
     def rerun(self, run_id: str, from_node: str | None = None) -> str:
         """Start the run again as a new run: the same workflow version and inputs. With
         `from_node`, keep what was recorded upstream of it and run it and its downstream again."""
         row = self.store.get_run_row(run_id)
-        plan = self._plan(row["workflow_id"], row["workflow_version"])
+        plan = self.plans.get(row["workflow_id"], row["workflow_version"])
         if from_node is None:
             return self.start(row["workflow_id"], json.loads(row["inputs"] or "null"),
                               version=row["workflow_version"],
@@ -235,7 +219,7 @@ class Engine:
             raise ValidationError(f"rerun --from: run {run_id} is {row['status']}; wait for it to "
                                   f"finish, or cancel it, then rerun from {from_node!r}")
         new_id = self._new_run_id()
-        self._write(self.execution.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
+        self._write(self.execution.runs.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
         return new_id
 
     def signal(self, run_id: str, name: str, data: Any = None) -> None:
@@ -245,7 +229,7 @@ class Engine:
             check_output(data, "signal data")
         except NodeError as exc:
             raise ValidationError(f"signal {name!r}: {exc}") from None
-        self._write(self.execution.signal, run_id, name, data, self.clock.now())
+        self._write(self.execution.runs.signal, run_id, name, data, self.clock.now())
 
     # --- control ---------------------------------------------------------------------------
 
@@ -253,21 +237,21 @@ class Engine:
         """Pause a run; with `for_seconds` (seconds or a duration such as '10m') it resumes by itself."""
         for_seconds = _seconds(for_seconds, "for_seconds", positive=True)
         until = self.clock.now() + for_seconds if for_seconds else None
-        return self._write(self.execution.pause, run_id, self.clock.now(), until)
+        return self._write(self.execution.runs.pause, run_id, self.clock.now(), until)
 
     def resume(self, run_id: str) -> str:
-        return self._write(self.execution.resume, run_id, self.clock.now())
+        return self._write(self.execution.runs.resume, run_id, self.clock.now())
 
     def cancel(self, run_id: str, reason: str | None = None) -> str:
         """Cancel a run; `reason` is kept as its error, so its history says who stopped it."""
-        return self._write(self.execution.cancel, run_id, self.clock.now(), reason)
+        return self._write(self.execution.runs.cancel, run_id, self.clock.now(), reason)
 
     def requeue_dead_letter(self, message_id: int) -> None:
         """Put a dead-lettered message back; refused when its run is finished (use rerun)."""
         def txn(conn, now):
-            msg = message_row(conn, message_id)
+            msg = queue.message_row(conn, message_id)
             if msg["run_id"] is not None:
-                status = R.run_state(conn, msg["run_id"])[0]
+                status = runs.run_state(conn, msg["run_id"]).status
                 if status in TERMINAL_RUN_STATUSES:
                     raise InvalidTransition(
                         f"message {message_id}: run {msg['run_id']} is {status}; requeueing into a "
@@ -278,7 +262,7 @@ class Engine:
                     f"message {message_id}: node '{msg['target_node_id']}' of run {msg['run_id']} "
                     f"already failed and its Fail was routed; use `durableflow rerun "
                     f"{msg['run_id']} --from {msg['target_node_id']}`")
-            requeue_dead_txn(conn, message_id, now)
+            queue.requeue_dead_txn(conn, message_id, now)
         self._write(txn, self.clock.now())
 
     def dead_letters(self) -> list[dict]:
@@ -288,11 +272,11 @@ class Engine:
         """The stored definition of a workflow version (latest when version is None)."""
         if version is None:
             version = self.store.get_workflow(workflow_id)["version"]
-        return self._plan(workflow_id, version).definition
+        return self.plans.get(workflow_id, version).definition
 
     def run_definition(self, run_id: str) -> WorkflowDef:
         row = self.store.get_run_row(run_id)
-        return self._plan(row["workflow_id"], row["workflow_version"]).definition
+        return self.plans.get(row["workflow_id"], row["workflow_version"]).definition
 
     def doctor(self) -> dict:
         """Integrity check of the database file, plus what the queue holds."""
@@ -309,15 +293,7 @@ class Engine:
     def dead_workers(self) -> list[dict]:
         """Workers of this host recorded as running whose process is gone (killed, say) and not
         yet recovered; their leases go back with the next worker's upkeep or recover()."""
-        return [{"worker_id": w, "pid": pid} for w, pid, _started in self._dead_workers_on_host()]
-
-    def _dead_workers_on_host(self) -> list[tuple[str, int, str | None]]:
-        """Workers on this host recorded as running whose process is gone (killed, say) and
-        not yet recovered: (worker_id, pid, process start time)."""
-        return [(worker_id, pid, started)
-                for worker_id, pid, started in self.store.read(R.live_workers_on_host, socket.gethostname())
-                if not any(w.worker_id == worker_id for w in self._workers)
-                and not process_alive(pid, started)]
+        return [{"worker_id": w, "pid": pid} for w, pid, _started in self.service.upkeep.dead_workers_on_host()]
 
     # --- history ---------------------------------------------------------------------------
 
@@ -354,122 +330,17 @@ class Engine:
     def worker(self, concurrency: int = 4, **kwargs):
         """A background worker: `with engine.worker(concurrency=8): ...` stops it cleanly."""
         from durableflow.worker import Worker
-        return Worker(self, concurrency=concurrency, **kwargs)
+        return Worker(self.service, concurrency=concurrency, **kwargs)
 
     def recover(self) -> dict:
         """Reclaim leases of dead workers on this host at once and of others when expired."""
-        now_s = self.clock.now_iso()
-        gone, left_behind = [], 0
-        for worker_id, pid, started in self._dead_workers_on_host():
-            gone.append(worker_id)
-            # The processes of the nodes it held run on after it; stop them before those nodes
-            # are given to someone else, or the same node would run twice side by side.
-            left_behind += kill_left_behind(pid, started, self.store.deliveries_of_worker(worker_id))
-        for worker_id in gone:
-            self.store.write(R.mark_worker_gone_txn, worker_id, now_s)
-        lost = self._reclaim(gone)
-        return {"dead_workers": gone, "reclaimed": len(lost),
-                "dead_lettered": sum(1 for r in lost if r.dead), "processes_killed": left_behind}
-
-    def _reclaim(self, dead_workers=()) -> list:
-        def txn(conn, now):
-            lost = reclaim_txn(conn, now, dead_workers=dead_workers)
-            self.execution.after_reclaim(conn, lost, now)
-            return lost
-        return self._write(txn, self.clock.now())
+        return self.service.recover()
 
     def maintain(self) -> None:
         """Upkeep any worker does now and then (every second): leases of workers on this host
         whose process is gone (at once, not when the lease expires) and expired leases, ended
         pauses, run timeouts."""
-        now = self.clock.now()
-        now_s = iso(now)
-        self.recover()
-        for run_id in self.store.read(R.due_resumes, now_s):
-            with contextlib.suppress(Exception):
-                self.resume(run_id)
-        for run_id in self.store.read(R.past_deadline, now_s):
-            self._write(self.execution.time_out, run_id, now)
-
-    def _register_worker(self, worker) -> None:
-        self.store.write(R.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
-                         worker.concurrency, self.clock.now_iso())
-        self._workers.append(worker)
-
-    def _unregister_worker(self, worker) -> None:
-        if worker not in self._workers:
-            return  # never registered (e.g. a read-only file refused it): nothing to record
-        self._workers.remove(worker)
-        try:
-            self.store.write(R.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
-        except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone
-            log.warning("worker %s: could not record its stop: %s", worker.worker_id, exc)
-
-    def _heartbeat(self, worker_id: str, lease_seconds: float, tasks: list[Task]) -> None:
-        def txn(conn, now):
-            if tasks:
-                extend_held_txn(conn, [(t.message.id, t.message.token) for t in tasks], now + lease_seconds)
-            R.worker_heartbeat_txn(conn, worker_id, iso(now))
-        self.store.write(txn, self.clock.now())
-
-    # --- what workers call -----------------------------------------------------------------
-
-    def _claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
-        try:
-            return self.store.write(self.execution.claim, worker_id, limit, lease_seconds, self.clock.now())
-        finally:
-            self._notify_finished()  # a claim can fail a run whose definition no longer loads
-
-    def _record(self, task: Task, outcome: Outcome) -> None:
-        (error,), _ = self._record_many([(task, outcome)])
-        if error is not None:
-            raise error
-
-    def _record_many(self, items: list[tuple[Task, Outcome]],
-                     claim: tuple[str, int, float] | None = None) -> tuple[list, list[Task]]:
-        """Record results in one transaction; each is guarded on its own (a stale lease on one
-        does not undo the others). With `claim` = (worker_id, limit, lease_seconds), the same
-        transaction also claims what is ready next. Returns (per-item None or the error that
-        refused it, claimed tasks)."""
-        now = self.clock.now()
-        prepared = []
-        for task, outcome in items:
-            delay, reason = None, ""
-            if not outcome.ok and outcome.park_until is None and outcome.await_signal is None \
-                    and outcome.subflow is None:
-                budget = task.plan.definition.retry_budget
-                decision = retry_policy.decide(
-                    task.node.retry, task.attempt, error_type=outcome.error_type,
-                    error_types=outcome.error_types, exit_code=outcome.exit_code,
-                    budget_left=None if budget is None else budget - task.retries_used)
-                delay, reason = (decision.delay if decision.retry else None), decision.reason
-            prepared.append((task, outcome, delay, reason))
-            self._progress_last.pop(task.instance_id, None)
-        def txn(conn):
-            results = self.execution.record_many(conn, prepared, now)
-            tasks = self.execution.claim(conn, *claim[:2], claim[2], now) if claim else []
-            return results, tasks
-        return self._write(txn)
-
-    def _release(self, tasks: list[Task], why: str = "the worker stopped before starting it") -> None:
-        """Give back claimed nodes that were not started: deliverable again at once."""
-        def txn(conn, now):
-            for task in tasks:
-                self.execution.let_go(conn, task, why, now)
-        self._write(txn, self.clock.now())
-
-    def _progress(self, task: Task, percent: float, message: str | None) -> None:
-        mono = self.clock.monotonic()
-        last = self._progress_last.get(task.instance_id, 0.0)
-        if percent < 100 and mono - last < 0.1:
-            return  # at most ten progress rows a second per node
-        self._progress_last[task.instance_id] = mono
-        if message is not None and len(message) > MAX_PROGRESS_MESSAGE:
-            # Kept to a status line: up to ten rows a second of a body's log would bloat events.
-            cut = len(message) - MAX_PROGRESS_MESSAGE
-            message = f"{message[:MAX_PROGRESS_MESSAGE]}... ({cut:,} more characters)"
-        self.store.write(R.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
-                         message, self.clock.now_iso())
+        self.service.maintain()
 
     # --- events ----------------------------------------------------------------------------
 
@@ -487,6 +358,7 @@ class Engine:
             self.store.get_run_row(run_id)  # RunNotFound for an unknown run, not silence
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         while True:
+            gen = self.notifier.generation(WORK)
             batch = self.store.events_after(after, run_id)
             for event in batch:
                 after = event["seq"]
@@ -501,8 +373,7 @@ class Engine:
                 continue
             if deadline is not None and self.clock.monotonic() >= deadline:
                 return
-            gen = self._generation
-            self._wait_signal(gen, poll)
+            self.notifier.wait(gen, poll, WORK)
 
     def subscribe(self, callback: Callable[[dict], Any], run_id: str | None = None,
                   after: int | None = None, poll: float = 0.05) -> Callable[[], None]:
@@ -516,6 +387,7 @@ class Engine:
         def pump():
             seq = start
             while not stop.is_set():
+                gen = self.notifier.generation(WORK)
                 try:
                     batch = self.store.events_after(seq, run_id)
                 except DurableflowError:
@@ -530,15 +402,14 @@ class Engine:
                         callback(event)
                     except Exception:
                         log.exception("event subscriber raised")
-                gen = self._generation
                 if not stop.is_set():
-                    self._wait_signal(gen, poll)
+                    self.notifier.wait(gen, poll, WORK)
 
         thread = threading.Thread(target=pump, name="durableflow-subscriber", daemon=True)
 
         def unsubscribe():
             stop.set()
-            self._signal()
+            self.notifier.work()
             with contextlib.suppress(ValueError):
                 self._subscriptions.remove(unsubscribe)
             if threading.current_thread() is not thread:
@@ -548,32 +419,6 @@ class Engine:
         thread.start()
         return unsubscribe
 
-    # --- in-process wake-ups ---------------------------------------------------------------
-
-    def _signal(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
-
-    def _wait_signal(self, generation: int, timeout: float) -> None:
-        with self._cond:
-            if self._generation == generation:
-                self._cond.wait(timeout)
-
-    def _write(self, fn, *args, **kwargs):
-        """store.write, then wake waiters of runs the transaction finished and idle workers."""
-        try:
-            return self.store.write(fn, *args, **kwargs)
-        finally:
-            self._notify_finished()
-            self._signal()
-
-    def _notify_finished(self) -> None:
-        if self.execution.take_finished():
-            with self._done:
-                self._done_generation += 1
-                self._done.notify_all()
-
     def close(self, timeout: float | None = None) -> None:
         """Stop this engine's workers (letting the nodes in hand finish; with a timeout, waiting
         at most that long, after which running nodes are told to cancel and their leases left to
@@ -582,7 +427,7 @@ class Engine:
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         for unsubscribe in list(self._subscriptions):
             unsubscribe()
-        for w in list(self._workers):
+        for w in list(self.service.workers):
             w.stop(None if deadline is None else max(0.0, deadline - self.clock.monotonic()))
         self.store.close()
 
@@ -591,9 +436,6 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 
 
 def _looks_like_file(text: str) -> bool:

@@ -1,12 +1,16 @@
 """A workflow definition prepared for execution: graph indexes and compiled expressions.
 
-Built once per (workflow, version) and cached by the engine, so routing a completion is a few
-dictionary lookups and already-compiled expression evaluations. Pure: no I/O.
+Built once per (workflow, version) and kept in `Plans`, so routing a completion is a few
+dictionary lookups and already-compiled expression evaluations. No I/O: `Plans` is handed the
+function that reads a stored definition.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from durableflow.definitions.topology import entry_points, handler_nodes
 from durableflow.expressions import Expression, compile_expression
@@ -88,3 +92,39 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
 
 def is_trigger(node: NodeDef) -> bool:
     return node.runtime_type in TRIGGER_RUNTIMES
+
+
+class Plans:
+    """Plans by (workflow_id, version), each built once per process.
+
+    `load(workflow_id, version, conn)` reads a stored definition, through `conn` when a
+    transaction asks (it sees a version that transaction registered, e.g. an inline loop body
+    whose first runs the same transaction claims) or through a reader when conn is None. Only
+    committed versions are kept: a version registered by a transaction that rolls back must not
+    stay here, where a different definition that later takes the same number would find it.
+    """
+
+    def __init__(self, load: Callable[[str, int, Any], WorkflowDef]):
+        self._load = load
+        self._plans: dict[tuple[str, int], Plan] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workflow_id: str, version: int, conn=None) -> Plan:
+        plan = self._plans.get((workflow_id, version))
+        if plan is not None:
+            return plan
+        definition = self._load(workflow_id, version, conn)
+        if conn is None:
+            return self.add(definition, version)
+        plan = build_plan(definition, version)
+        conn.on_commit(functools.partial(self._keep, plan))
+        return plan
+
+    def add(self, definition: WorkflowDef, version: int) -> Plan:
+        """Keep the plan of a version that is committed."""
+        plan = self._plans.get((definition.workflow_id, version))
+        return plan if plan is not None else self._keep(build_plan(definition, version))
+
+    def _keep(self, plan: Plan) -> Plan:
+        with self._lock:
+            return self._plans.setdefault((plan.workflow_id, plan.version), plan)

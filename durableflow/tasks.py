@@ -1,5 +1,5 @@
-"""What the engine hands around inside its transactions: a claimed node attempt (Task), what its
-body produced (Outcome) and how a run's new messages are queued (Flow)."""
+"""What the engine hands around: a claimed node attempt (Task), what its body produced (Outcome)
+and how a run's new messages are queued (EnqueueAs). No I/O."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from durableflow.plan import Plan
-from durableflow.storage import runs as R
-from durableflow.storage.queue import Claimed
+from durableflow.records import Claimed, RunState
 
 ACTIVE = ("running", "paused")
 # A node waiting for a signal or for child runs looks again this often by itself, in case the
@@ -16,14 +15,14 @@ ACTIVE = ("running", "paused")
 SIGNAL_RECHECK = 24 * 3600.0
 
 
-class Flow(NamedTuple):
+class EnqueueAs(NamedTuple):
     """How the messages a run sends now are enqueued."""
 
     held: bool          # the run is paused: not claimable until it resumes
     priority: int       # the run's priority (2 high, 1 normal, 0 low)
 
     @classmethod
-    def of(cls, state: R.RunState) -> "Flow":
+    def of(cls, state: RunState) -> "EnqueueAs":
         return cls(state.status == "paused", state.priority)
 
 

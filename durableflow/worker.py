@@ -4,6 +4,8 @@ One dispatcher thread claims (in batches) and runs cheap nodes (Noop, routing) o
 other bodies go to a pool of `concurrency` threads. A keeper thread renews the leases of the
 nodes in hand, tells bodies when their run was cancelled, and does the engine's upkeep
 (expired leases, timed-out runs, pauses that end by themselves).
+
+A worker knows the service its engine hands it (durableflow.service), never the engine.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park
 from durableflow.errors import (
     DatabaseCorrupt, DurableflowError, InvalidTransition, NodeCancelled, NodeError, ValidationError,
 )
-from durableflow.tasks import Outcome, Task
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 from durableflow.storage.connection import forked_with_workers
+from durableflow.tasks import Outcome, Task
 
 if TYPE_CHECKING:
-    from durableflow.engine import Engine
+    from durableflow.service import WorkerService
 
 log = logging.getLogger("durableflow.worker")
 
@@ -41,15 +43,16 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, engine: "Engine", *, concurrency: int = 4, lease_seconds: float | None = None,
+    def __init__(self, service: "WorkerService", *, concurrency: int = 4, lease_seconds: float | None = None,
                  batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1,
                  quick_check: bool = True):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"worker concurrency must be a whole number of at least 1, "
                                   f"not {concurrency!r}")
-        self.engine = engine
+        self.service = service
+        self.clock = service.clock
         self.concurrency = concurrency
-        self.lease_seconds = lease_seconds or engine.lease_seconds
+        self.lease_seconds = lease_seconds or service.lease_seconds
         self.batch = batch
         self.worker_id = worker_id or new_worker_id()
         self.poll_max = poll_max
@@ -77,9 +80,9 @@ class Worker:
             raise InvalidTransition(f"worker {self.worker_id} was already started; a worker runs "
                                     f"once: make a new one with engine.worker()")
         self._started = True
-        self.engine._register_worker(self)
+        self.service.register_worker(self)
         _RUNNING.add(self)
-        self.recovered = self.engine.recover()
+        self.recovered = self.service.recover()
         # quick_check reads the whole file (a second per 500 MB): it runs beside the work
         # instead of delaying recovery, and stops the worker if the file is damaged.
         threads = [(self._dispatch, "dispatcher"), (self._keep, "keeper")]
@@ -102,12 +105,12 @@ class Worker:
         lease of one that does not expires (nothing renews it any more).
         """
         self._stopping.set()
-        self.engine._signal()
-        deadline = None if timeout is None else self.engine.clock.monotonic() + max(0.0, timeout)
+        self.service.notifier.work()   # wake our dispatcher if it waits for work
+        deadline = None if timeout is None else self.clock.monotonic() + max(0.0, timeout)
         if wait and deadline is not None:
             with self._lock:
                 while self._inflight:
-                    left = deadline - self.engine.clock.monotonic()
+                    left = deadline - self.clock.monotonic()
                     if left <= 0:
                         break
                     self._lock.wait(min(left, 0.1))   # a body's end notifies; 0.1 s is a backstop
@@ -123,17 +126,17 @@ class Worker:
                              if f.cancel() and iid in self._inflight]
             if unstarted:
                 try:
-                    self.engine._release(unstarted)
+                    self.service.release(unstarted)
                 except DurableflowError as exc:
                     log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
                               len(unstarted), exc)
         for t in self._threads:
             t.join(1.0 if not wait else None if deadline is None
-                   else max(0.0, deadline - self.engine.clock.monotonic()))
+                   else max(0.0, deadline - self.clock.monotonic()))
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         _RUNNING.discard(self)
-        self.engine._unregister_worker(self)
+        self.service.unregister_worker(self)
 
     def __enter__(self) -> "Worker":
         return self.start()
@@ -161,7 +164,7 @@ class Worker:
     # --- claiming --------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        engine = self.engine
+        service = self.service
         wait = 0.001
         tasks: list[Task] = []
         while not self._stopping.is_set():
@@ -170,15 +173,15 @@ class Worker:
                 if free <= 0:
                     continue
                 limit = max(free, self.batch) if self._inline_streak else free
-                gen = engine._generation
+                gen = service.work_generation()
                 try:
-                    tasks = engine._claim(self.worker_id, limit, self.lease_seconds)
+                    tasks = service.claim(self.worker_id, limit, self.lease_seconds)
                 except DurableflowError as exc:
                     log.error("worker %s: claim failed: %s", self.worker_id, exc)
                 if not tasks:
                     self._inline_streak = False
                     self.idle.set()
-                    engine._wait_signal(gen, wait)
+                    service.wait_for_work(gen, wait)
                     wait = min(wait * 2, self.poll_max)
                     continue
             self.idle.clear()
@@ -210,7 +213,7 @@ class Worker:
                 # A batch sized for cheap nodes brought bodies beyond our free threads: give
                 # them back at once, for another worker (or us, later) to take.
                 try:
-                    engine._release(surplus, "claimed in a batch beyond the worker's free "
+                    service.release(surplus, "claimed in a batch beyond the worker's free "
                                              "threads; given back unstarted")
                 except DurableflowError as exc:
                     log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
@@ -226,7 +229,7 @@ class Worker:
         if tasks:
             # Claimed by the last record transaction as we were told to stop: give them back.
             try:
-                engine._release(tasks)
+                service.release(tasks)
             except DurableflowError as exc:
                 log.error("worker %s: could not give back %d claimed node(s), their leases will "
                           "expire: %s", self.worker_id, len(tasks), exc)
@@ -258,7 +261,7 @@ class Worker:
         # Stopped at once before this body began: give the node back now rather than leave it
         # to a lease that only expires later.
         try:
-            self.engine._release([task])
+            self.service.release([task])
         except DurableflowError as exc:
             log.error("worker %s: could not give back node %s: %s", self.worker_id, task.node_id, exc)
 
@@ -272,7 +275,7 @@ class Worker:
                 output, port = task.input, None
             elif kind in BUILTIN_TYPES or kind in NOT_YET:
                 try:
-                    output, port = run_builtin(task, self.engine.clock.now())
+                    output, port = run_builtin(task, self.clock.now())
                 except Park as park:
                     return Outcome(False, park_until=park.until)
                 except AwaitSignal as wait:
@@ -287,13 +290,13 @@ class Worker:
                     run_id=task.run_id, node_id=task.node_id, attempt=task.attempt,
                     input=task.input, inputs=task.inputs, vars=variables,
                     cancel_event=task.cancel_event, iteration=task.message.iteration,
-                    progress_cb=lambda pct, msg, t=task: self.engine._progress(t, pct, msg),
+                    progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, msg),
                 )
                 output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
                 if kind == "Python":
                     variables = ctx.vars
             output_json = check_output(output)
-            limit = self.engine.max_output_bytes
+            limit = self.service.max_output_bytes
             if limit and len(output_json) > limit:
                 raise NodeError(f"node {task.node_id!r}: output is {len(output_json):,} bytes of JSON, "
                                 f"over the {limit:,}-byte limit (Engine(max_output_bytes=...)); "
@@ -314,7 +317,7 @@ class Worker:
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
         """Record results (and, in the same transaction, claim up to `claim_next` new tasks)."""
         try:
-            results, tasks = self.engine._record_many(
+            results, tasks = self.service.record_many(
                 items, claim=(self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None)
         except DurableflowError as exc:
             # Not recorded: the lease will expire and the node will be delivered again.
@@ -327,19 +330,19 @@ class Worker:
 
     def _check(self) -> None:
         try:
-            problems = [p for p in self.engine.store.quick_check() if p != "ok"]
+            problems = [p for p in self.service.quick_check() if p != "ok"]
         finally:
             self.checked.set()
         if problems:
             first = " ".join(problems[0].split())  # SQLite's report spans lines
-            raise DatabaseCorrupt(f"{self.engine.path}: database is corrupt (quick_check: {first}); "
+            raise DatabaseCorrupt(f"{self.service.path}: database is corrupt (quick_check: {first}); "
                                   f"run `durableflow doctor`")
 
-    # --- keeping leases and the engine -----------------------------------------------------
+    # --- keeping leases and doing upkeep --------------------------------------------------
 
     def _keep(self) -> None:
-        engine = self.engine
-        clock = engine.clock
+        service = self.service
+        clock = self.clock
         last_extend = last_upkeep = clock.monotonic()
         while not self._stopped.wait(0.1):
             if self._stopping.is_set() and not self._threads[0].is_alive() and (
@@ -350,15 +353,15 @@ class Worker:
                 inflight = list(self._inflight.values())
             try:
                 if now - last_extend >= self.lease_seconds / 3:
-                    engine._heartbeat(self.worker_id, self.lease_seconds, inflight)
+                    service.heartbeat(self.worker_id, self.lease_seconds, inflight)
                     last_extend = now
                 if inflight:
-                    statuses = engine.store.run_statuses({t.run_id for t in inflight})
+                    statuses = service.run_statuses({t.run_id for t in inflight})
                     for t in inflight:
                         if statuses.get(t.run_id) in _STOPPED_RUN:
                             t.cancel_event.set()
                 if now - last_upkeep >= 1.0 and not self._stopping.is_set():
-                    engine.maintain()
+                    service.maintain()
                     last_upkeep = now
             except DurableflowError as exc:
                 log.error("worker %s: upkeep failed: %s", self.worker_id, exc)

@@ -1,6 +1,6 @@
 """Storage: the only package that runs SQL."""
 
-from durableflow.storage.queue import Claimed, NewMessage, Reclaimed
+from durableflow.records import Claimed, NewMessage, Reclaimed
 from durableflow.storage.store import Store
 
 __all__ = ["Claimed", "NewMessage", "Reclaimed", "Store"]

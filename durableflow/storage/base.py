@@ -9,6 +9,7 @@ Readers get a connection per thread; WAL lets them read while a writer writes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import Connection, connect, enable_wal, is_busy, translate
 
 T = TypeVar("T")
+log = logging.getLogger("durableflow.storage")
 
 
 class StoreBase:
@@ -78,18 +80,26 @@ class StoreBase:
             return self._retry_busy(self._txn, conn, fn, args, kwargs)
 
     def _txn(self, conn: Connection, fn, args, kwargs):
+        conn._after_commit = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn, *args, **kwargs)
             conn.execute("COMMIT")
-            return result
         except BaseException:
+            conn._after_commit = []
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # SQLite may already have rolled back (e.g. SQLITE_FULL)
             raise
+        callbacks, conn._after_commit = conn._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # committed: a failing wake-up must not read as a failed write
+                log.exception("after-commit callback %r failed", callback)
+        return result
 
     def _retry_busy(self, fn, *args):
         retrying = Retrying(

@@ -20,15 +20,26 @@ from durableflow.errors import (
     ForkedConnection,
     StorageError,
 )
+from durableflow.storage.statements import SQLITE
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class Connection(sqlite3.Connection):
-    """A sqlite3 connection that remembers the process that opened it."""
+    """A sqlite3 connection that remembers the process that opened it, and carries the SQL of
+    its engine (`conn.sql.<family>.<statement>`)."""
 
     owner_pid: int = 0
     label: str = ""
+    sql = SQLITE
+    _after_commit: list
+
+    def on_commit(self, fn) -> None:
+        """Call fn() once the write transaction in progress has committed (not if it rolls
+        back). For wake-ups and caches that must only see committed state; the same callable
+        registered twice runs once."""
+        if fn not in self._after_commit:
+            self._after_commit.append(fn)
 
     def check_owner(self) -> None:
         if self.owner_pid != os.getpid():
@@ -121,6 +132,7 @@ def connect(
         raise translate(exc, label) from exc
     conn.owner_pid = os.getpid()
     conn.label = label
+    conn._after_commit = []
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")

@@ -1,11 +1,12 @@
-"""The one way rows are appended to `events`, and the JSON spelling stored everywhere."""
+"""The `events` table: the one way rows are appended to it, the reads that tail it, and the JSON
+spelling stored everywhere."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from durableflow.storage.queries import Q
+EVENT_COLUMNS = ("seq", "run_id", "node_id", "type", "data", "at")
 
 
 def dumps(value: Any) -> str:
@@ -16,6 +17,30 @@ def event_txn(conn, run_id, node_id, type_: str, data: dict | None, at: str, seq
     """Append one event. `seq` is given only where the number itself matters (see prune)."""
     text = None if data is None else dumps(data)
     if seq is None:
-        conn.execute(Q.event_insert, (run_id, node_id, type_, text, at))
+        conn.execute(conn.sql.events.event_insert, (run_id, node_id, type_, text, at))
     else:
-        conn.execute(Q.event_insert_at, (seq, run_id, node_id, type_, text, at))
+        conn.execute(conn.sql.events.event_insert_at, (seq, run_id, node_id, type_, text, at))
+
+
+def _event_row(row) -> dict:
+    event = dict(zip(EVENT_COLUMNS, row))
+    if event["data"] is not None:
+        event["data"] = json.loads(event["data"])
+    return event
+
+
+def events_after(conn, after: int = 0, run_id: str | None = None, limit: int = 1000) -> list[dict]:
+    if run_id is None:
+        rows = conn.execute(conn.sql.events.events_after, {"after": after, "limit": limit})
+    else:
+        rows = conn.execute(conn.sql.events.events_of_run_after, {"run_id": run_id, "after": after, "limit": limit})
+    return [_event_row(r) for r in rows]
+
+
+def last_event_seq(conn) -> int:
+    return conn.execute(conn.sql.events.last_event_seq).fetchone()[0]
+
+
+def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
+    """(node_id, data) of each completion of the run, in commit order."""
+    return conn.execute(conn.sql.events.node_completion_events, (run_id,)).fetchall()

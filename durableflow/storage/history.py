@@ -1,4 +1,5 @@
-"""A run's rows out and in (export/import), and pruning of finished runs.
+"""Reads and deletes across a run's tables: export/import of a run tree, pruning of finished
+runs, and the counts of `stats`.
 
 Export reads through sqlite-utils (rows as dicts, per table). Import writes with plain
 executemany inside the caller's transaction: sqlite-utils' writers commit on their own, which
@@ -12,10 +13,11 @@ from typing import Callable
 
 import sqlite_utils
 
-from durableflow.errors import DefinitionError, InvalidTransition
+from durableflow.errors import DefinitionError, InvalidTransition, RunNotFound
+from durableflow.storage import queue, runs, workflows
+from durableflow.storage.events import event_txn, last_event_seq
 from durableflow.storage.export_check import ROW_TABLES, check_export
-from durableflow.storage.queries import Q
-from durableflow.storage.runs import event_txn
+from durableflow.storage.rows import insert_rows
 
 FORMAT = "durableflow.run-export"
 FORMAT_VERSION = 1
@@ -26,14 +28,13 @@ RUN_TABLES = ("node_instances", "messages", "dead_letters", "joins", "join_input
 
 def run_tree(conn, run_id: str) -> list[str]:
     """The run and all its descendants (subflows, loop bodies), parents first."""
-    return [r[0] for r in conn.execute(Q.run_tree, (run_id,))]
+    return [r[0] for r in conn.execute(conn.sql.history.run_tree, (run_id,))]
 
 
 def export_txn(conn, run_id: str) -> dict:
     db = sqlite_utils.Database(conn)
     ids = run_tree(conn, run_id)
     if not ids:
-        from durableflow.errors import RunNotFound
         raise RunNotFound(f"run {run_id} not found")
     marks = ",".join("?" * len(ids))
     runs = list(db["runs"].rows_where(f"run_id IN ({marks})", ids, order_by="created_at"))
@@ -68,18 +69,18 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
             except DefinitionError as exc:
                 raise DefinitionError(f"workflows[{i}].definition: {exc.message}") from None
     for w in doc["workflows"]:
-        row = conn.execute(Q.workflow_version_get, (w["workflow_id"], w["version"])).fetchone()
-        if row is None:
-            _insert(conn, "workflows", [w])
-        elif row[0] != w["checksum"]:
+        checksum = workflows.checksum_of(conn, w["workflow_id"], w["version"])
+        if checksum is None:
+            insert_rows(conn, "workflows", [w])
+        elif checksum != w["checksum"]:
             raise InvalidTransition(f"workflow '{w['workflow_id']}' version {w['version']} exists here "
                                     f"with a different definition; import refused")
     for r in doc["runs"]:
-        if conn.execute(Q.run_get, (r["run_id"],)).fetchone() is not None:
+        if runs.run_exists(conn, r["run_id"]):
             raise InvalidTransition(f"run {r['run_id']} already exists in this database; import refused")
-        if r.get("idempotency_key") and conn.execute(Q.run_by_idempotency_key, (r["idempotency_key"],)).fetchone():
+        if r.get("idempotency_key") and runs.run_id_for_key(conn, r["idempotency_key"]):
             raise InvalidTransition(f"idempotency key {r['idempotency_key']!r} is taken here; import refused")
-    _insert(conn, "runs", doc["runs"])
+    insert_rows(conn, "runs", doc["runs"])
     # Row ids are local to a database: messages and node instances get new ids, links follow.
     message_ids = {}
     for m in doc["messages"]:
@@ -87,7 +88,7 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
         row = {k: v for k, v in m.items() if k != "id"}
         if row["status"] == "leased":  # its lease stayed behind: deliverable again
             row["status"] = "ready"
-        message_ids[old] = _insert(conn, "messages", [row])
+        message_ids[old] = queue.import_message_txn(conn, row)
     nodes = []
     for n in doc["node_instances"]:
         row = {k: v for k, v in n.items() if k != "id"}
@@ -96,35 +97,23 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
             row.update(status="failed", error="interrupted: the run was exported while this ran",
                        error_type="WorkerLost", finished_at=now)
         nodes.append(row)
-    _insert(conn, "node_instances", nodes)
+    insert_rows(conn, "node_instances", nodes)
     dead = [{**{k: v for k, v in d.items() if k != "id"}, "message_id": message_ids[d["message_id"]]}
             for d in doc["dead_letters"]]
-    _insert(conn, "dead_letters", dead)
+    queue.import_dead_letters_txn(conn, dead)
     for table in ("joins", "join_inputs", "signals"):
-        _insert(conn, table, [{k: v for k, v in row.items() if k != "id"} for row in doc[table]])
-    _insert(conn, "events", [{k: v for k, v in e.items() if k != "seq"} for e in doc["events"]])
+        insert_rows(conn, table, [{k: v for k, v in row.items() if k != "id"} for row in doc[table]])
+    insert_rows(conn, "events", [{k: v for k, v in e.items() if k != "seq"} for e in doc["events"]])
     event_txn(conn, doc["runId"], None, "run.imported", {"runs": len(doc["runs"])}, now)
     return doc["runId"]
 
 
-def _insert(conn, table: str, rows: list[dict]) -> int | None:
-    """Insert rows (all with the same keys); returns the last rowid."""
-    if not rows:
-        return None
-    cols = list(rows[0])
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    cur = None
-    for row in rows:
-        cur = conn.execute(sql, [row.get(c) for c in cols])
-    return cur.lastrowid
-
-
 def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
     """Delete up to `limit` top-level runs finished before `before`, with all that is theirs."""
-    roots = [r[0] for r in conn.execute(Q.runs_prunable, (before, limit))]
+    roots = [r[0] for r in conn.execute(conn.sql.history.runs_prunable, (before, limit))]
     if not roots:
         return 0
-    newest = conn.execute(Q.last_event_seq).fetchone()[0]
+    newest = last_event_seq(conn)
     for root in roots:
         ids = run_tree(conn, root)
         marks = ",".join("?" * len(ids))
@@ -139,3 +128,18 @@ def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
 
 def dumps_export(doc: dict) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def stats(conn) -> dict:
+    """Counts over the whole database (call inside one read: one snapshot)."""
+    q = conn.sql.history
+    workflow_ids, versions = conn.execute(q.stats_workflows).fetchone()
+    return {
+        "runs": dict(conn.execute(q.stats_runs).fetchall()),
+        "node_instances": dict(conn.execute(q.stats_nodes).fetchall()),
+        "messages": dict(conn.execute(conn.sql.queue.queue_counts).fetchall()),
+        "dead_letters": conn.execute(q.stats_dead_letters).fetchone()[0],
+        "events": conn.execute(q.stats_events).fetchone()[0],
+        "workers_running": conn.execute(q.stats_workers).fetchone()[0],
+        "workflows": workflow_ids, "workflow_versions": versions,
+    }

@@ -18,7 +18,7 @@ import pytest
 
 from durableflow import Engine, InvalidTransition, StaleLease, ValidationError
 from durableflow.clock import ManualClock
-from durableflow.execution import Outcome
+from durableflow.tasks import Outcome
 
 T0 = 1_800_000_000.0
 
@@ -36,10 +36,10 @@ def py(node_id: str, script: str, **extra) -> dict:
 def drain(engine: Engine, limit: int = 100) -> int:
     """Claim and run what is claimable now, on this thread. Returns how many nodes ran."""
     from durableflow.worker import Worker
-    w = Worker(engine, concurrency=1)
+    w = Worker(engine.service, concurrency=1)
     ran = 0
     for _ in range(limit):
-        tasks = engine._claim(w.worker_id, 16, 30.0)
+        tasks = engine.service.claim(w.worker_id, 16, 30.0)
         if not tasks:
             return ran
         for t in tasks:
@@ -141,9 +141,9 @@ def test_pause_holds_new_nodes_and_survives_a_restart(tmp_path):
 def test_a_node_running_when_paused_finishes_and_is_kept(tmp_path):
     engine = Engine(tmp_path / "p.db", clock=ManualClock(T0))
     run_id = engine.start(chain("p2", py("a", "output = 'a'"), py("b", "output = 'b'")))
-    w_tasks = engine._claim("w", 1, 30.0)
+    w_tasks = engine.service.claim("w", 1, 30.0)
     engine.pause(run_id)
-    engine._record(w_tasks[0], Outcome(True, "a", '"a"'))
+    engine.service.record(w_tasks[0], Outcome(True, "a", '"a"'))
     run = engine.get_run(run_id)
     assert run.status == "paused" and run.node("a").status == "completed"
     assert run.node("b").status == "pending" and drain(engine) == 0
@@ -228,13 +228,13 @@ def test_a_lease_taken_over_after_expiry_rejects_the_old_holder(tmp_path):
     clock = ManualClock(T0)
     engine = Engine(tmp_path / "l.db", clock=clock, lease_seconds=5)
     run_id = engine.start(chain("lease", py("a", "output = 1")))
-    (old,) = engine._claim("old-worker", 1, 5.0)
+    (old,) = engine.service.claim("old-worker", 1, 5.0)
     clock.advance(6)
     engine.maintain()                                  # reclaims the expired lease
-    (new,) = engine._claim("new-worker", 1, 5.0)
+    (new,) = engine.service.claim("new-worker", 1, 5.0)
     with pytest.raises(StaleLease):
-        engine._record(old, Outcome(True, "late", '"late"'))
-    engine._record(new, Outcome(True, "on time", '"on time"'))
+        engine.service.record(old, Outcome(True, "late", '"late"'))
+    engine.service.record(new, Outcome(True, "on time", '"on time"'))
     run = engine.get_run(run_id)
     assert run.status == "completed" and run.outputs == {"a": "on time"}
     assert [(n.attempt, n.status, n.error_type) for n in run.nodes] == [(1, "failed", "WorkerLost"), (2, "completed", None)]
@@ -961,7 +961,7 @@ def test_while_repeats_its_body_until_the_condition_is_false(tmp_path):
 # --- runs nested without end, and nodes that would wait in an ended run --------------------------
 
 def test_a_workflow_that_starts_itself_stops_at_the_nesting_limit_and_cancels(tmp_path):
-    from durableflow.child_runs import MAX_NESTING
+    from durableflow.execution.children import MAX_NESTING
     db = tmp_path / "rec.db"
     engine = Engine(db, clock=ManualClock(T0))
     recursive = {"workflowId": "rec", "nodes": [

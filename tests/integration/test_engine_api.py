@@ -381,14 +381,14 @@ def test_a_worker_runs_its_start_up_quick_check_unless_told_not_to(engine):
 
 
 def test_a_result_that_cannot_be_recorded_fails_its_node_not_the_worker(engine, monkeypatch):
-    real = engine.execution.complete
+    real = engine.execution.attempts.complete
 
     def complete(conn, task, outcome, now):
         if task.node_id == "bad":
             raise ValueError("year 273792727 is out of range")   # a fault of ours, not the body's
         return real(conn, task, outcome, now)
 
-    monkeypatch.setattr(engine.execution, "complete", complete)
+    monkeypatch.setattr(engine.execution.attempts, "complete", complete)
     bad = engine.start(wf("unrecordable", node("bad", "Noop")))
     good = engine.start(wf("fine", node("ok", "Noop")))
     worker = engine.worker(concurrency=2).start()

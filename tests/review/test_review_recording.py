@@ -7,7 +7,7 @@ import json
 import pytest
 
 from durableflow import Engine, ValidationError, ManualClock
-from durableflow.execution import Outcome
+from durableflow.tasks import Outcome
 
 
 def py(node_id, script="output = 1", **keys):
@@ -38,12 +38,12 @@ def test_one_bad_item_does_not_undo_the_other_results_of_a_batch(tmp_path):
     with Engine(tmp_path / "x.db") as engine:
         run_bad = engine.start(bad)
         run_good = engine.start(good)
-        tasks = engine._claim("w", 10, 30)
+        tasks = engine.service.claim("w", 10, 30)
         assert sorted(t.node_id for t in tasks) == ["b", "g"]
         engine.store.write(lambda c: c.execute(
             "INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, created_at) "
             "VALUES (?, 'b', 0, 9, 'completed', '2026-01-01T00:00:00.000Z')", (run_bad,)))
-        results, _ = engine._record_many([(t, ok(t.node_id)) for t in tasks])
+        results, _ = engine.service.record_many([(t, ok(t.node_id)) for t in tasks])
         by_node = dict(zip((t.node_id for t in tasks), results))
         assert by_node["g"] is None and "refused by the database" in str(by_node["b"])
         assert engine.get_run(run_good).status == "completed"
@@ -75,10 +75,10 @@ def test_a_lease_the_worker_let_go_of_is_not_kept_alive_by_its_heartbeat(tmp_pat
     clock = ManualClock()
     with Engine(tmp_path / "x.db", clock=clock, lease_seconds=5) as engine:
         engine.start(wf("two", noop("p"), noop("q")))
-        running, given_up = engine._claim("w", 2, 5)
+        running, given_up = engine.service.claim("w", 2, 5)
         for _ in range(3):
             clock.advance(4)
-            engine._heartbeat("w", 5, [running])
+            engine.service.heartbeat("w", 5, [running])
         engine.maintain()
         leased = engine.store.read(lambda c: dict(c.execute(
             "SELECT m.target_node_id, m.status FROM messages m").fetchall()))

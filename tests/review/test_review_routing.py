@@ -48,9 +48,9 @@ def test_requeued_dead_letter_does_not_route_a_node_twice(tmp_path):
               connections=[conn("a", "b"), conn("a", "h", on="Fail")])
     with Engine(tmp_path / "x.db", clock=clock, max_deliveries=1, lease_seconds=5) as engine:
         run_id = engine.start(defn)
-        assert [t.node_id for t in engine._claim("ghost-worker", 1, 5)] == ["a"]
+        assert [t.node_id for t in engine.service.claim("ghost-worker", 1, 5)] == ["a"]
         clock.advance(10)                       # the ghost worker died: its lease expires
-        (lost,) = engine._reclaim()
+        (lost,) = engine.service.upkeep.reclaim()
         assert lost.dead                        # max_deliveries=1: dead-lettered at once
         run = engine.get_run(run_id)
         assert run.status == "running"          # a's Fail is handled by h
@@ -77,9 +77,9 @@ def test_max_concurrency_slot_freed_by_a_dead_lettered_node(tmp_path):
     with Engine(tmp_path / "x.db", clock=clock, max_deliveries=1, lease_seconds=5) as engine:
         run_id = engine.start(defn)
         # A worker claims both entries: a starts, x is parked by maxConcurrency 1; then it dies.
-        assert [t.node_id for t in engine._claim("ghost-worker", 2, 5)] == ["a"]
+        assert [t.node_id for t in engine.service.claim("ghost-worker", 2, 5)] == ["a"]
         clock.advance(10)
-        (lost,) = engine._reclaim()
+        (lost,) = engine.service.upkeep.reclaim()
         assert lost.dead
         with engine.worker(concurrency=2):
             try:

@@ -397,7 +397,7 @@ def test_a_built_wheel_ships_the_sql_and_creates_a_database(tmp_path, helper_env
                    env=helper_env(PIP_DISABLE_PIP_VERSION_CHECK="1"), cwd=tmp_path)
     [wheel] = wheels.glob("durableflow-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {"durableflow/_sql/schema.sql", "durableflow/storage/queries.sql",
+    shipped = {"durableflow/_sql/schema.sql", "durableflow/storage/sqlite/queue.sql",
                "durableflow/definitions/schema.json"}
     shipped |= {f"durableflow/_sql/migrations/{m.path.name}" for m in migrator.available()}
     assert "durableflow/_sql/migrations/0001_initial.sql" in shipped

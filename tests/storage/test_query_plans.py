@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from durableflow.storage.queries import Q
+from durableflow.storage.statements import SQLITE
+
+STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values() for name in family.names()}
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
           "id": 1}
@@ -31,7 +33,7 @@ EXPECTED = {
 
 
 def plan(raw, name: str) -> str:
-    sql = getattr(Q, name)
+    sql = STATEMENTS[name]
     names = sql.count("?")
     args = POSITIONAL.get(name) or (("r1",) * names if names else PARAMS)
     return " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, args))

@@ -19,7 +19,7 @@ from durableflow.errors import (
     StorageError,
 )
 from durableflow.storage import Claimed, NewMessage, Reclaimed, Store
-from durableflow.storage.queries import Q
+from durableflow.storage.statements import SQLITE
 from durableflow.storage.queue import bury_txn
 
 
@@ -159,7 +159,7 @@ def test_held_messages_are_not_claimed_until_released(store, raw, run_factory):
     assert [m.id for m in store.claim("w", limit=10)] == [free]
     assert store.claim("w", limit=10) == []
     assert store.next_visible_at() is None
-    assert store.write(lambda c: c.execute(Q.messages_hold_run, {"held": 0, "run_id": "r1"}).rowcount) == 1
+    assert store.write(lambda c: c.execute(SQLITE.queue.messages_hold_run, {"held": 0, "run_id": "r1"}).rowcount) == 1
     assert [m.id for m in store.claim("w", limit=10)] == [held]
 
 

@@ -1,6 +1,6 @@
 """Nodes that wait for child runs: Subflow (one child), ForEach (a body run per item, some at
-once) and While (a body run per turn). Mixed into Execution: each method runs inside the
-transaction that records the node, like the rest of Execution.
+once) and While (a body run per turn). Each step runs inside the transaction that records the
+node, like the rest of the execution package.
 
 Such a node parks while its children run; a child's end wakes it, and it looks at them again.
 Its timeout cancels the children; its retry policy starts over with fresh ones.
@@ -9,17 +9,19 @@ Its timeout cancels the children; its retry policy starts over with fresh ones.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
-from durableflow import retry as retry_policy
 from durableflow.clock import iso
 from durableflow.definitions import body_workflow, storable
 from durableflow.errors import DurableflowError, ExpressionError
 from durableflow.model import TERMINAL_RUN_STATUSES
-from durableflow.plan import Plan, build_plan
-from durableflow.storage import runs as R
+from durableflow.plan import Plan, Plans
+from durableflow.storage import queue, runs, workflows
+from durableflow.storage.events import dumps
+from durableflow.execution.attempts import AttemptLifecycle
+from durableflow.execution.runs import RunLifecycle
 from durableflow.tasks import SIGNAL_RECHECK, Outcome, Task
 
-dumps = R.dumps
 DEFAULT_PARALLELISM = 4        # ForEach body runs at once when maxParallelism is not given
 DEFAULT_MAX_ITERATIONS = 1000  # While turns when maxIterations is not given
 # Runs started by Subflow, ForEach and While nodes nest at most this deep.
@@ -27,11 +29,15 @@ MAX_NESTING = 100
 
 
 class ChildRuns:
-    """Mixed into Execution, whose fail, complete, park, start_run, _stop_run and plan_of these
-    methods use."""
+    def __init__(self, runs_: RunLifecycle, attempts: AttemptLifecycle, plans: Plans,
+                 new_run_id: Callable[[], str]):
+        self.runs = runs_
+        self.attempts = attempts
+        self.plans = plans
+        self.new_run_id = new_run_id
 
-    def subflow(self, conn, task: Task, step, now: float) -> None:
-        """Start the child run and wait for it; when it has finished, end as it ended."""
+    def step(self, conn, task: Task, step, now: float) -> None:
+        """Start the child run(s) and wait for them; when they have finished, end as they ended."""
         loop = task.node.runtime_type in ("ForEach", "While")
         starting = task.payload.get("loop") is None if loop else step.child is None
         if starting and self._nested_too_deep(conn, task.run_id):
@@ -41,40 +47,47 @@ class ChildRuns:
             return
         if loop:
             self._loop(conn, task, step, now)
+        elif step.child is None:
+            self._start_subflow(conn, task, step, now)
+        else:
+            self._look_at_subflow(conn, task, step.child, now)
+
+    # --- Subflow: one child run ------------------------------------------------------------
+
+    def _start_subflow(self, conn, task: Task, step, now: float) -> None:
+        workflow_id, version, inputs = step.start
+        try:
+            if version is None:
+                version = workflows.get_workflow(conn, workflow_id)["version"]
+            plan = self.plans.get(workflow_id, int(version), conn)
+        except DurableflowError as exc:
+            self._child_node_failed(conn, task, f"subflow '{workflow_id}' could not start: {exc}",
+                                    "SubflowFailed", now)
             return
-        if step.child is None:
-            workflow_id, version, inputs = step.start
-            try:
-                if version is None:
-                    version = R.get_workflow(conn, workflow_id)["version"]
-                plan = self.plan_of(workflow_id, int(version))
-            except DurableflowError as exc:
-                self._child_node_failed(conn, task, f"subflow '{workflow_id}' could not start: {exc}",
-                                        "SubflowFailed", now)
-                return
-            child = self.new_run_id()
-            self.start_run(conn, plan, child, inputs, now, priority=R.run_state(conn, task.run_id).priority,
-                           parent_run_id=task.run_id, parent_node_id=task.node_id)
-            deadline = now + task.node.timeout if task.node.timeout else None
-            self.park(conn, task, _recheck(now, deadline), now,
-                      keep={"childRunId": child, "deadline": deadline}, reason=f"subflow run {child}")
-            return
-        row = R.get_run_row(conn, step.child)
+        child = self.new_run_id()
+        self.runs.start_run(conn, plan, child, inputs, now, priority=runs.run_state(conn, task.run_id).priority,
+                            parent_run_id=task.run_id, parent_node_id=task.node_id)
+        deadline = now + task.node.timeout if task.node.timeout else None
+        self.attempts.park(conn, task, _recheck(now, deadline), now,
+                           keep={"childRunId": child, "deadline": deadline}, reason=f"subflow run {child}")
+
+    def _look_at_subflow(self, conn, task: Task, child: str, now: float) -> None:
+        row = runs.get_run_row(conn, child)
         deadline = task.payload.get("deadline")
         if row["status"] == "completed":
             outputs = json.loads(row["outputs"] or "null")
-            self.complete(conn, task, Outcome(True, outputs, dumps(outputs)), now)
+            self.attempts.complete(conn, task, Outcome(True, outputs, dumps(outputs)), now)
         elif row["status"] in TERMINAL_RUN_STATUSES:
-            self._child_node_failed(conn, task, f"subflow run {step.child} {row['status']}: "
+            self._child_node_failed(conn, task, f"subflow run {child} {row['status']}: "
                                     f"{row['error'] or 'cancelled'}", "SubflowFailed", now)
         elif deadline is not None and now >= deadline:
-            self._stop_run(conn, step.child, "cancel", row["status"], now)
+            self.runs.stop_run(conn, child, "cancel", row["status"], now)
             self._child_node_failed(conn, task, f"timed out after {task.node.timeout:g}s waiting for "
-                                    f"subflow run {step.child} (cancelled)", "TimeoutError", now)
+                                    f"subflow run {child} (cancelled)", "TimeoutError", now)
         else:
-            self.park(conn, task, _recheck(now, deadline), now,
-                      keep={"childRunId": step.child, "deadline": deadline},
-                      reason=f"subflow run {step.child}")
+            self.attempts.park(conn, task, _recheck(now, deadline), now,
+                               keep={"childRunId": child, "deadline": deadline},
+                               reason=f"subflow run {child}")
 
     # --- loops: a body run per item (ForEach) or per turn (While) ----------------------------
 
@@ -83,25 +96,26 @@ class ChildRuns:
         state = task.payload.get("loop")
         if state is None:
             try:
-                workflow = self._body(conn, task, now)
+                workflow, plan = self._body(conn, task, now)
             except DurableflowError as exc:
-                self._loop_failed(conn, task, f"its body cannot run: {exc}", now)
+                self._child_node_failed(conn, task, f"its body cannot run: {exc}", "LoopFailed", now)
                 return
             state = {"workflow": workflow, "open": [], "next": 0, "outputs": [], "last": None,
                      "deadline": now + node.timeout if node.timeout else None}
             if node.runtime_type == "ForEach":
                 state["items"] = step.items
                 state["outputs"] = [None] * len(step.items)
-        plan = self.plan_of(*state["workflow"])
+        else:
+            plan = self.plans.get(*state["workflow"], conn)
         deadline = state.get("deadline")
         if deadline is not None and now >= deadline:
             self._cancel_children(conn, [child for _i, child in state["open"]], now)
-            self._loop_failed(conn, task, f"timed out after {node.timeout:g}s "
-                              f"({len(state['open'])} body run(s) cancelled)", now, "TimeoutError")
+            self._child_node_failed(conn, task, f"timed out after {node.timeout:g}s "
+                                    f"({len(state['open'])} body run(s) cancelled)", "TimeoutError", now)
             return
         still_open = []
         for index, child in state["open"]:
-            row = R.get_run_row(conn, child)
+            row = runs.get_run_row(conn, child)
             if row["status"] == "completed":
                 outputs = json.loads(row["outputs"] or "null")
                 if node.runtime_type == "ForEach":
@@ -111,12 +125,12 @@ class ChildRuns:
             elif row["status"] in TERMINAL_RUN_STATUSES:
                 self._cancel_children(conn, [other for _i, other in state["open"]], now)
                 what = "item" if node.runtime_type == "ForEach" else "iteration"
-                self._loop_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
-                                  f"{row['error'] or 'cancelled'}", now)
+                self._child_node_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
+                                        f"{row['error'] or 'cancelled'}", "LoopFailed", now)
                 return
             else:
                 still_open.append([index, child])
-        priority = R.run_state(conn, task.run_id).priority
+        priority = runs.run_state(conn, task.run_id).priority
         if node.runtime_type == "ForEach":
             items = state["items"]
             width = int(node.config.get("maxParallelism") or DEFAULT_PARALLELISM)
@@ -136,11 +150,12 @@ class ChildRuns:
                 try:
                     go_on = bool(task.plan.compiled[f"{task.node_id}.condition"].evaluate(names))
                 except ExpressionError as exc:
-                    self._loop_failed(conn, task, f"condition failed: {exc}", now)
+                    self._child_node_failed(conn, task, f"condition failed: {exc}", "LoopFailed", now)
                     return
                 limit = int(node.config.get("maxIterations") or DEFAULT_MAX_ITERATIONS)
                 if go_on and turn >= limit:
-                    self._loop_failed(conn, task, f"condition still true after maxIterations {limit}", now)
+                    self._child_node_failed(conn, task, f"condition still true after maxIterations {limit}",
+                                            "LoopFailed", now)
                     return
                 if go_on:
                     child = self._start_body(conn, task, plan, {"input": task.input, "iteration": turn},
@@ -150,25 +165,24 @@ class ChildRuns:
                     done = True
             result, progress = state["last"], f"iteration {state['next']}"
         if done:
-            self.complete(conn, task, Outcome(True, result, dumps(result)), now)
+            self.attempts.complete(conn, task, Outcome(True, result, dumps(result)), now)
             return
         state["open"] = still_open
-        self.park(conn, task, _recheck(now, deadline), now, keep={"loop": state},
-                  reason=f"{node.runtime_type} {progress}")
+        self.attempts.park(conn, task, _recheck(now, deadline), now, keep={"loop": state},
+                           reason=f"{node.runtime_type} {progress}")
 
-    def _body(self, conn, task: Task, now: float) -> list:
-        """[workflow_id, version] of the loop's body; an inline body is registered as
-        '<workflow>.<node>' (same content, same version)."""
+    def _body(self, conn, task: Task, now: float) -> tuple[list, Plan]:
+        """[workflow_id, version] of the loop's body and its plan; an inline body is registered
+        as '<workflow>.<node>' (same content, same version)."""
         body = task.node.config["body"]
         if "workflowId" in body:
-            version = body.get("version") or R.get_workflow(conn, body["workflowId"])["version"]
-            return [body["workflowId"], int(version)]
+            version = body.get("version") or workflows.get_workflow(conn, body["workflowId"])["version"]
+            return [body["workflowId"], int(version)], self.plans.get(body["workflowId"], int(version), conn)
         defn = body_workflow(task.node, task.plan.definition)
         checksum, text = storable(defn)
-        version, _ = R.register_workflow_txn(conn, defn.workflow_id, checksum, text, None, None, iso(now))
-        # Registered in this very transaction: a fresh read of it would not see it yet.
-        self._body_plans.setdefault((defn.workflow_id, version), build_plan(defn, version))
-        return [defn.workflow_id, version]
+        version, _ = workflows.register_workflow_txn(conn, defn.workflow_id, checksum, text, None, None, iso(now))
+        # Perhaps registered by this very transaction: read through it, kept once committed.
+        return [defn.workflow_id, version], self.plans.get(defn.workflow_id, version, conn)
 
     @staticmethod
     def _nested_too_deep(conn, run_id: str) -> bool:
@@ -178,38 +192,31 @@ class ChildRuns:
         while current is not None:
             if depth >= MAX_NESTING:
                 return True
-            current = R.parent_of(conn, current)
+            current = runs.parent_of(conn, current)
             depth += 1
         return False
 
     def _start_body(self, conn, task: Task, plan: Plan, inputs: dict, priority: int, now: float) -> str:
         child = self.new_run_id()
-        self.start_run(conn, plan, child, inputs, now, priority=priority,
-                       parent_run_id=task.run_id, parent_node_id=task.node_id)
+        self.runs.start_run(conn, plan, child, inputs, now, priority=priority,
+                            parent_run_id=task.run_id, parent_node_id=task.node_id)
         return child
-
-    def _loop_failed(self, conn, task: Task, why: str, now: float, error_type: str = "LoopFailed") -> None:
-        self._child_node_failed(conn, task, why, error_type, now)
 
     def _cancel_children(self, conn, children: list[str], now: float) -> None:
         for child in children:
-            status = R.run_state(conn, child).status
+            status = runs.run_state(conn, child).status
             if status not in TERMINAL_RUN_STATUSES:
-                self._stop_run(conn, child, "cancel", status, now)
+                self.runs.stop_run(conn, child, "cancel", status, now)
 
     def _child_node_failed(self, conn, task: Task, why: str, error_type: str, now: float) -> None:
         """A Subflow, ForEach or While attempt failed (its child run failed, or it timed out).
         Its retry policy applies as to any node: a retry starts over with new child runs."""
-        state = R.run_state(conn, task.run_id)
-        budget = task.plan.definition.retry_budget
-        decision = retry_policy.decide(task.node.retry, task.attempt, error_type=error_type,
-                                       budget_left=None if budget is None else budget - state.retries_used)
-        if decision.retry:
+        retried = self.attempts.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
+                                                         error_type=error_type), now)
+        if retried:
             # The next attempt must not look at this attempt's children.
             fresh = {k: v for k, v in task.payload.items() if k not in ("childRunId", "loop", "deadline")}
-            R.set_message_payload_txn(conn, task.message.id, dumps(fresh))
-        self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}", error_type=error_type),
-                  now, retry_delay=decision.delay if decision.retry else None, reason=decision.reason)
+            queue.set_message_payload_txn(conn, task.message.id, dumps(fresh))
 
 
 def _recheck(now: float, deadline: float | None) -> float:

@@ -1,8 +1,8 @@
--- Named queries of the storage layer, loaded by durableflow/storage/queries.py.
--- Each starts with "-- name: NAME" and runs as one statement. Parameters are named (:x).
--- Status changes are written `WHERE ... AND status = :from` and the caller checks the row count.
-
--- ===== queue =====================================================================================
+-- The queue: messages, leases and dead letters. Every statement that writes one of them is here.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
+-- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
+-- and the caller checks the row count. Three or more status words are matched with OR, not IN:
+-- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
 
 -- name: enqueue
 INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority,
@@ -120,21 +120,27 @@ SELECT status, count(*) FROM messages GROUP BY status;
 UPDATE messages INDEXED BY messages_open_by_run SET held = :held
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
 
--- ===== events ====================================================================================
+-- name: run_open_messages
+SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_open_by_run
+               WHERE run_id = ? AND finished_at IS NULL);
 
--- name: event_insert
-INSERT INTO events (run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?);
+-- name: run_messages_discard
+UPDATE messages INDEXED BY messages_open_by_run SET status = 'acked', finished_at = :now
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready'
+RETURNING id, target_node_id;
 
--- name: event_insert_at
-INSERT INTO events (seq, run_id, node_id, type, data, at) VALUES (?, ?, ?, ?, ?, ?);
+-- name: messages_wake_waiting
+-- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
+UPDATE messages INDEXED BY messages_open_by_run SET visible_at = :now
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready' AND visible_at > :now
+  AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
 
--- name: events_after
-SELECT seq, run_id, node_id, type, data, at FROM events
-WHERE seq > :after ORDER BY seq LIMIT :limit;
+-- name: message_set_payload
+UPDATE messages SET payload = ? WHERE id = ?;
 
--- name: events_of_run_after
-SELECT seq, run_id, node_id, type, data, at FROM events
-WHERE run_id = :run_id AND seq > :after ORDER BY seq LIMIT :limit;
+-- name: messages_release_throttled
+UPDATE messages INDEXED BY messages_open_by_run SET held = 0
+WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
 
--- name: last_event_seq
-SELECT coalesce(max(seq), 0) FROM events;
+-- name: message_throttle
+UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased';

@@ -1,0 +1,278 @@
+"""A node attempt's lifecycle inside the engine's transactions: claimed (started), then
+completed, failed (with the one retry decision: a retry is the same message visible later),
+parked (a timer, a signal, child runs), given back unstarted, or lost with its worker.
+"""
+
+from __future__ import annotations
+
+import json
+
+from durableflow import retry as retry_policy
+from durableflow.clock import iso
+from durableflow.errors import DefinitionError, ExpressionError
+from durableflow.plan import Plan, Plans
+from durableflow.records import Claimed, Reclaimed, RunState
+from durableflow.storage import nodes, queue, runs, signals
+from durableflow.storage.events import dumps
+from durableflow.execution.routing import Routing
+from durableflow.execution.runs import RunLifecycle
+from durableflow.execution.variables import event_delta, merge_variables, vars_delta
+from durableflow.tasks import ACTIVE, SIGNAL_RECHECK, EnqueueAs, Outcome, Task
+
+
+class AttemptLifecycle:
+    def __init__(self, routing: Routing, runs_: RunLifecycle, plans: Plans):
+        self.routing = routing
+        self.runs = runs_
+        self.plans = plans
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Task]:
+        claimed = queue.claim_txn(conn, worker_id, limit, lease_seconds, now)
+        if not claimed:
+            return []
+        now_s = iso(now)
+        tasks: list[Task] = []
+        states: dict[str, RunState] = {}
+        started: dict[str, int] = {}
+        for c in claimed:
+            state = states.get(c.run_id)
+            if state is None:
+                state = states[c.run_id] = runs.run_state(conn, c.run_id)
+            if state.status != "running":
+                self._drop_claimed(conn, c, state.status, now)
+                continue
+            try:
+                plan = self.plans.get(state.workflow_id, state.version, conn)
+            except DefinitionError as exc:
+                # One unloadable stored definition must not stall the queue for every run.
+                queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+                self.runs.stop_run(conn, c.run_id, "fail", state.status, now, error=str(exc))
+                states[c.run_id] = state._replace(status="failed")
+                continue
+            limit_run = plan.definition.max_concurrency
+            if limit_run:
+                running = nodes.running_count(conn, c.run_id) if c.run_id not in started else started[c.run_id]
+                if running >= limit_run:
+                    self._throttle(conn, c, limit_run, now_s)
+                    continue
+                started[c.run_id] = running + 1
+            got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+            if got is None:
+                # No pending row (an imported run, or a requeued dead letter): make one, start it.
+                attempt = nodes.last_attempt(conn, c.run_id, c.target_node_id, c.iteration) + 1
+                nodes.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, attempt, "pending",
+                                      c.id, None, now_s)
+                got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+            instance_id, attempt = got
+            payload = json.loads(c.payload) if c.payload else {}
+            tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
+                              payload.get("inputs") or {}, json.loads(state.variables or "{}"),
+                              state.retries_used, payload=payload))
+        return tasks
+
+    def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
+        """A message of a run that is no longer running: consume it, cancel its pending node."""
+        queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        row = nodes.open_node_of_message(conn, c.id)
+        if row is not None:
+            nodes.finish_node_txn(conn, row[0], c.run_id, c.target_node_id, "cancel", row[1], iso(now),
+                                  data={"reason": f"run is {run_status}"})
+
+    def _throttle(self, conn, c: Claimed, limit_run: int, now_s: str) -> None:
+        queue.throttle_message_txn(conn, c.id, c.token, c.run_id, c.target_node_id, now_s)
+        row = nodes.open_node_of_message(conn, c.id)
+        if row is not None and row[1] == "pending":
+            nodes.wait_node_txn(conn, row[0], c.run_id, c.target_node_id, "pending",
+                                f"run maxConcurrency {limit_run} reached", now_s)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def complete(self, conn, task: Task, outcome: Outcome, now: float) -> None:
+        """Record a successful attempt and route its Complete message, guarded by the lease token."""
+        c = task.message
+        now_s = iso(now)
+        queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        delta = vars_delta(task.variables, outcome.variables)
+        # The change to the variables goes in the node's event too: `rerun --from` replays those
+        # of the nodes it keeps, to start from the variables as they stood then.
+        shown = event_delta(delta)
+        nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
+                              now_s, output=outcome.output_json, port=outcome.port,
+                              data={"vars": shown} if shown else None)
+        state = runs.run_state(conn, c.run_id)
+        status = state.status
+        variables = merge_variables(conn, task.run_id, delta, state.variables)
+        if task.plan.definition.max_concurrency:
+            queue.release_throttled_txn(conn, c.run_id)
+        if status not in ACTIVE:
+            return
+        try:
+            deliveries = self.routing.deliveries(task.plan, c.target_node_id, "Complete", outcome.port,
+                                                 {"output": outcome.output, "inputs": task.inputs,
+                                                  "vars": variables})
+        except ExpressionError as exc:
+            self.runs.fail_run(conn, c.run_id, status, f"node '{c.target_node_id}': {exc}", now)
+            return
+        self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                           outcome.output, EnqueueAs.of(state), now)
+        self.runs.settle(conn, task.plan, c.run_id, status, now)
+
+    def retry_decision(self, task: Task, outcome: Outcome, state: RunState) -> retry_policy.Decision:
+        """The one place a failed attempt is judged: its node's retry policy, the failure, and
+        what is left of the run's retryBudget (read in this transaction: parallel failures share it)."""
+        budget = task.plan.definition.retry_budget
+        return retry_policy.decide(
+            task.node.retry, task.attempt, error_type=outcome.error_type,
+            error_types=outcome.error_types, exit_code=outcome.exit_code,
+            budget_left=None if budget is None else budget - state.retries_used)
+
+    def fail(self, conn, task: Task, outcome: Outcome, now: float, *, may_retry: bool = True) -> bool:
+        """Record a failed attempt: store a retry (its message visible later) or route Fail.
+        Returns whether a retry was stored."""
+        c = task.message
+        now_s = iso(now)
+        error = outcome.error or "node failed"
+        if task.plan.definition.max_concurrency:
+            queue.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
+        state = runs.run_state(conn, c.run_id)
+        status = state.status
+        decision = self.retry_decision(task, outcome, state) if may_retry else None
+        data = {"attempt": task.attempt, "decision": decision.reason} if decision else None
+        if outcome.cancelled:
+            if status in ACTIVE:
+                # The run goes on: the worker let go of the node (shutting down); deliver again.
+                self._redeliver(conn, task, "cancel", error, outcome.error_type, 0.0, now, data)
+                return True
+            queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+            nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
+                                  now_s, error=error, error_type=outcome.error_type, data=data)
+            return False
+        if decision is not None and decision.retry and status in ACTIVE:
+            self._redeliver(conn, task, "fail", error, outcome.error_type, decision.delay, now, data)
+            runs.count_retry_txn(conn, c.run_id)
+            return True
+        queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "fail", "running",
+                              now_s, error=error, error_type=outcome.error_type, data=data)
+        if status in ACTIVE:
+            self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
+                             outcome.error_type, task.attempt, state, task.inputs, now)
+        return False
+
+    def _redeliver(self, conn, task: Task, trigger: str, error: str, error_type: str | None,
+                   delay: float, now: float, data: dict | None) -> None:
+        """End this attempt and give its message back, visible after `delay`: the next attempt."""
+        c = task.message
+        now_s = iso(now)
+        queue.nack_txn(conn, c.id, c.token, now, delay=delay, error=error,
+                       run_id=c.run_id, node_id=c.target_node_id)
+        nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
+                              now_s, error=error, error_type=error_type, data=data)
+        nodes.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
+                              "pending", c.id, dumps(task.input), now_s,
+                              data={"retryAt": iso(now + delay)} if delay else None)
+
+    def node_failed(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, error: str,
+                    error_type: str | None, attempt: int, state: RunState, inputs: dict,
+                    now: float) -> None:
+        """A node is finally failed: route its Fail message, or fail the run if nothing handles it."""
+        value = {"error": error, "errorType": error_type, "nodeId": node_id, "attempt": attempt}
+        status = state.status
+        try:
+            deliveries = self.routing.deliveries(plan, node_id, "Fail", None, {
+                "output": value, "inputs": inputs, "vars": json.loads(state.variables or "{}")})
+        except ExpressionError as exc:
+            deliveries, error = [], f"{error}; and {exc}"
+        if not any(ok for _e, ok in deliveries):
+            # Runtime errors already start "node 'x': ..."; say the node's name once.
+            own = f"node '{node_id}': "
+            why = error[len(own):] if error and error.startswith(own) else error
+            self.runs.fail_run(conn, run_id, status, f"node '{node_id}' failed: {why}", now)
+            return
+        self.routing.route(conn, plan, run_id, node_id, iteration, deliveries, value, EnqueueAs.of(state), now)
+        self.runs.settle(conn, plan, run_id, status, now)
+
+    # --- waiting ---------------------------------------------------------------------------
+
+    def park(self, conn, task: Task, until: float, now: float, *, reason: str | None = None,
+             keep: dict | None = None) -> None:
+        """A timer: the node waits, its message visible again at `until` with the moment kept
+        in its payload. No thread sleeps; a restart or a pause does not move it."""
+        c = task.message
+        payload = dict(task.payload, **(keep or {"wakeAt": until}))
+        queue.nack_txn(conn, c.id, c.token, now, delay=max(0.0, until - now),
+                       run_id=c.run_id, node_id=c.target_node_id)
+        queue.set_message_payload_txn(conn, c.id, dumps(payload))
+        nodes.wait_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "running",
+                            reason or f"timer until {iso(until)}", iso(now))
+        if task.plan.definition.max_concurrency:
+            queue.release_throttled_txn(conn, c.run_id)   # a waiting node holds no slot
+
+    def await_signal(self, conn, task: Task, name: str, deadline: float | None, now: float) -> None:
+        """Take a signal sent to the run (before or after the node began to wait) and complete
+        with its payload; or fail once the deadline has passed; or wait for either."""
+        got = signals.take_signal_txn(conn, task.run_id, name, task.instance_id)
+        if got is not None:
+            value = json.loads(got)
+            self.complete(conn, task, Outcome(True, value, dumps(value)), now)
+        elif deadline is not None and now >= deadline:
+            self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': no signal {name!r} "
+                                          f"came before {iso(deadline)}", error_type="SignalTimeout"),
+                      now, may_retry=False)
+        else:
+            # engine.signal() makes the message visible at once; the deadline is the fallback.
+            until = deadline if deadline is not None else now + SIGNAL_RECHECK
+            self.park(conn, task, until, now, keep={"deadline": deadline},
+                      reason=f"signal {name!r}" + (f" until {iso(deadline)}" if deadline else ""))
+
+    def run_has_ended(self, conn, task: Task, now: float) -> bool:
+        """A node that would go on waiting (timer, signal, child run, loop) in a run that ended
+        meanwhile, e.g. failed by another node recorded in this same batch: cancel it instead."""
+        status = runs.run_state(conn, task.run_id).status
+        if status in ACTIVE:
+            return False
+        c = task.message
+        queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
+                              iso(now), data={"reason": f"run {status}"})
+        return True
+
+    # --- giving back and losing ------------------------------------------------------------
+
+    def give_back(self, conn, task: Task, why: str, now: float) -> None:
+        """The worker gives back a claimed node whose body it never started: deliverable again
+        at once, as the same attempt."""
+        c = task.message
+        queue.nack_txn(conn, c.id, c.token, now, error=why, run_id=c.run_id, node_id=c.target_node_id)
+        nodes.release_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, iso(now))
+
+    def after_reclaim(self, conn, lost: list[Reclaimed], now: float) -> None:
+        """Deliveries whose worker died or overran: fail that attempt, and retry or fail the node."""
+        now_s = iso(now)
+        for r in lost:
+            if r.run_id is None:
+                continue
+            row = nodes.open_node_of_message(conn, r.message_id)
+            why = f"worker {r.worker_id} lost the lease (process died or overran)"
+            attempt = 1
+            if row is not None:
+                instance_id, node_status, attempt, _nid, _it = row
+                nodes.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
+                                      now_s, error=why, error_type="WorkerLost")
+            state = runs.run_state(conn, r.run_id)
+            queue.release_throttled_txn(conn, r.run_id)  # the lost attempt held a maxConcurrency slot
+            if state.status not in ACTIVE:
+                if not r.dead:
+                    queue.discard_run_messages_txn(conn, r.run_id, now_s)
+                continue
+            if not r.dead:
+                nodes.insert_node_txn(conn, r.run_id, r.target_node_id, r.iteration, attempt + 1,
+                                      "pending", r.message_id, None, now_s, data={"redelivery": True})
+                continue
+            plan = self.plans.get(state.workflow_id, state.version, conn)
+            self.node_failed(conn, plan, r.run_id, r.target_node_id, r.iteration,
+                             f"{why}; dead-lettered after {r.deliveries} lost "
+                             f"deliver{'y' if r.deliveries == 1 else 'ies'}",
+                             "DeadLettered", attempt, state, {}, now)

@@ -1,0 +1,112 @@
+"""Routing: a node's Complete or Fail message delivered over the connections that match it,
+joins (`all`, `any`, `each`) counting what came, and dead-path elimination (a node none of whose
+inputs will come is skipped, and so on down). Runs inside the transaction that records the node.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from durableflow.clock import iso
+from durableflow.errors import ExpressionError
+from durableflow.plan import Edge, Plan
+from durableflow.records import NewMessage
+from durableflow.storage import joins, nodes, queue
+from durableflow.storage.events import dumps
+from durableflow.tasks import EnqueueAs
+
+
+class Routing:
+    def __init__(self, *, max_deliveries: int):
+        self.max_deliveries = max_deliveries
+
+    def enqueue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
+                     input_json: str, inputs_json: str, how: EnqueueAs, now: float,
+                     attempt: int = 1) -> None:
+        """Queue a node of a run: its message and its `pending` attempt."""
+        payload = '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
+        (mid,) = queue.enqueue_txn(conn, [NewMessage(
+            # Node priority first; the run's priority orders messages of equal node priority.
+            "node", payload, run_id, node_id, iteration, plan.priorities[node_id] * 3 + how.priority,
+            None, how.held, self.max_deliveries)], now)
+        nodes.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json, iso(now))
+
+    @staticmethod
+    def deliveries(plan: Plan, node_id: str, outcome: str, port: str | None,
+                   names: dict) -> list[tuple[Edge, bool]]:
+        """Each outgoing connection of the node, and whether it delivers this outcome."""
+        out = []
+        for edge in plan.outgoing[node_id]:
+            ok = edge.matches(outcome, port)
+            if ok and edge.condition is not None:
+                try:
+                    ok = bool(edge.condition.evaluate(names))
+                except ExpressionError as exc:
+                    raise ExpressionError(f"connection {edge.conn.label}: condition "
+                                          f"{edge.conn.condition!r} failed: {exc}") from exc
+            out.append((edge, ok))
+        return out
+
+    def route(self, conn, plan: Plan, run_id: str, source: str, iteration: int,
+              deliveries: list[tuple[Edge, bool]], value: Any, how: EnqueueAs, now: float) -> None:
+        value_json = None
+        for edge, ok in deliveries:
+            if ok and value_json is None:
+                value_json = dumps(value)
+            self.resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, how, now)
+
+    def resolve(self, conn, plan: Plan, run_id: str, edge: Edge, iteration: int, delivered: bool,
+                value: Any, value_json: str | None, how: EnqueueAs, now: float) -> None:
+        """One incoming connection of a node delivered or was ruled out: run, wait, or skip it."""
+        target = edge.conn.target_node_id
+        incoming = plan.incoming[target]
+        key = plan.input_key(edge)
+        mode = plan.nodes[target].join_mode
+        if len(incoming) == 1 and mode != "each":
+            if delivered:
+                inputs_json = "{" + json.dumps(key) + ":" + value_json + "}"
+                self.enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
+            else:
+                self.skip(conn, plan, run_id, target, iteration, how, now)
+            return
+        join_iteration = 0 if mode == "each" else iteration
+        resolved, count, fired = joins.join_get(conn, run_id, target, join_iteration)
+        resolved += 1
+        if delivered:
+            count += 1
+        done = resolved >= len(incoming)
+        one_input = "{" + json.dumps(key) + ":" + value_json + "}" if delivered else None
+        if mode == "each":
+            if delivered:  # fires on every delivery
+                fired = True
+                self.enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
+            elif done and count == 0:
+                self.skip(conn, plan, run_id, target, 0, how, now)
+        elif mode == "any":
+            if delivered and not fired:
+                fired = True
+                self.enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now)
+            elif done and not fired:
+                fired = True
+                self.skip(conn, plan, run_id, target, iteration, how, now)
+        else:
+            if delivered:
+                joins.join_input_put(conn, run_id, target, join_iteration, key, value_json)
+            if done and not fired:
+                fired = True
+                if count:
+                    got = joins.join_inputs_get(conn, run_id, target, join_iteration)
+                    inputs_json = "{" + ",".join(json.dumps(k) + ":" + v for k, v in got) + "}"
+                    self.enqueue_node(conn, plan, run_id, target, iteration,
+                                      got[0][1] if len(got) == 1 else inputs_json, inputs_json, how, now)
+                else:
+                    self.skip(conn, plan, run_id, target, iteration, how, now)
+        joins.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
+
+    def skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, how: EnqueueAs,
+             now: float) -> None:
+        """Dead-path elimination: a node none of whose inputs will come is skipped, and so on down."""
+        nodes.insert_node_txn(conn, run_id, node_id, iteration, 1, "skipped", None, None, iso(now))
+        for edge in plan.outgoing[node_id]:
+            self.resolve(conn, plan, run_id, edge, iteration, False, None, None, how, now)

@@ -1,0 +1,151 @@
+"""The service workers use: claim, record (the retry decision is made where the failure is
+recorded, in execution/attempts.py), give back, heartbeat, progress, worker registration, and
+the upkeep each worker does. `Engine` builds one and hands it to its workers; a worker knows
+this service, never the Engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Callable
+
+from durableflow.clock import Clock, iso
+from durableflow.errors import DurableflowError
+from durableflow.execution import Execution
+from durableflow.notify import WORK, Notifier
+from durableflow.procs import pid_started
+from durableflow.storage import Store, nodes, queue, workers
+from durableflow.tasks import Outcome, Task
+from durableflow.upkeep import Upkeep
+
+if TYPE_CHECKING:
+    from durableflow.worker import Worker
+
+log = logging.getLogger("durableflow.service")
+
+MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
+
+
+class WorkerService:
+    def __init__(self, store: Store, execution: Execution, notifier: Notifier, clock: Clock, *,
+                 lease_seconds: float, max_output_bytes: int | None):
+        self.store = store
+        self.execution = execution
+        self.notifier = notifier
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        # An output is stored with its node and again in each message it sends downstream.
+        self.max_output_bytes = max_output_bytes
+        self.workers: list["Worker"] = []   # started in this process and not yet stopped
+        self._progress_last: dict[int, float] = {}
+        self.upkeep = Upkeep(store, execution, clock, self.write,
+                             local_workers=lambda: {w.worker_id for w in self.workers})
+
+    @property
+    def path(self) -> str:
+        return self.store.path
+
+    def write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """store.write, then wake this process's idle workers (the write may have made work
+        claimable). Claims, heartbeats and progress reports use store.write: they make none."""
+        try:
+            return self.store.write(fn, *args, **kwargs)
+        finally:
+            self.notifier.work()
+
+    # --- waiting for work ------------------------------------------------------------------
+
+    def work_generation(self) -> int:
+        return self.notifier.generation(WORK)
+
+    def wait_for_work(self, generation: int, timeout: float) -> None:
+        self.notifier.wait(generation, timeout, WORK)
+
+    # --- claim, record, give back ----------------------------------------------------------
+
+    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
+        return self.store.write(self.execution.attempts.claim, worker_id, limit, lease_seconds,
+                                self.clock.now())
+
+    def record(self, task: Task, outcome: Outcome) -> None:
+        (error,), _ = self.record_many([(task, outcome)])
+        if error is not None:
+            raise error
+
+    def record_many(self, items: list[tuple[Task, Outcome]],
+                    claim: tuple[str, int, float] | None = None) -> tuple[list, list[Task]]:
+        """Record results in one transaction; each is guarded on its own (a stale lease on one
+        does not undo the others). With `claim` = (worker_id, limit, lease_seconds), the same
+        transaction also claims what is ready next. Returns (per-item None or the error that
+        refused it, claimed tasks)."""
+        for task, _outcome in items:
+            self._progress_last.pop(task.instance_id, None)
+
+        def txn(conn, now):
+            results = self.execution.record_many(conn, items, now)
+            tasks = self.execution.attempts.claim(conn, *claim, now) if claim else []
+            return results, tasks
+        return self.write(txn, self.clock.now())
+
+    def release(self, tasks: list[Task], why: str = "the worker stopped before starting it") -> None:
+        """Give back claimed nodes that were not started: deliverable again at once."""
+        def txn(conn, now):
+            for task in tasks:
+                self.execution.attempts.give_back(conn, task, why, now)
+        self.write(txn, self.clock.now())
+
+    # --- while bodies run ------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, lease_seconds: float, tasks: list[Task]) -> int:
+        """Renew the leases of the nodes in hand and the worker's row; returns how many leases
+        were renewed."""
+        def txn(conn, now):
+            renewed = 0
+            if tasks:
+                renewed = queue.extend_held_txn(conn, [(t.message.id, t.message.token) for t in tasks],
+                                                now + lease_seconds)
+            workers.worker_heartbeat_txn(conn, worker_id, iso(now))
+            return renewed
+        return self.store.write(txn, self.clock.now())
+
+    def progress(self, task: Task, percent: float, message: str | None) -> None:
+        mono = self.clock.monotonic()
+        last = self._progress_last.get(task.instance_id, 0.0)
+        if percent < 100 and mono - last < 0.1:
+            return  # at most ten progress rows a second per node
+        self._progress_last[task.instance_id] = mono
+        if message is not None and len(message) > MAX_PROGRESS_MESSAGE:
+            # Kept to a status line: up to ten rows a second of a body's log would bloat events.
+            cut = len(message) - MAX_PROGRESS_MESSAGE
+            message = f"{message[:MAX_PROGRESS_MESSAGE]}... ({cut:,} more characters)"
+        self.store.write(nodes.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
+                         message, self.clock.now_iso())
+
+    def run_statuses(self, run_ids) -> dict[str, str]:
+        return self.store.run_statuses(run_ids)
+
+    def quick_check(self) -> list[str]:
+        return self.store.quick_check()
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def register_worker(self, worker: "Worker") -> None:
+        self.store.write(workers.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
+                         worker.concurrency, self.clock.now_iso())
+        self.workers.append(worker)
+
+    def unregister_worker(self, worker: "Worker") -> None:
+        if worker not in self.workers:
+            return  # never registered (e.g. a read-only file refused it): nothing to record
+        self.workers.remove(worker)
+        try:
+            self.store.write(workers.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
+        except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone
+            log.warning("worker %s: could not record its stop: %s", worker.worker_id, exc)
+
+    def recover(self) -> dict:
+        return self.upkeep.recover()
+
+    def maintain(self) -> None:
+        self.upkeep.run()

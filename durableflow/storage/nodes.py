@@ -1,0 +1,127 @@
+"""The `node_instances` table: one row per attempt of a node in a run.
+
+Status changes are checked against the node machine, applied with `WHERE status = :from`,
+row-count checked, and appended to `events` in the same transaction.
+"""
+
+from __future__ import annotations
+
+from durableflow import machines
+from durableflow.errors import InvalidTransition
+from durableflow.storage.events import dumps, event_txn
+
+NODE_COLUMNS = ("id", "run_id", "node_id", "iteration", "attempt", "status", "input", "output",
+                "error", "error_type", "port", "waiting_reason", "progress", "progress_message",
+                "worker_id", "created_at", "started_at", "finished_at")
+
+
+def insert_node_txn(conn, run_id: str, node_id: str, iteration: int, attempt: int, status: str,
+                    message_id: int | None, input_json: str | None, now: str,
+                    data: dict | None = None) -> int:
+    cur = conn.execute(conn.sql.nodes.node_insert, (run_id, node_id, iteration, attempt, status,
+                                                    message_id, input_json, now))
+    payload = {"id": cur.lastrowid, "attempt": attempt, "iteration": iteration}
+    if data:
+        payload.update(data)
+    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node." + status, dumps(payload), now))
+    return cur.lastrowid
+
+
+def node_rows_txn(conn, run_id: str) -> list[dict]:
+    return [dict(zip(NODE_COLUMNS, r)) for r in conn.execute(conn.sql.nodes.nodes_of_run, (run_id,))]
+
+
+def copy_node_txn(conn, run_id: str, row: dict, now: str, from_run: str,
+                  vars_delta: dict | None = None) -> int:
+    """Carry a finished node instance of another run over (rerun --from), as it was recorded,
+    with the change it made to the variables."""
+    cur = conn.execute(conn.sql.nodes.node_copy, {**row, "run_id": run_id, "now": now})
+    data = {"id": cur.lastrowid, "copiedFrom": from_run, "instance": row["id"]}
+    if vars_delta:
+        data["vars"] = vars_delta
+    event_txn(conn, run_id, row["node_id"], "node." + row["status"], data, now)
+    return cur.lastrowid
+
+
+def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: str,
+                   now: str) -> tuple[int, int] | None:
+    row = conn.execute(conn.sql.nodes.node_start, {"now": now, "worker_id": worker_id,
+                                                   "message_id": message_id}).fetchone()
+    if row is None:
+        return None
+    instance_id, attempt, _ = row
+    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node.running",
+                                                f'{{"id":{instance_id},"attempt":{attempt}}}', now))
+    return instance_id, attempt
+
+
+def finish_node_txn(conn, instance_id: int, run_id: str, node_id: str, trigger: str, source: str,
+                    now: str, *, output: str | None = None, error: str | None = None,
+                    error_type: str | None = None, port: str | None = None,
+                    data: dict | None = None) -> str:
+    to = machines.target(machines.NODE, trigger, source)
+    cur = conn.execute(conn.sql.nodes.node_finish, {"to": to, "from": source, "id": instance_id,
+                                                    "output": output, "error": error,
+                                                    "error_type": error_type, "port": port, "now": now})
+    if cur.rowcount != 1:
+        raise InvalidTransition(f"node instance {instance_id} ({node_id}): cannot '{trigger}', "
+                                f"it is no longer {source}")
+    if error is None and port is None and not data:
+        text = f'{{"id":{instance_id},"from":"{source}"}}'
+    else:
+        payload = {"id": instance_id, "from": source}
+        if error is not None:
+            payload.update(error=error, errorType=error_type)
+        if port is not None:
+            payload["port"] = port
+        if data:
+            payload.update(data)
+        text = dumps(payload)
+    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node." + to, text, now))
+    return to
+
+
+def release_node_txn(conn, instance_id: int, run_id: str, node_id: str, now: str) -> None:
+    """A claimed attempt whose body never started goes back to pending, attempt unchanged."""
+    machines.target(machines.NODE, "release", "running")
+    if conn.execute(conn.sql.nodes.node_release, (instance_id,)).rowcount != 1:
+        raise InvalidTransition(f"node instance {instance_id}: cannot 'release', it is not running")
+    event_txn(conn, run_id, node_id, "node.pending", {"id": instance_id, "from": "running", "released": True}, now)
+
+
+def wait_node_txn(conn, instance_id: int, run_id: str, node_id: str, source: str, reason: str,
+                  now: str) -> None:
+    machines.target(machines.NODE, "wait", source)
+    if conn.execute(conn.sql.nodes.node_wait, {"id": instance_id, "from": source, "reason": reason}).rowcount != 1:
+        raise InvalidTransition(f"node instance {instance_id}: cannot 'wait', it is no longer {source}")
+    event_txn(conn, run_id, node_id, "node.waiting", {"id": instance_id, "from": source, "reason": reason}, now)
+
+
+def progress_txn(conn, instance_id: int, run_id: str, node_id: str, percent: float,
+                 message: str | None, now: str) -> None:
+    if conn.execute(conn.sql.nodes.node_progress, {"id": instance_id, "percent": percent,
+                                                   "message": message}).rowcount:
+        event_txn(conn, run_id, node_id, "node.progress",
+                  {"id": instance_id, "percent": percent, "message": message}, now)
+
+
+def open_nodes(conn, run_id: str) -> list[tuple[int, str, str, int | None]]:
+    """(id, node_id, status, message_id) of the run's pending, waiting and running attempts."""
+    return conn.execute(conn.sql.nodes.nodes_open_of_run, (run_id,)).fetchall()
+
+
+def open_node_of_message(conn, message_id: int):
+    """(id, status, attempt, node_id, iteration) of the open attempt a message delivers, or None."""
+    return conn.execute(conn.sql.nodes.node_open_by_message, (message_id,)).fetchone()
+
+
+def last_attempt(conn, run_id: str, node_id: str, iteration: int) -> int:
+    return conn.execute(conn.sql.nodes.node_last_attempt, (run_id, node_id, iteration)).fetchone()[0] or 0
+
+
+def running_count(conn, run_id: str) -> int:
+    return conn.execute(conn.sql.nodes.run_running_count, (run_id,)).fetchone()[0]
+
+
+def completed_outputs(conn, run_id: str) -> list[tuple[str, str]]:
+    return conn.execute(conn.sql.nodes.run_completed_outputs, (run_id,)).fetchall()

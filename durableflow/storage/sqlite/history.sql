@@ -1,0 +1,39 @@
+-- Reads and deletes across a run's tables: its tree of subruns, pruning, and the counts of `stats`.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
+-- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
+-- and the caller checks the row count. Three or more status words are matched with OR, not IN:
+-- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
+
+-- name: run_tree
+WITH RECURSIVE tree(run_id, depth) AS (
+    SELECT run_id, 0 FROM runs WHERE run_id = ?
+    UNION ALL
+    SELECT r.run_id, t.depth + 1 FROM runs r JOIN tree t ON r.parent_run_id = t.run_id
+)
+SELECT run_id FROM tree ORDER BY depth;
+
+-- name: runs_prunable
+-- Oldest finished first, straight from runs_by_finished: left to itself the planner may pick
+-- runs_by_status and sort every finished run for each batch of a prune.
+SELECT run_id FROM runs INDEXED BY runs_by_finished
+WHERE parent_run_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?
+  AND (status = 'completed' OR status = 'failed' OR status = 'cancelled')
+ORDER BY finished_at LIMIT ?;
+
+-- name: stats_runs
+SELECT status, count(*) FROM runs GROUP BY status;
+
+-- name: stats_nodes
+SELECT status, count(*) FROM node_instances GROUP BY status;
+
+-- name: stats_workers
+SELECT count(*) FROM workers WHERE stopped_at IS NULL;
+
+-- name: stats_dead_letters
+SELECT count(*) FROM dead_letters;
+
+-- name: stats_events
+SELECT count(*) FROM events;
+
+-- name: stats_workflows
+SELECT count(DISTINCT workflow_id), count(*) FROM workflows;

@@ -1,0 +1,23 @@
+-- joins and join_inputs: how many incoming connections of a node have delivered or been ruled out.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
+-- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
+-- and the caller checks the row count. Three or more status words are matched with OR, not IN:
+-- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
+
+-- name: join_get
+SELECT resolved, delivered, fired FROM joins WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- name: join_put
+INSERT INTO joins (run_id, node_id, iteration, resolved, delivered, fired)
+VALUES (:run_id, :node_id, :iteration, :resolved, :delivered, :fired)
+ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
+    resolved = excluded.resolved, delivered = excluded.delivered, fired = excluded.fired;
+
+-- name: join_input_put
+INSERT OR REPLACE INTO join_inputs (run_id, node_id, iteration, key, payload) VALUES (?, ?, ?, ?, ?);
+
+-- name: join_inputs_get
+SELECT key, payload FROM join_inputs WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- name: join_unfired
+SELECT node_id, iteration, resolved FROM joins WHERE run_id = ? AND fired = 0 AND delivered > 0 LIMIT 1;

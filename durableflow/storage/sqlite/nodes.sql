@@ -1,0 +1,68 @@
+-- node_instances: one row per attempt of a node.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
+-- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
+-- and the caller checks the row count. Three or more status words are matched with OR, not IN:
+-- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
+
+-- name: node_insert
+INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message_id, input, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: node_copy
+INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, input, output, error,
+                            error_type, port, worker_id, created_at, started_at, finished_at)
+VALUES (:run_id, :node_id, :iteration, :attempt, :status, :input, :output, :error,
+        :error_type, :port, :worker_id, :now, :started_at, :finished_at);
+
+-- name: node_start
+-- A node that waited (a timer, a signal, child runs) keeps the moment it first started: its
+-- duration is the whole wait, not its last wake-up.
+UPDATE node_instances SET status = 'running', started_at = coalesce(started_at, :now), worker_id = :worker_id,
+                          waiting_reason = NULL
+WHERE message_id = :message_id AND status IN ('pending', 'waiting')
+RETURNING id, attempt, status;
+
+-- name: node_open_by_message
+SELECT id, status, attempt, node_id, iteration FROM node_instances
+WHERE message_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running')
+ORDER BY id DESC LIMIT 1;
+
+-- name: node_finish
+UPDATE node_instances SET status = :to, output = :output, error = :error,
+                          error_type = :error_type, port = :port, finished_at = :now,
+                          waiting_reason = NULL
+WHERE id = :id AND status = :from;
+
+-- name: node_release
+UPDATE node_instances SET status = 'pending', started_at = NULL, worker_id = NULL
+WHERE id = ? AND status = 'running';
+
+-- name: node_wait
+UPDATE node_instances SET status = 'waiting', waiting_reason = :reason
+WHERE id = :id AND status = :from;
+
+-- name: node_progress
+UPDATE node_instances SET progress = :percent, progress_message = :message
+WHERE id = :id AND status = 'running';
+
+-- name: nodes_open_of_run
+SELECT id, node_id, status, message_id FROM node_instances
+WHERE run_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running');
+
+-- name: nodes_of_run
+SELECT id, run_id, node_id, iteration, attempt, status, input, output, error, error_type, port,
+       waiting_reason, progress, progress_message, worker_id, created_at, started_at, finished_at
+FROM node_instances WHERE run_id = ? ORDER BY id;
+
+-- name: node_completed_count
+SELECT count(*) FROM node_instances WHERE run_id = ? AND node_id = ? AND iteration = ? AND status = 'completed';
+
+-- name: node_last_attempt
+SELECT max(attempt) FROM node_instances WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- name: run_running_count
+SELECT count(*) FROM node_instances WHERE run_id = ? AND status = 'running';
+
+-- name: run_completed_outputs
+SELECT node_id, output FROM node_instances
+WHERE run_id = ? AND status = 'completed' ORDER BY id;

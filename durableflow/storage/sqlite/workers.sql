@@ -1,0 +1,22 @@
+-- workers: the worker processes that have run on this database.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
+-- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
+-- and the caller checks the row count. Three or more status words are matched with OR, not IN:
+-- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
+
+-- name: worker_register
+INSERT INTO workers (worker_id, host, pid, pid_started, concurrency, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL;
+
+-- name: worker_heartbeat
+UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?;
+
+-- name: worker_stopped
+UPDATE workers SET stopped_at = ? WHERE worker_id = ?;
+
+-- name: workers_live_on_host
+SELECT worker_id, pid, pid_started FROM workers WHERE host = ? AND stopped_at IS NULL;
+
+-- name: workers_mark_gone
+UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;

@@ -1,0 +1,28 @@
+"""The `workers` table: the worker processes that have worked on this database."""
+
+from __future__ import annotations
+
+import socket
+
+
+def register_worker_txn(conn, worker_id: str, pid: int, pid_started: str | None, concurrency: int,
+                        now: str) -> None:
+    conn.execute(conn.sql.workers.worker_register,
+                 (worker_id, socket.gethostname(), pid, pid_started, concurrency, now, now))
+
+
+def worker_heartbeat_txn(conn, worker_id: str, now: str) -> None:
+    conn.execute(conn.sql.workers.worker_heartbeat, (now, worker_id))
+
+
+def worker_stopped_txn(conn, worker_id: str, now: str) -> None:
+    conn.execute(conn.sql.workers.worker_stopped, (now, worker_id))
+
+
+def live_workers_on_host(conn, host: str) -> list[tuple[str, int, str | None]]:
+    """(worker_id, pid, process start time) of the workers on `host` not recorded as stopped."""
+    return conn.execute(conn.sql.workers.workers_live_on_host, (host,)).fetchall()
+
+
+def mark_worker_gone_txn(conn, worker_id: str, now: str) -> bool:
+    return conn.execute(conn.sql.workers.workers_mark_gone, (now, worker_id)).rowcount == 1
