@@ -8,6 +8,7 @@ import pytest
 
 from durableflow.clock import ManualClock
 from durableflow.storage import Store
+from tests.backends import BACKENDS, target
 
 # 2027-01-15T08:00:00Z: a fixed, readable instant far from any DST or leap-second edge.
 T0 = 1_800_000_000.0
@@ -18,9 +19,15 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Every test that opens a store runs once per storage backend."""
+    return request.param
+
+
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "durableflow.db"
+def db_path(tmp_path, backend):
+    return target(backend, tmp_path)
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ class StoreBase:
 
     def _txn(self, conn: Connection, fn, args, kwargs):
         conn._after_commit = []
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(conn.sql.database.begin_write)
         try:
             result = fn(conn, *args, **kwargs)
             conn.execute("COMMIT")
@@ -122,7 +122,7 @@ class StoreBase:
         """Run fn(conn, ...) in one read transaction, a consistent snapshot across its statements."""
         conn = self._reader()
         try:
-            conn.execute("BEGIN")
+            conn.execute(conn.sql.database.begin_read)
             try:
                 return fn(conn, *args, **kwargs)
             finally:
@@ -150,10 +150,10 @@ class StoreBase:
     # --- upkeep --------------------------------------------------------------------------------
 
     def quick_check(self) -> list[str]:
-        return self.read(lambda c: [r[0] for r in c.execute("PRAGMA quick_check").fetchall()])
+        return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.quick_check).fetchall()])
 
     def integrity_check(self) -> list[str]:
-        return self.read(lambda c: [r[0] for r in c.execute("PRAGMA integrity_check").fetchall()])
+        return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.integrity_check).fetchall()])
 
     def schema_version(self) -> int:
         return self.read(migrator.current_version)

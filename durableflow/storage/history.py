@@ -60,7 +60,7 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
         raise DefinitionError("not a durableflow run export (missing format marker)")
     if doc.get("formatVersion") != FORMAT_VERSION:
         raise DefinitionError(f"run export format version {doc.get('formatVersion')} is not supported")
-    columns = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in ROW_TABLES}
+    columns = {t: {r[0] for r in conn.execute(conn.sql.database.table_columns, {"table": t})} for t in ROW_TABLES}
     check_export(doc, columns)
     if check_definition is not None:
         for i, w in enumerate(doc["workflows"]):
@@ -115,10 +115,8 @@ def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
         return 0
     newest = last_event_seq(conn)
     for root in roots:
-        ids = run_tree(conn, root)
-        marks = ",".join("?" * len(ids))
-        conn.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
-        conn.execute("DELETE FROM runs WHERE run_id = ?", (root,))  # the rest cascades
+        conn.execute(conn.sql.history.events_delete_of_runs, {"run_ids": json.dumps(run_tree(conn, root))})
+        conn.execute(conn.sql.history.run_delete, {"run_id": root})
     # events.seq has no AUTOINCREMENT (it would cost a page per transaction), so the next number
     # is max(seq) + 1. This event takes the number after the old maximum: numbers never go back,
     # and a tail that already read the pruned ones misses nothing later.

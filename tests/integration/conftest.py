@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from durableflow import Engine
+from tests.backends import target
 
 FIXTURES = Path(__file__).parent / "fixtures"
 if str(FIXTURES) not in sys.path:
@@ -31,8 +32,8 @@ def hooks():
 
 
 @pytest.fixture
-def engine(tmp_path, hooks):
-    eng = Engine(tmp_path / "flow.db")
+def engine(tmp_path, hooks, backend):
+    eng = Engine(target(backend, tmp_path, "flow.db"))
     try:
         yield eng
     finally:

@@ -13,7 +13,7 @@ from durableflow.storage.statements import SQLITE
 STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values() for name in family.names()}
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
-          "id": 1}
+          "id": 1, "run_ids": '["r1"]'}
 POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
@@ -29,6 +29,7 @@ EXPECTED = {
     "node_open_by_message": "node_instances_by_message",
     "nodes_open_of_run": "node_instances_by_run",
     "runs_active_children": "runs_by_parent",
+    "events_delete_of_runs": "events_by_run",
 }
 
 

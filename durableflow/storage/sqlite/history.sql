@@ -37,3 +37,10 @@ SELECT count(*) FROM events;
 
 -- name: stats_workflows
 SELECT count(DISTINCT workflow_id), count(*) FROM workflows;
+
+-- name: events_delete_of_runs
+DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(:run_ids));
+
+-- name: run_delete
+-- The rest of the run's rows go with it (foreign keys cascade, each through an index).
+DELETE FROM runs WHERE run_id = :run_id;

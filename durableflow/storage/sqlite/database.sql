@@ -1,0 +1,18 @@
+-- The database as a whole: how a write transaction begins, integrity checks, table columns.
+-- Named statements for SQLite, loaded by durableflow/storage/statements.py.
+
+-- name: begin_write
+-- Takes the write lock up front, so a writer never fails half-way with SQLITE_BUSY_SNAPSHOT.
+BEGIN IMMEDIATE;
+
+-- name: begin_read
+BEGIN;
+
+-- name: quick_check
+PRAGMA quick_check;
+
+-- name: integrity_check
+PRAGMA integrity_check;
+
+-- name: table_columns
+SELECT name FROM pragma_table_info(:table);
