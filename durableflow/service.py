@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from durableflow.clock import Clock, iso
 from durableflow.errors import DurableflowError
@@ -19,8 +19,14 @@ from durableflow.storage import Store, nodes, queue, workers
 from durableflow.tasks import Outcome, Task
 from durableflow.upkeep import Upkeep
 
-if TYPE_CHECKING:
-    from durableflow.worker import Worker
+
+class Registered(Protocol):
+    """What the service needs to know of a worker it registers."""
+
+    worker_id: str
+    concurrency: int
+
+    def stop(self, timeout: float | None = None) -> None: ...
 
 log = logging.getLogger("durableflow.service")
 
@@ -37,7 +43,7 @@ class WorkerService:
         self.lease_seconds = lease_seconds
         # An output is stored with its node and again in each message it sends downstream.
         self.max_output_bytes = max_output_bytes
-        self.workers: list["Worker"] = []   # started in this process and not yet stopped
+        self.workers: list[Registered] = []   # started in this process and not yet stopped
         self._progress_last: dict[int, float] = {}
         self.upkeep = Upkeep(store, execution, clock, self.write,
                              local_workers=lambda: {w.worker_id for w in self.workers})
@@ -130,12 +136,12 @@ class WorkerService:
 
     # --- workers ---------------------------------------------------------------------------
 
-    def register_worker(self, worker: "Worker") -> None:
+    def register_worker(self, worker: Registered) -> None:
         self.store.write(workers.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
                          worker.concurrency, self.clock.now_iso())
         self.workers.append(worker)
 
-    def unregister_worker(self, worker: "Worker") -> None:
+    def unregister_worker(self, worker: Registered) -> None:
         if worker not in self.workers:
             return  # never registered (e.g. a read-only file refused it): nothing to record
         self.workers.remove(worker)
