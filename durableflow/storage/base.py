@@ -80,25 +80,27 @@ class StoreBase:
             return self._retry_busy(self._txn, conn, fn, args, kwargs)
 
     def _txn(self, conn: Connection, fn, args, kwargs):
-        conn._after_commit = []
+        conn._after_commit = None
         conn.execute(conn.sql.database.begin_write)
         try:
             result = fn(conn, *args, **kwargs)
             conn.execute("COMMIT")
         except BaseException:
-            conn._after_commit = []
+            conn._after_commit = None
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # SQLite may already have rolled back (e.g. SQLITE_FULL)
             raise
-        callbacks, conn._after_commit = conn._after_commit, []
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # committed: a failing wake-up must not read as a failed write
-                log.exception("after-commit callback %r failed", callback)
+        callbacks = conn._after_commit
+        if callbacks:
+            conn._after_commit = None
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # committed: a failing wake-up must not read as a failed write
+                    log.exception("after-commit callback %r failed", callback)
         return result
 
     def _retry_busy(self, fn, *args):

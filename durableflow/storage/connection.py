@@ -32,14 +32,17 @@ class Connection(sqlite3.Connection):
     owner_pid: int = 0
     label: str = ""
     sql = SQLITE
-    _after_commit: list
+    _after_commit: list | None = None
 
     def on_commit(self, fn) -> None:
         """Call fn() once the write transaction in progress has committed (not if it rolls
         back). For wake-ups and caches that must only see committed state; the same callable
         registered twice runs once."""
-        if fn not in self._after_commit:
-            self._after_commit.append(fn)
+        pending = self._after_commit
+        if pending is None:
+            self._after_commit = [fn]
+        elif fn not in pending:
+            pending.append(fn)
 
     def check_owner(self) -> None:
         if self.owner_pid != os.getpid():
@@ -132,7 +135,6 @@ def connect(
         raise translate(exc, label) from exc
     conn.owner_pid = os.getpid()
     conn.label = label
-    conn._after_commit = []
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")

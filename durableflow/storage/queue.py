@@ -62,23 +62,25 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     expires = now + lease_seconds
     expires_s = iso(expires)
     who = _json_text(worker_id)
+    q = conn.sql.queue
+    event_insert = conn.sql.events.event_insert
     if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
-        r = conn.execute(conn.sql.queue.claim_one, {"now": now_s}).fetchone()
+        r = conn.execute(q.claim_one, {"now": now_s}).fetchone()
         if r is None:
             return []
         token = secrets.token_hex(8)
-        conn.execute(conn.sql.queue.lease_insert, (r[0], worker_id, token, now_s, expires_s))
-        conn.execute(conn.sql.events.event_insert, (r[1], r[3], _LEASED_EVENT,
-                                      f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
+        conn.execute(q.lease_insert, (r[0], worker_id, token, now_s, expires_s))
+        conn.execute(event_insert, (r[1], r[3], _LEASED_EVENT,
+                                f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
         return [Claimed(*r, token, worker_id, expires)]
-    rows = conn.execute(conn.sql.queue.claim, {"now": now_s, "limit": limit}).fetchall()
+    rows = conn.execute(q.claim, {"now": now_s, "limit": limit}).fetchall()
     if not rows:
         return []
     # RETURNING gives no order guarantee; callers get the claim order.
     rows.sort(key=lambda r: (-r[6], r[0]))
     token = secrets.token_hex(8)
-    conn.executemany(conn.sql.queue.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
-    conn.executemany(conn.sql.events.event_insert, [
+    conn.executemany(q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
+    conn.executemany(event_insert, [
         (r[1], r[3], _LEASED_EVENT, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
         for r in rows
     ])
