@@ -63,23 +63,42 @@ class Clock:
 
 
 class ManualClock(Clock):
-    """A clock that only moves when told to. Sleeping advances it, so idle loops never block tests."""
+    """A clock whose wall time only moves when told to. Sleeping does not advance it, and only
+    yields briefly, so idle loops never block tests.
 
-    def __init__(self, start: float | datetime = 1_800_000_000.0):
+    `monotonic()` stays real time by default, so node timeouts, kill grace periods and waits
+    with a deadline still elapse in a test that never advances the clock. With
+    `manual_monotonic=True` it is manual too: it starts at 0.0 and `advance()` moves both
+    (`set()` moves only the wall time, as setting a real clock leaves monotonic time alone).
+    Then a node's timeout, the grace period between SIGTERM and SIGKILL, and the wait for a
+    finished process's pipes elapse only when the test advances the clock.
+    """
+
+    def __init__(self, start: float | datetime = 1_800_000_000.0, *, manual_monotonic: bool = False):
         if isinstance(start, datetime):
             start = start.timestamp()
         self._now = float(start)
+        self._manual_monotonic = manual_monotonic
+        self._mono = 0.0
         self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
             return self._now
 
+    def monotonic(self) -> float:
+        if not self._manual_monotonic:
+            return time.monotonic()
+        with self._lock:
+            return self._mono
+
     def advance(self, seconds: float | timedelta) -> None:
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
         with self._lock:
             self._now += seconds
+            if self._manual_monotonic:
+                self._mono += max(0.0, seconds)   # monotonic time never goes back
 
     def set(self, ts: float) -> None:
         with self._lock:

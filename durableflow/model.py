@@ -115,6 +115,7 @@ class NodeDef:
     isolation: str = "thread"         # thread | process
     env: FrozenDict = field(default_factory=FrozenDict)
     working_dir: Path | None = None
+    max_stream_bytes: int | None = None   # stdout/stderr bytes kept; None: the engine's setting
     # policies
     timeout: float | None = None      # seconds
     retry: RetryPolicy | None = None

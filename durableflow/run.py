@@ -82,12 +82,13 @@ def latest_by_node(nodes) -> dict[tuple[str, int], Any]:
 
 
 def compute_progress(plan: Plan | None, nodes, started_at: str | None, now: float,
-                     finished: bool = False) -> dict:
+                     finished: bool = False, paused: bool = False) -> dict:
     """Counts by status over the workflow's nodes (latest attempt of each), percent and ETA.
 
     Nodes a finished run never reached will not run: they count as `unreached`, not pending, so
     a run that failed early reads "1/3 nodes done, 1 failed, 2 never reached". No ETA while a
-    node waits (for a timer or a signal): the time so far says nothing about that wait.
+    node waits (for a timer or a signal), nor while the run is paused: the time so far says
+    nothing about that wait, and an ETA from it would grow for as long as the pause lasts.
     """
     counts = {s: 0 for s in ("pending", "waiting", "running", *_DONE, "unreached")}
     seen: set[str] = set()
@@ -101,7 +102,7 @@ def compute_progress(plan: Plan | None, nodes, started_at: str | None, now: floa
     done = sum(counts[s] for s in _DONE)
     percent = round(100.0 * done / total, 1) if total else 100.0
     eta = None
-    if counts["waiting"]:
+    if counts["waiting"] or (paused and not finished):
         pass
     elif started_at and 0 < done < total and not finished:
         elapsed = now - parse_iso(started_at)
@@ -131,5 +132,6 @@ def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -
         created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], paused_until=row["paused_until"], nodes=nodes,
         progress=compute_progress(plan, nodes, row["started_at"], now,
-                                  finished=row["status"] in ("completed", "failed", "cancelled")),
+                                  finished=row["status"] in ("completed", "failed", "cancelled"),
+                                  paused=row["status"] == "paused"),
     )

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,59 @@ def parse_text(text: str, fmt: str, name: str = "<text>") -> Any:
     if len(text) > MAX_BYTES:  # characters, a cheap upper bound for text not read from a file
         raise DefinitionError(f"{name}: definition is over the {_limit()} limit")
     if fmt == "json":
-        return parse_json(text, name)
-    if fmt == "yaml":
-        return parse_yaml(text, name)
-    raise DefinitionError(f"{name}: unknown format {fmt!r} (use yaml or json)")
+        data = parse_json(text, name)
+    elif fmt == "yaml":
+        data = parse_yaml(text, name)
+    else:
+        raise DefinitionError(f"{name}: unknown format {fmt!r} (use yaml or json)")
+    check_storable(data, name)
+    return data
 
 
 def _limit() -> str:
     return f"{MAX_BYTES // (1024 * 1024)} MB"
+
+
+def max_int_digits() -> int:
+    """The digits Python converts between int and str (sys.set_int_max_str_digits; 0: no limit).
+
+    A longer integer could be read but never written back (json.dumps raises), so a definition
+    holding one is refused at load with one line instead of failing when it is stored.
+    """
+    getter = getattr(sys, "get_int_max_str_digits", None)
+    return getter() if getter is not None else 0
+
+
+def _too_many_digits(count: int) -> str:
+    return (f"integer with {count} digits is too long (at most {max_int_digits()} digits; "
+            "write it as a string)")
+
+
+def _shown_number(word: str) -> str:
+    return word if len(word) <= 30 else f"{word[:20]}...({len(word)} characters)"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_problem(text: str) -> str | None:
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (f"string has a lone UTF-16 surrogate \\u{ord(found.group()):04x} at character "
+            f"{found.start()}, which is not text (not storable as UTF-8)")
+
+
+class _Refused:
+    """What the JSON number hooks return for a number that cannot be kept: the walk after
+    parsing reports it with its key path (json.loads does not say where a number is)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -120,14 +166,23 @@ def parse_json(text: str, name: str = "<json>") -> Any:
     def constant(word: str) -> Any:
         raise DefinitionError(f"{name}: {word} is not allowed (JSON numbers must be finite)")
 
-    def number(word: str) -> float:
+    def number(word: str) -> float | _Refused:
         value = float(word)
         if not math.isfinite(value):
-            raise DefinitionError(f"{name}: number {word} is out of range")
+            return _Refused(f"number {_shown_number(word)} is out of range")
         return value
 
+    limit = max_int_digits()
+
+    def integer(word: str) -> int | _Refused:
+        digits = len(word) - word.startswith("-")
+        if limit and digits > limit:
+            return _Refused(_too_many_digits(digits))
+        return int(word)
+
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant, parse_float=number)
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant, parse_float=number,
+                          parse_int=integer)
     except json.JSONDecodeError as exc:
         raise DefinitionError(
             f"{name}: line {exc.lineno}, column {exc.colno}: JSON syntax error: {exc.msg}") from None
@@ -182,6 +237,8 @@ class _YamlBuilder:
         self.root: Any = _NOTHING
         self.count = 0
         self.aliases = 0
+        limit = max_int_digits()
+        self.too_big = 10 ** limit if limit else 0
 
     def fail(self, mark: Any, message: str) -> None:
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -214,15 +271,34 @@ class _YamlBuilder:
             value: Any = _MERGE
         elif tag in _SCALAR_TAGS:
             node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
-            value = getattr(self.loader, _SCALAR_TAGS[tag])(node)
+            if tag == _TAG + "int":
+                self.check_digits(event)
+            try:
+                value = getattr(self.loader, _SCALAR_TAGS[tag])(node)
+            except (ValueError, TypeError, OverflowError):
+                kind = tag[len(_TAG):]
+                self.fail(event.start_mark,
+                          f"{_shown_number(event.value)!r} is not a valid {kind} (quote it to keep it as a string)")
             if isinstance(value, float) and not math.isfinite(value):
-                self.fail(event.start_mark, f"{event.value} is not allowed (numbers must be finite)")
+                self.fail(event.start_mark,
+                          f"{_shown_number(event.value)} is not allowed (numbers must be finite)")
+            if (isinstance(value, int) and not isinstance(value, bool) and self.too_big
+                    and abs(value) >= self.too_big):   # 0x..., 0o...: no digit limit to read
+                self.fail(event.start_mark, f"integer {_shown_number(event.value)} has more than "
+                          f"{max_int_digits()} decimal digits (write it as a string)")
         else:
             self.refuse_tag(event, tag)
         self.counted(event, 1)
         if event.anchor:
             self.anchors[event.anchor] = (value, 1, 0)
         self.add(value, 0, event)
+
+    def check_digits(self, event: yaml.ScalarEvent) -> None:
+        """A decimal integer longer than Python converts: say so, with its line."""
+        limit = max_int_digits()
+        word = event.value.replace("_", "").lstrip("+-")
+        if limit and len(word) > limit and word.isdigit():
+            self.fail(event.start_mark, _too_many_digits(len(word)))
 
     def start(self, event: Any) -> None:
         mapping = isinstance(event, yaml.MappingStartEvent)
@@ -313,7 +389,10 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 # --- data handed over as Python objects -------------------------------------------------------
 
 def check_plain_data(data: Any, name: str) -> None:
-    """A dict given to load_definition must be JSON data too: same types, finite, not too deep."""
+    """A dict given to load_definition must be JSON data too: same types, finite, not too deep,
+    and storable (integers Python can print, strings that are UTF-8 text)."""
+    limit = max_int_digits()
+    too_big = 10 ** limit if limit else None
     stack = [(data, 0, "")]
     while stack:
         value, depth, where = stack.pop()
@@ -324,13 +403,44 @@ def check_plain_data(data: Any, name: str) -> None:
                 if not isinstance(key, str):
                     raise DefinitionError(
                         f"{name}: {where or 'top level'}: key {key!r} is not a string")
+                _check_string(key, name, f"{where or 'top level'}: key")
                 stack.append((item, depth + 1, f"{where}.{key}" if where else key))
         elif isinstance(value, (list, tuple)):
             stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, name, where or "top level")
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise DefinitionError(
                     f"{name}: {where}: {value} is not allowed (numbers must be finite)")
-        elif not (value is None or isinstance(value, (str, int, bool))):
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if too_big is not None and abs(value) >= too_big:
+                raise DefinitionError(f"{name}: {where or 'top level'}: integer with more than "
+                                      f"{limit} digits is too long (write it as a string)")
+        elif value is not None and not isinstance(value, bool):
             raise DefinitionError(
                 f"{name}: {where or 'top level'}: {type(value).__name__} is not JSON data")
+
+
+def check_storable(data: Any, name: str) -> None:
+    """After parsing a file: numbers the JSON hooks refused, and lone surrogates (JSON and YAML
+    both accept a `\\ud800` escape) are reported with the key path of the value."""
+    stack = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, name, f"{where or 'top level'}: key")
+                stack.append((item, f"{where}.{key}" if where else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, name, where or "top level")
+        elif isinstance(value, _Refused):
+            raise DefinitionError(f"{name}: {where or 'top level'}: {value.message}")
+
+
+def _check_string(text: str, name: str, where: str) -> None:
+    problem = _surrogate_problem(text)
+    if problem is not None:
+        raise DefinitionError(f"{name}: {where}: {problem}")

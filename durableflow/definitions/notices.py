@@ -12,6 +12,8 @@ import importlib.util
 import os
 import shlex
 import shutil
+import sys
+from typing import Any
 
 from durableflow.definitions.unenforced import unenforced
 from durableflow.model import NodeDef, WorkflowDef
@@ -39,12 +41,52 @@ def _missing_here(node: NodeDef) -> list[str]:
                 return [f"field 'command': program {program!r} is not on PATH here; the node "
                         f"fails where it runs unless that machine has it"]
     if node.runtime_type == "Python" and node.callable:
-        top = str(node.callable).partition(":")[0].split(".")[0]
-        try:
-            found = importlib.util.find_spec(top) is not None if top else True
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return [f"field 'callable': module {top!r} is not importable here; the node fails "
-                    f"where it runs unless it is installed there"]
+        problem = _callable_problem(str(node.callable), node.isolation)
+        if problem:
+            return [f"field 'callable': {problem}"]
     return []
+
+
+def _callable_problem(target: str, isolation: str) -> str | None:
+    """Why `pkg.mod:func` cannot be called where the node will run, judged without importing
+    anything new: a module this process already imported is looked into, any other is only
+    looked up (find_spec of its top-level package). None when nothing is known to be wrong."""
+    module_name, _, attr = target.partition(":")
+    if module_name == "__main__":
+        # A script that defines f and runs the engine itself: there, and only there, it exists.
+        elsewhere = ("workers in other processes cannot import __main__ callables (their "
+                     "__main__ is another program); put it in a module to run it there")
+        if _lookup(sys.modules.get("__main__"), attr) is None:
+            return f"{attr!r} is not defined in __main__ here, and {elsewhere}"
+        if isolation == "process":
+            return f"isolation: process runs the body in a child process, and {elsewhere}"
+        return None
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        if _lookup(loaded, attr) is None:
+            return f"module {module_name!r} has no {attr!r} here"
+        return None
+    top = module_name.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top) is not None if top else True
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return (f"module {top!r} is not importable here; the node fails where it runs unless "
+                "it is installed there")
+    return None
+
+
+_MISSING = object()
+
+
+def _lookup(obj: Any, dotted: str) -> Any:
+    """obj.a.b for "a.b" without running anything but attribute access; None when absent."""
+    if obj is None:
+        return None
+    for part in dotted.split("."):
+        value = getattr(obj, part, _MISSING) if part else _MISSING
+        if value is _MISSING:
+            return None
+        obj = value
+    return obj

@@ -30,7 +30,7 @@ NODE_FIELDS = {
     "nodeId": "node_id", "runtimeType": "runtime_type", "name": "name", "script": "script",
     "scriptPath": "script_path", "callable": "callable", "command": "command", "shell": "shell",
     "outputFormat": "output_format", "isolation": "isolation", "env": "env",
-    "workingDir": "working_dir", "timeout": "timeout", "retry": "retry", "priority": "priority",
+    "workingDir": "working_dir", "maxStreamBytes": "max_stream_bytes", "timeout": "timeout", "retry": "retry", "priority": "priority",
     "joinMode": "join_mode", "inputs": "inputs", "compensationNodeId": "compensation_node_id",
     "fallbackNodeId": "fallback_node_id",
 }
@@ -131,6 +131,8 @@ class _Parser:
         for key in ("scriptPath", "workingDir"):
             if key in raw:
                 values[NODE_FIELDS[key]] = resolve_path(self.base_dir, raw[key])
+        if "maxStreamBytes" in raw:   # the schema allows 4194304.0 as an integer; keep an int
+            values["max_stream_bytes"] = int(raw["maxStreamBytes"])
         if "command" in raw:
             command = raw["command"]
             if isinstance(command, str):

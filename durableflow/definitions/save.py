@@ -85,6 +85,7 @@ def _node(node: NodeDef, defaults: dict, folder: Path | None) -> dict:
         out["env"] = thaw(node.env)
     if node.working_dir is not None:
         out["workingDir"] = _path(node.working_dir, folder)
+    _put(out, "maxStreamBytes", node.max_stream_bytes)
     for key, value in (("timeout", node.timeout), ("retry", node.retry)):
         if value != defaults[key]:
             if value is None:  # only a hand-built NodeDef can get here

@@ -91,6 +91,9 @@ def _describe(error: SchemaError, path: list) -> list[tuple[str, ...]]:
         return [(field(join_path([*path, key])), "unknown key" + suggest(key, known))
                 for key in extras]
     where = field(name) if name else ""
+    if path and path[-1] == "maxStreamBytes" and kind in ("type", "minimum"):
+        return [(where, f"{short(error.instance)} is not a whole number of bytes > 0 "
+                        "(e.g. 4194304 for 4 MiB)")]
     if kind == "enum":
         valid = ", ".join(str(v) for v in error.validator_value)
         if path and path[-1] == "runtimeType":
@@ -105,7 +108,8 @@ def _describe(error: SchemaError, path: list) -> list[tuple[str, ...]]:
     if kind == "pattern" and path and path[-1] in (
             "workflowId", "nodeId", "sourceNodeId", "targetNodeId",
             "compensationNodeId", "fallbackNodeId"):
-        return [(where, f"{short(error.instance)} may only use letters, digits, '_', '.' and '-'")]
+        return [(where, f"{short(error.instance)} may only use ASCII letters, digits, '_', '.' "
+                        "and '-'")]
     if kind == "minItems" and error.validator_value == 1:
         return [(where, "must not be empty")]
     message = " ".join(error.message.split())

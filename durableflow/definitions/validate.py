@@ -49,9 +49,10 @@ REQUIRED_KEYS = {
 # the body keys each executing runtime accepts; other runtimes accept none of them
 SCRIPT_KEYS = {
     "Python": ("script", "scriptPath", "callable", "env", "workingDir"),
-    "Shell": ("command", "scriptPath", "shell", "outputFormat", "env", "workingDir"),
-    "PowerShell": ("script", "scriptPath", "outputFormat", "env", "workingDir"),
-    "CSharpScript": ("scriptPath", "outputFormat", "env", "workingDir"),
+    "Shell": ("command", "scriptPath", "shell", "outputFormat", "env", "workingDir",
+              "maxStreamBytes"),
+    "PowerShell": ("script", "scriptPath", "outputFormat", "env", "workingDir", "maxStreamBytes"),
+    "CSharpScript": ("scriptPath", "outputFormat", "env", "workingDir", "maxStreamBytes"),
 }
 # exactly one of these gives the node its body
 BODY_CHOICES = {
@@ -139,6 +140,7 @@ class _Checker:
             "callable": node.callable is not None, "command": node.command is not None,
             "shell": node.shell, "outputFormat": node.output_format != "text",
             "env": bool(node.env), "workingDir": node.working_dir is not None,
+            "maxStreamBytes": node.max_stream_bytes is not None,
         }
         allowed = SCRIPT_KEYS.get(node.runtime_type, ())
         for key, present in given.items():
@@ -156,6 +158,11 @@ class _Checker:
                 self.report(where, None, f"{node.runtime_type} node {need} (given: {found})")
         if node.runtime_type == "Python" and node.script is not None:
             self.python_source(node.script, where)
+        size = node.max_stream_bytes
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            # a hand-built NodeDef: files are held to this by the schema already
+            self.report(where, "maxStreamBytes", f"{size!r} is not a whole number of bytes > 0 "
+                        "(e.g. 4194304 for 4 MiB)")
 
     def python_source(self, script: str, where: str) -> None:
         """Compile an inline Python body now, so a syntax error fails validation, not a run."""

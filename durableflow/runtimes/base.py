@@ -10,15 +10,22 @@ import json
 import logging
 import math
 import numbers
+import re
 import threading
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from ..clock import Clock
 from ..errors import NodeCancelled, NodeError
 from ..model import NodeDef
 
-__all__ = ["NodeContext", "Runtime", "check_output", "error_from_exception", "one_line"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "NodeContext", "Runtime", "check_output", "error_from_exception",
+           "escape_controls", "one_line"]
+
+# Bytes of stdout and of stderr kept from a node's process (head + tail), unless the node sets
+# `maxStreamBytes` or the engine sets NodeContext.max_stream_bytes.
+DEFAULT_MAX_OUTPUT = 1024 * 1024
 
 ProgressCallback = Callable[[float, "str | None"], None]
 
@@ -28,13 +35,24 @@ class NodeContext:
 
     `vars` is the run's variables as a plain dict: the body may change it in place and the engine
     reads it back (from this object) and commits it with the node's result.
+
+    Set by the engine, read by the runtimes: `clock` (the engine's clock; timeouts are measured
+    on its monotonic()) and `max_stream_bytes` (stdout/stderr bytes kept from a process when
+    the node sets no `maxStreamBytes`).
     """
 
     def __init__(self, *, run_id: str, node_id: str, attempt: int, input: Any = None,
                  inputs: dict | None = None, vars: dict | None = None,
                  cancel_event: threading.Event | None = None,
                  progress_cb: ProgressCallback | None = None,
-                 logger: logging.Logger | None = None, iteration: int = 0):
+                 logger: logging.Logger | None = None, iteration: int = 0,
+                 clock: Clock | None = None, max_stream_bytes: int = DEFAULT_MAX_OUTPUT):
+        if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) \
+                or max_stream_bytes < 1:
+            raise ValueError(f"max_stream_bytes must be a whole number of bytes > 0, "
+                             f"not {max_stream_bytes!r}")
+        self.clock = clock if clock is not None else Clock()
+        self.max_stream_bytes = max_stream_bytes
         self.run_id = run_id
         self.node_id = node_id
         self.attempt = attempt
@@ -84,10 +102,23 @@ class Runtime(Protocol):
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def check_output(value: Any, what: str = "output") -> str:
-    """`json.dumps(value)` (NaN refused), or NodeError(OutputNotSerializable) naming type and place."""
+def check_output(value: Any, what: str = "output", *, ascii: bool = False) -> str:
+    """The JSON text of `value` as it is stored (NaN refused), or NodeError(OutputNotSerializable)
+    naming type and place.
+
+    UTF-8 text, not \\u00e9 escapes, so that `sqlite3` shows accents and emoji; a string with a
+    lone surrogate (not encodable as UTF-8, so not storable) makes the whole text fall back to
+    escapes, which are valid JSON for the same value. `ascii=True` always escapes: for what goes
+    to a child process, whatever its locale.
+    """
     try:
-        return json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=ascii)
+        if not ascii and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = json.dumps(value, allow_nan=False)
+        return text
     except (TypeError, ValueError, RecursionError) as exc:
         where, culprit = _find_unserialisable(value, what)
         if culprit is not None:
@@ -125,9 +156,27 @@ def _find_unserialisable(value: Any, path: str, depth: int = 0) -> tuple[str, st
 
 # --- turning a body's exception into a NodeError ---------------------------------------------
 
+# C0 and C1 control characters (tab, newline and CR included: callers turn those into spaces or
+# line breaks first), DEL, and the Unicode line and paragraph separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as escapes (`\\x1b`, `\\x00`), so that text from a process or an
+    exception reads as one line in a table, a log or `sqlite3`, and cannot drive a terminal."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _CONTROLS.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def one_line(text: str, limit: int = 300) -> str:
-    """Errors are stored and shown on one line; long ones are cut."""
-    text = " ".join(str(text).split())
+    """Errors are stored and shown on one line, control characters escaped; long ones are cut."""
+    text = escape_controls(" ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -28,12 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from ..clock import Clock
 from ..errors import NodeCancelled, NodeError, NodeTimeout
 from ..procs import OWNER_ENV, owner_tag
+from .base import DEFAULT_MAX_OUTPUT, escape_controls
 
-__all__ = ["Capture", "ProcessResult", "ProcessRunner", "DEFAULT_MAX_OUTPUT", "child_env"]
+__all__ = ["Capture", "ProcessResult", "ProcessRunner", "DEFAULT_MAX_OUTPUT", "RAISE_CAP_HINT",
+           "child_env"]
 
-DEFAULT_MAX_OUTPUT = 1024 * 1024   # bytes kept per stream (head + tail)
+# What a cut stream or a refused JSON stdout says, so that the cap can be raised where it bites.
+RAISE_CAP_HINT = "raise maxStreamBytes on the node, or Engine(max_stream_bytes=...)"
+_LINE_LIMIT = 200   # characters of one stderr/stdout line quoted in an error
 # Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN); stay well below.
 MAX_ENV_INPUT = 64 * 1024
 _CHUNK = 64 * 1024
@@ -69,36 +74,48 @@ class Capture:
     def truncated(self) -> bool:
         return self.total > self.limit
 
-    def text(self) -> str:
-        """The captured text, decoded so that it is always storable (bad bytes become U+FFFD)."""
+    def text(self, hint: bool = False) -> str:
+        """The captured text, decoded so that it is always storable (bad bytes become U+FFFD).
+
+        A cut stream has a marker where its middle was; with `hint` the marker also says how to
+        keep more (for a node's output: a reader of it may not know the cap exists).
+        """
         tail = b"".join(self.tail)
         if not self.truncated:
             return (bytes(self.head) + tail).decode("utf-8", errors="replace")
         tail = tail[-self.tail_limit:] if self.tail_limit else b""
         dropped = self.total - len(self.head) - len(tail)
+        note = f" ({self.limit} bytes kept per stream; {RAISE_CAP_HINT})" if hint else ""
         return (self.head.decode("utf-8", errors="replace")
-                + f"\n[... {dropped} bytes truncated by durableflow ...]\n"
+                + f"\n[... {dropped} bytes truncated by durableflow{note} ...]\n"
                 + tail.decode("utf-8", errors="replace"))
 
     def last_lines(self, count: int = 10, limit: int = 1000) -> list[str]:
-        """The last `count` non-blank lines, at most `limit` characters in all (newest kept)."""
+        """The last `count` non-blank lines, at most `limit` characters in all (newest kept),
+        each readable: decoded with replacement, control characters escaped, cut short."""
         lines = [ln.rstrip() for ln in b"".join(self.tail or [bytes(self.head)]).splitlines()]
         out, size = [], 0
         for raw in reversed([ln for ln in lines if ln.strip()][-count:]):
-            line = raw.decode("utf-8", errors="replace")
+            line = _readable(raw)
             if size + len(line) > limit:
                 break
             out.append(line)
             size += len(line) + 1
         return out[::-1]
 
-    def last_line(self, limit: int = 200) -> str:
+    def last_line(self, limit: int = _LINE_LIMIT) -> str:
         lines = [ln.strip() for ln in b"".join(self.tail or [bytes(self.head)]).splitlines()]
         lines = [ln for ln in lines if ln]
         if not lines:
             return ""
-        line = lines[-1].decode("utf-8", errors="replace")
-        return line if len(line) <= limit else line[: limit - 3] + "..."
+        return _readable(lines[-1], limit)
+
+
+def _readable(raw: bytes, limit: int = _LINE_LIMIT) -> str:
+    """One line of a process's output as error text: bad UTF-8 replaced (U+FFFD), tabs as
+    spaces, other control characters escaped (`\\x00`, `\\x1b`), at most `limit` characters."""
+    line = escape_controls(raw.decode("utf-8", errors="replace").replace("\t", " "))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass
@@ -132,13 +149,18 @@ class ProcessRunner:
             env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
             timeout: float | None = None, cancel_event: threading.Event | None = None,
             extra_reader: tuple[int, Callable[[bytes], None]] | None = None,
-            pass_fds: tuple[int, ...] = ()) -> ProcessResult:
+            pass_fds: tuple[int, ...] = (), max_output: int | None = None,
+            clock: Clock | None = None) -> ProcessResult:
         """Run argv to completion; NodeTimeout / NodeCancelled after killing its group.
 
         `extra_reader` is (fd, callback): another pipe read in the same loop, the callback gets
         each chunk and b"" at EOF. The caller owns (and closes) that fd. `pass_fds` are handed
         to the child and closed here once it has them (also when starting it fails).
+        `max_output` (bytes kept per stream) overrides the runner's; `clock` is what the
+        timeout, the kill grace period and the drain are measured on (default: a real Clock).
         """
+        clock = clock if clock is not None else _REAL_CLOCK
+        limit = self.max_output if max_output is None else max_output
         if cwd is not None and not Path(cwd).is_dir():
             for fd in pass_fds:
                 os.close(fd)
@@ -151,17 +173,17 @@ class ProcessRunner:
                 os.close(fd)
         with _LIVE_LOCK:
             _LIVE[proc.pid] = proc
-        out, err = Capture(self.max_output), Capture(self.max_output)
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        out, err = Capture(limit), Capture(limit)
+        deadline = None if timeout is None else clock.monotonic() + max(0.0, timeout)
         reason = None
         pump = None
         try:
-            pump = _Pump(proc, stdin, out, err, extra_reader)
+            pump = _Pump(proc, stdin, out, err, extra_reader, clock)
             while not pump.leader_exited():
                 if cancel_event is not None and cancel_event.is_set():
                     reason = "cancelled"
                     break
-                now = time.monotonic()
+                now = clock.monotonic()
                 if deadline is not None and now >= deadline:
                     reason = "timeout"
                     break
@@ -172,7 +194,7 @@ class ProcessRunner:
             if reason is None:
                 _signal_group(proc, signal.SIGKILL)        # leftovers of a finished leader
             else:
-                self._terminate(proc, pump)
+                self._terminate(proc, pump, clock)
             pump.drain(self.drain_timeout)
         except BaseException:
             _signal_group(proc, signal.SIGKILL)
@@ -189,15 +211,18 @@ class ProcessRunner:
             raise NodeCancelled(f"node {node_id!r} cancelled; its process group was killed")
         return ProcessResult(proc.returncode, out, err)
 
-    def _terminate(self, proc: subprocess.Popen, pump: "_Pump") -> None:
+    def _terminate(self, proc: subprocess.Popen, pump: "_Pump", clock: Clock) -> None:
         _signal_group(proc, signal.SIGTERM)
-        until = time.monotonic() + max(0.0, self.grace_period)
+        until = clock.monotonic() + max(0.0, self.grace_period)
         while not pump.leader_exited():
-            left = until - time.monotonic()
+            left = until - clock.monotonic()
             if left <= 0:
                 break
             pump.pump(min(self.tick, left))
         _signal_group(proc, signal.SIGKILL)
+
+
+_REAL_CLOCK = Clock()
 
 
 def _spawn(argv, *, node_id, env, cwd, pass_fds) -> subprocess.Popen:
@@ -243,8 +268,10 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 class _Pump:
     """The selector loop's state: which pipes are open and where their bytes go."""
 
-    def __init__(self, proc, stdin: bytes, out: Capture, err: Capture, extra_reader):
+    def __init__(self, proc, stdin: bytes, out: Capture, err: Capture, extra_reader,
+                 clock: Clock):
         self.proc = proc
+        self.clock = clock
         self.sel = selectors.DefaultSelector()
         self.readers: dict[int, Callable[[bytes], None]] = {}
         self._exited = False
@@ -317,9 +344,9 @@ class _Pump:
         """Read what is left; a process that escaped the group may hold a pipe: stop after `limit`."""
         if self._pidfd is not None and self._pidfd in self.sel.get_map():
             self.sel.unregister(self._pidfd)
-        until = time.monotonic() + limit
+        until = self.clock.monotonic() + limit
         while self.readers:
-            left = until - time.monotonic()
+            left = until - self.clock.monotonic()
             if left <= 0:
                 break
             self.pump(left)

@@ -16,15 +16,14 @@ import linecache
 import sys
 import textwrap
 import threading
-import time
 import types
 from pathlib import Path
 from typing import Any
 
 from ..errors import NodeCancelled, NodeError, NodeTimeout
 from ..model import NodeDef
-from .base import NodeContext, check_output, error_from_exception
-from .process import DEFAULT_MAX_OUTPUT, ProcessRunner
+from .base import DEFAULT_MAX_OUTPUT, NodeContext, check_output, error_from_exception
+from .process import ProcessRunner
 
 __all__ = ["Python", "load_body"]
 
@@ -35,10 +34,13 @@ class Python:
     runtime_type = "Python"
     tick = 0.05   # how often a waiting caller looks at the cancel event (seconds)
 
-    def __init__(self, *, grace_period: float | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
+    def __init__(self, *, grace_period: float | None = None, max_output: int | None = None,
                  drain_timeout: float | None = None):
-        # Only used by `isolation: process`.
-        self.runner = ProcessRunner(grace_period=grace_period, max_output=max_output,
+        # Only used by `isolation: process` (its stdout/stderr, which are logged). max_output
+        # None: ctx.max_stream_bytes, the engine's setting.
+        self.max_output = max_output
+        self.runner = ProcessRunner(grace_period=grace_period,
+                                    max_output=max_output or DEFAULT_MAX_OUTPUT,
                                     drain_timeout=drain_timeout)
 
     def execute(self, node: NodeDef, ctx: NodeContext, *, timeout: float | None) -> Any:
@@ -50,7 +52,9 @@ class Python:
                             error_type="InvalidNode")
         if node.isolation == "process":
             from .python_process import run_in_process
-            return run_in_process(self.runner, node, ctx, timeout)
+            return run_in_process(self.runner, node, ctx, timeout,
+                                  max_output=node.max_stream_bytes or self.max_output
+                                  or ctx.max_stream_bytes)
         if node.isolation != "thread":
             raise NodeError(f"node {node.node_id!r}: unknown isolation {node.isolation!r} "
                             "(thread or process)", error_type="InvalidNode")
@@ -73,14 +77,15 @@ class Python:
 
         thread = threading.Thread(target=body, name=f"durableflow-node-{node.node_id}", daemon=True)
         thread.start()
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        clock = ctx.clock   # the engine's: a test's manual clock times a node out at once
+        deadline = None if timeout is None else clock.monotonic() + max(0.0, timeout)
         while True:
-            wait = self.tick if deadline is None else max(0.0, min(self.tick, deadline - time.monotonic()))
+            wait = self.tick if deadline is None else max(0.0, min(self.tick, deadline - clock.monotonic()))
             if done.wait(wait):
                 break
             if ctx.cancel_event.is_set():
                 raise NodeCancelled(f"node {node.node_id!r} cancelled (its thread was told via ctx.cancelled)")
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and clock.monotonic() >= deadline:
                 ctx.cancel_event.set()   # lets a cooperative body stop; the thread is abandoned
                 raise NodeTimeout(f"node {node.node_id!r} timed out after {timeout:g}s "
                                   "(its thread was abandoned)")

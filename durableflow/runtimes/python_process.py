@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import NodeError
 from ..model import NodeDef
-from .base import NodeContext, check_output
+from .base import NodeContext, check_output, one_line
 from .process import ProcessRunner, child_env
 
 __all__ = ["run_in_process", "BOOTSTRAP"]
@@ -27,7 +27,7 @@ BOOTSTRAP = Path(__file__).with_name("_child.py").read_text(encoding="utf-8")
 
 
 def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
-                   timeout: float | None) -> Any:
+                   timeout: float | None, *, max_output: int | None = None) -> Any:
     if node.script is not None:
         source = {"mode": "script", "script": node.script}
     elif node.script_path is not None:
@@ -38,13 +38,14 @@ def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
         source = {"mode": "script_path", "path": str(path)}
     else:
         source = {"mode": "callable", "callable": node.callable}
-    input_json = check_output(ctx.input, "input")
+    # ASCII (escapes): the child reads it whatever its locale, and chars == bytes below
+    input_json = check_output(ctx.input, "input", ascii=True)
     request = check_output({
         **source, "inputs": ctx.inputs, "vars": ctx.vars, "run_id": ctx.run_id,
         "node_id": ctx.node_id, "attempt": ctx.attempt, "iteration": ctx.iteration,
         # The child imports callables the way this process would.
         "sys_path": [p if p else os.getcwd() for p in sys.path],
-    }, "ctx")
+    }, "ctx", ascii=True)
     # Splice the input in as text rather than re-encoding it.
     request = request[:-1] + ', "input": ' + input_json + "}"
     env, input_file = child_env(node, ctx, input_json)
@@ -54,7 +55,8 @@ def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
         result = runner.run([sys.executable, "-c", BOOTSTRAP, str(write_fd)],
                             node_id=node.node_id, stdin=request.encode("ascii"), env=env,
                             cwd=node.working_dir, timeout=timeout, cancel_event=ctx.cancel_event,
-                            extra_reader=(read_fd, inbox.feed), pass_fds=(write_fd,))
+                            extra_reader=(read_fd, inbox.feed), pass_fds=(write_fd,),
+                            max_output=max_output or ctx.max_stream_bytes, clock=ctx.clock)
     finally:
         os.close(read_fd)
         if input_file:
@@ -72,7 +74,8 @@ def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
                         "before reporting a result" + (f": {line}" if line else ""),
                         error_type="ExitCode", exit_code=result.exit_code)
     if final["t"] == "error":
-        raise NodeError(f"{final['message']}", error_type=final.get("type") or "NodeError",
+        raise NodeError(one_line(final.get("message") or "", 500),
+                        error_type=final.get("type") or "NodeError",
                         exit_code=final.get("exit_code"),
                         error_types=tuple(t for t in final.get("types") or () if isinstance(t, str)))
     ctx.vars.clear()

@@ -6,7 +6,10 @@ All three share one contract (see process.py for the process-group handling):
 - output: {"exitCode", "stdout", "stderr"} (text as written, trailing newline kept), or with
   `outputFormat: json` the parsed JSON of stdout;
 - a non-zero exit is NodeError(error_type="ExitCode", exit_code=N); a process killed by a
-  signal reports 128 + the signal number, as shells do.
+  signal reports 128 + the signal number, as shells do. Its message is a readable one-line
+  summary (the last line of stderr, control characters escaped), then the last lines of stderr;
+- stdout and stderr are each captured up to the node's `maxStreamBytes`, else
+  ctx.max_stream_bytes (1 MiB by default): head and tail kept, the middle cut with a marker.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 
 from ..errors import NodeError
 from ..model import NodeDef
-from .base import NodeContext, check_output
-from .process import DEFAULT_MAX_OUTPUT, ProcessResult, ProcessRunner, child_env
+from .base import DEFAULT_MAX_OUTPUT, NodeContext, check_output, escape_controls
+from .process import RAISE_CAP_HINT, ProcessResult, ProcessRunner, child_env
 
 __all__ = ["ExternalRuntime", "Shell", "PowerShell", "CSharpScript", "shape_output"]
 
@@ -35,9 +38,13 @@ class ExternalRuntime:
 
     runtime_type = "Shell"
 
-    def __init__(self, *, grace_period: float | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
+    def __init__(self, *, grace_period: float | None = None, max_output: int | None = None,
                  drain_timeout: float | None = None):
-        self.runner = ProcessRunner(grace_period=grace_period, max_output=max_output,
+        # max_output: bytes kept per stream for every node this instance runs that sets no
+        # maxStreamBytes; None (the engine's shared instances) leaves it to ctx.max_stream_bytes.
+        self.max_output = max_output
+        self.runner = ProcessRunner(grace_period=grace_period,
+                                    max_output=max_output or DEFAULT_MAX_OUTPUT,
                                     drain_timeout=drain_timeout)
 
     @property
@@ -50,14 +57,16 @@ class ExternalRuntime:
 
     def execute(self, node: NodeDef, ctx: NodeContext, *, timeout: float | None) -> Any:
         ctx.check_cancelled()
-        input_json = check_output(ctx.input, "input")
+        input_json = check_output(ctx.input, "input", ascii=True)   # any child's locale reads it
         env, input_file = child_env(node, ctx, input_json)
         temp_files: list[str] = []
         try:
             argv, cwd = self.command(node, env, temp_files)
             result = self.runner.run(argv, node_id=node.node_id, stdin=input_json.encode("ascii"),
                                      env=env, cwd=cwd, timeout=timeout,
-                                     cancel_event=ctx.cancel_event)
+                                     cancel_event=ctx.cancel_event,
+                                     max_output=stream_limit(node, ctx, self.max_output),
+                                     clock=ctx.clock)
         finally:
             for path in temp_files + ([input_file] if input_file else []):
                 try:
@@ -72,6 +81,12 @@ class ExternalRuntime:
 
     def command(self, node: NodeDef, env: dict, temp_files: list[str]) -> tuple[list[str], Any]:
         raise NotImplementedError
+
+
+def stream_limit(node: NodeDef, ctx: NodeContext, runtime_default: int | None = None) -> int:
+    """Bytes kept per stream: the node's maxStreamBytes, else the runtime instance's own
+    setting when it was given one, else the engine's (ctx.max_stream_bytes)."""
+    return node.max_stream_bytes or runtime_default or ctx.max_stream_bytes
 
 
 class Shell(ExternalRuntime):
@@ -159,21 +174,24 @@ def shape_output(node: NodeDef, result: ProcessResult, *, program: str) -> Any:
             what = f"{program} exited with code {result.exit_code}"
         line = result.stderr.last_line() or result.stdout.last_line()
         # The last line alone is often a hint, not the cause: the stored error keeps the tail of
-        # stderr (else stdout) below the one-line summary that tables show.
+        # stderr (else stdout) below the one-line summary that tables show. Every line is
+        # readable text: bad bytes replaced, control characters escaped, each cut short.
         name, stream = ("stderr", result.stderr) if result.stderr.total else ("stdout", result.stdout)
         tail = stream.last_lines()
         more = f"\n{name} (last lines):\n" + "\n".join(tail) if len(tail) > 1 else ""
-        raise NodeError(f"node {node.node_id!r}: {what}" + (f": {line}" if line else "") + more,
-                        error_type="ExitCode", exit_code=result.exit_code)
+        summary = escape_controls(f"node {node.node_id!r}: {what}") + (f": {line}" if line else "")
+        raise NodeError(summary + more, error_type="ExitCode", exit_code=result.exit_code)
     if node.output_format == "json":
         return _parse_json_stdout(node, result)
-    return {"exitCode": 0, "stdout": result.stdout.text(), "stderr": result.stderr.text()}
+    return {"exitCode": 0, "stdout": result.stdout.text(hint=True),
+            "stderr": result.stderr.text(hint=True)}
 
 
 def _parse_json_stdout(node: NodeDef, result: ProcessResult) -> Any:
     if result.stdout.truncated:
         raise NodeError(f"node {node.node_id!r}: stdout ({result.stdout.total} bytes) is larger than "
-                        f"the {result.stdout.limit}-byte capture limit, so it cannot be read as JSON",
+                        f"the {result.stdout.limit}-byte capture limit, so it cannot be read as JSON; "
+                        f"{RAISE_CAP_HINT} (e.g. maxStreamBytes: {_room_for(result.stdout.total)})",
                         error_type="InvalidOutput")
     text = result.stdout.text()
     try:
@@ -186,6 +204,12 @@ def _parse_json_stdout(node: NodeDef, result: ProcessResult) -> Any:
             preview = preview if len(preview) <= 80 else preview[:77] + "..."
             message = f"stdout is not JSON (outputFormat: json): {preview!r}"
         raise NodeError(f"node {node.node_id!r}: {message}", error_type="InvalidOutput") from None
+
+
+def _room_for(size: int) -> int:
+    """A round cap above `size`: the next whole MiB, with a quarter to spare."""
+    mib = 1024 * 1024
+    return -(-(size + size // 4) // mib) * mib
 
 
 def _refuse_constant(name: str):
