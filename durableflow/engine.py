@@ -29,6 +29,7 @@ from durableflow.notify import FINISHED, WORK, Notifier
 from durableflow.plan import Plans
 from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
+from durableflow.runtimes.base import DEFAULT_MAX_OUTPUT
 from durableflow.service import WorkerService
 from durableflow.storage import Store, history, queue, runs, workflows
 
@@ -42,7 +43,8 @@ class Engine:
     def __init__(self, path: str | os.PathLike = "durableflow.db", *, clock: Clock | None = None,
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
-                 max_output_bytes: int = 16 * 1024 * 1024):
+                 max_output_bytes: int = 16 * 1024 * 1024,
+                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT):
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
@@ -51,6 +53,9 @@ class Engine:
                 max_output_bytes, int) or max_output_bytes < 0):
             raise ValidationError(f"max_output_bytes must be a whole number of bytes (0 or None: no "
                                   f"limit), not {max_output_bytes!r}")
+        if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) or max_stream_bytes < 1:
+            raise ValidationError(f"max_stream_bytes must be a whole number of bytes of at least 1, "
+                                  f"not {max_stream_bytes!r}")
         self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
@@ -62,7 +67,8 @@ class Engine:
                                    new_run_id=self._new_run_id, run_finished=self.notifier.run_finished)
         # What workers use; built here, handed to each worker this engine makes.
         self.service = WorkerService(self.store, self.execution, self.notifier, self.clock,
-                                     lease_seconds=self.lease_seconds, max_output_bytes=max_output_bytes)
+                                     lease_seconds=self.lease_seconds, max_output_bytes=max_output_bytes,
+                                     max_stream_bytes=max_stream_bytes)
         self._write = self.service.write
         self._subscriptions: list[Callable[[], None]] = []
 

@@ -35,7 +35,7 @@ MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 
 class WorkerService:
     def __init__(self, store: Store, execution: Execution, notifier: Notifier, clock: Clock, *,
-                 lease_seconds: float, max_output_bytes: int | None):
+                 lease_seconds: float, max_output_bytes: int | None, max_stream_bytes: int):
         self.store = store
         self.execution = execution
         self.notifier = notifier
@@ -43,6 +43,8 @@ class WorkerService:
         self.lease_seconds = lease_seconds
         # An output is stored with its node and again in each message it sends downstream.
         self.max_output_bytes = max_output_bytes
+        # Bytes of stdout and of stderr kept from a node's process, unless the node says.
+        self.max_stream_bytes = max_stream_bytes
         self.workers: list[Registered] = []   # started in this process and not yet stopped
         self._progress_last: dict[int, float] = {}
         self.upkeep = Upkeep(store, execution, clock, self.write,

@@ -291,14 +291,16 @@ class Worker:
                     input=task.input, inputs=task.inputs, vars=variables,
                     cancel_event=task.cancel_event, iteration=task.message.iteration,
                     progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, msg),
+                    clock=self.clock, max_stream_bytes=self.service.max_stream_bytes,
                 )
                 output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
                 if kind == "Python":
                     variables = ctx.vars
             output_json = check_output(output)
             limit = self.service.max_output_bytes
-            if limit and len(output_json) > limit:
-                raise NodeError(f"node {task.node_id!r}: output is {len(output_json):,} bytes of JSON, "
+            size = len(output_json) if output_json.isascii() else len(output_json.encode())
+            if limit and size > limit:
+                raise NodeError(f"node {task.node_id!r}: output is {size:,} bytes of JSON, "
                                 f"over the {limit:,}-byte limit (Engine(max_output_bytes=...)); "
                                 f"write large data to a file and return its path",
                                 error_type="OutputTooLarge")

@@ -5,7 +5,6 @@ inputs will come is skipped, and so on down). Runs inside the transaction that r
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from durableflow.clock import iso
@@ -65,7 +64,7 @@ class Routing:
         mode = plan.nodes[target].join_mode
         if len(incoming) == 1 and mode != "each":
             if delivered:
-                inputs_json = "{" + json.dumps(key) + ":" + value_json + "}"
+                inputs_json = "{" + dumps(key) + ":" + value_json + "}"
                 self.enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
             else:
                 self.skip(conn, plan, run_id, target, iteration, how, now)
@@ -76,7 +75,7 @@ class Routing:
         if delivered:
             count += 1
         done = resolved >= len(incoming)
-        one_input = "{" + json.dumps(key) + ":" + value_json + "}" if delivered else None
+        one_input = "{" + dumps(key) + ":" + value_json + "}" if delivered else None
         if mode == "each":
             if delivered:  # fires on every delivery
                 fired = True
@@ -97,7 +96,7 @@ class Routing:
                 fired = True
                 if count:
                     got = joins.join_inputs_get(conn, run_id, target, join_iteration)
-                    inputs_json = "{" + ",".join(json.dumps(k) + ":" + v for k, v in got) + "}"
+                    inputs_json = "{" + ",".join(dumps(k) + ":" + v for k, v in got) + "}"
                     self.enqueue_node(conn, plan, run_id, target, iteration,
                                       got[0][1] if len(got) == 1 else inputs_json, inputs_json, how, now)
                 else:

@@ -10,7 +10,15 @@ EVENT_COLUMNS = ("seq", "run_id", "node_id", "type", "data", "at")
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON as stored: UTF-8 text (sqlite3 shows accents and emoji as they are), except a
+    value holding a lone surrogate, which UTF-8 cannot store: that one keeps its escapes."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def event_txn(conn, run_id, node_id, type_: str, data: dict | None, at: str, seq: int | None = None) -> None:

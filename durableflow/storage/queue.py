@@ -89,7 +89,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
 
 @functools.lru_cache(maxsize=256)
 def _json_text(text: str) -> str:
-    return json.dumps(text)
+    return json.dumps(text, ensure_ascii=False)
 
 
 def release_txn(conn, message_id: int, token: str) -> None:

@@ -1,0 +1,62 @@
+"""Defects found by an independent review and a new user's trial (issue 11), engine level."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from durableflow import Engine, ValidationError
+
+
+def big_json_shell(node_id: str = "big", **extra) -> dict:
+    # 2.2 MB of valid JSON on stdout: over the 1 MiB default cap.
+    script = "import json, sys; json.dump({'rows': ['x' * 100] * 21000}, sys.stdout)"
+    return {"nodeId": node_id, "runtimeType": "Shell", "command": ["python3", "-c", script],
+            "outputFormat": "json", **extra}
+
+
+def test_engine_max_stream_bytes_reaches_shell_nodes(tmp_path):
+    """Point 17: the cap is settable per engine, and the node's key still wins."""
+    wf = {"workflowId": "big", "nodes": [big_json_shell()]}
+    with Engine(tmp_path / "a.db") as engine:
+        run = engine.execute(wf, timeout=60)
+        assert run.status == "failed" and "maxStreamBytes" in run.error
+    with Engine(tmp_path / "b.db", max_stream_bytes=4 * 1024 * 1024) as engine:
+        run = engine.execute(wf, timeout=60)
+        assert run.status == "completed", run.error
+        assert len(run.outputs["big"]["rows"]) == 21000
+    small = {"workflowId": "big", "nodes": [big_json_shell(maxStreamBytes=1024)]}
+    with Engine(tmp_path / "c.db", max_stream_bytes=4 * 1024 * 1024) as engine:
+        assert engine.execute(small, timeout=60).status == "failed"
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "1MB"])
+def test_engine_refuses_a_bad_max_stream_bytes(tmp_path, value):
+    with pytest.raises(ValidationError, match="max_stream_bytes"):
+        Engine(tmp_path / "x.db", max_stream_bytes=value)
+
+
+def test_run_inputs_and_outputs_are_stored_as_utf8(tmp_path):
+    """Point 18: sqlite3 shows accents and emoji, in runs, node rows and events alike."""
+    wf = {"workflowId": "utf8", "nodes": [
+        {"nodeId": "echo", "runtimeType": "Python", "script": "output = {'name': ctx.input['name'] + ' 🎉'}"}]}
+    with Engine(tmp_path / "u.db") as engine:
+        run = engine.execute(wf, {"name": "Zoë"}, timeout=60)
+        assert run.outputs == {"echo": {"name": "Zoë 🎉"}}
+    conn = sqlite3.connect(tmp_path / "u.db")
+    inputs, outputs = conn.execute("SELECT inputs, outputs FROM runs").fetchone()
+    node_input = conn.execute("SELECT input FROM node_instances WHERE node_id = 'echo'").fetchone()[0]
+    conn.close()
+    assert "Zoë" in inputs and "\\u" not in inputs
+    assert "Zoë 🎉" in outputs and "\\u" not in outputs
+    assert "Zoë" in node_input
+
+
+def test_a_lone_surrogate_in_run_inputs_is_stored_escaped(tmp_path):
+    """UTF-8 cannot hold a lone surrogate: such a value keeps its JSON escapes, and the run works."""
+    wf = {"workflowId": "s", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]}
+    with Engine(tmp_path / "s.db") as engine:
+        run = engine.execute(wf, {"odd": "a\ud800b"}, timeout=60)
+        assert run.status == "completed"
+        assert run.inputs == {"odd": "a\ud800b"}
