@@ -47,14 +47,15 @@ class Execution:
         results: list[Exception | None] = []
         for task, outcome in items:
             conn.execute("SAVEPOINT record")
+            mark = conn.commit_mark()
             try:
                 self._record(conn, task, outcome, now)
             except DurableflowError as exc:
-                conn.execute("ROLLBACK TO record")
+                _rollback_to(conn, "record", mark)
                 results.append(exc)
             except sqlite3.IntegrityError as exc:
                 # e.g. a second 'completed' row for one (run, node, iteration): refuse this one
-                conn.execute("ROLLBACK TO record")
+                _rollback_to(conn, "record", mark)
                 results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
                                                  f"result refused by the database ({exc})"))
             except sqlite3.Error:
@@ -62,7 +63,7 @@ class Execution:
             except Exception as exc:
                 # A fault of ours in recording this one result (a bug, a value out of range):
                 # it fails this node, not the worker that also serves every other run.
-                conn.execute("ROLLBACK TO record")
+                _rollback_to(conn, "record", mark)
                 log.exception("recording node %s of run %s failed", task.node_id, task.run_id)
                 results.append(self._fail_unrecordable(conn, task, exc, now))
             else:
@@ -87,13 +88,20 @@ class Execution:
 
     def _fail_unrecordable(self, conn, task: Task, exc: Exception, now: float) -> Exception | None:
         conn.execute("SAVEPOINT unrecordable")
+        mark = conn.commit_mark()
         try:
             self.attempts.fail(conn, task, Outcome(False, error=f"durableflow could not record this node's "
                                                               f"result: {type(exc).__name__}: {exc}",
                                                    error_type="InternalError"), now, may_retry=False)
         except Exception as again:  # noqa: BLE001 - the lease expires and redelivery counts it
-            conn.execute("ROLLBACK TO unrecordable")
+            _rollback_to(conn, "unrecordable", mark)
             conn.execute("RELEASE unrecordable")
             return again if isinstance(again, DurableflowError) else InvalidTransition(str(again))
         conn.execute("RELEASE unrecordable")
         return None
+
+
+def _rollback_to(conn, savepoint: str, mark: int) -> None:
+    """Undo one result's writes, and the after-commit work they asked for (a plan kept, a wake-up)."""
+    conn.execute(f"ROLLBACK TO {savepoint}")
+    conn.forget_since(mark)

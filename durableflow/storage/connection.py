@@ -44,6 +44,15 @@ class Connection(sqlite3.Connection):
         elif fn not in pending:
             pending.append(fn)
 
+    def commit_mark(self) -> int:
+        """Where the after-commit callbacks stand; taken at a SAVEPOINT."""
+        return len(self._after_commit or ())
+
+    def forget_since(self, mark: int) -> None:
+        """ROLLBACK TO a savepoint undid what was registered since its mark: none of it runs."""
+        if self._after_commit:
+            del self._after_commit[mark:]
+
     def check_owner(self) -> None:
         if self.owner_pid != os.getpid():
             raise ForkedConnection(

@@ -60,3 +60,33 @@ def test_a_lone_surrogate_in_run_inputs_is_stored_escaped(tmp_path):
         run = engine.execute(wf, {"odd": "a\ud800b"}, timeout=60)
         assert run.status == "completed"
         assert run.inputs == {"odd": "a\ud800b"}
+
+
+def test_a_loop_body_registered_by_a_rolled_back_transaction_is_not_cached(tmp_path):
+    """Point 1: a ForEach whose recording rolls back (its lease was taken over) registered its
+    inline body in that transaction; a different body that later takes the same version must run
+    its own code in this process, not the rolled-back one's."""
+    from durableflow.builtins import Loop
+    from durableflow.clock import ManualClock
+    from durableflow.errors import StaleLease
+    from durableflow.tasks import Outcome
+
+    def loop_wf(value: str) -> dict:
+        return {"workflowId": "wf", "nodes": [
+            {"nodeId": "loop", "runtimeType": "ForEach", "items": "[1]",
+             "body": {"nodes": [{"nodeId": "b", "runtimeType": "Python", "script": f"output = {value!r}"}]}}]}
+
+    clock = ManualClock(1_800_000_000.0)
+    engine = Engine(tmp_path / "p.db", clock=clock, lease_seconds=5)
+    run_id = engine.start(loop_wf("old"))
+    (task,) = engine.service.claim("slow-worker", 1, 5.0)
+    clock.advance(6)
+    engine.service.upkeep.reclaim()                 # the lease is taken back
+    with pytest.raises(StaleLease):
+        engine.service.record(task, Outcome(False, subflow=Loop([1])))
+    engine.cancel(run_id)
+    clock.advance(1)
+    run = engine.execute(loop_wf("new"), timeout=60)
+    assert run.status == "completed", run.error
+    assert run.outputs == {"loop": [{"b": "new"}]}
+    engine.close()
