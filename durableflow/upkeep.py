@@ -44,23 +44,23 @@ class Upkeep:
 
     def recover(self) -> dict:
         """Reclaim leases of dead workers on this host at once and of others when expired."""
-        now_s = self.clock.now_iso()
         gone, left_behind = [], 0
         for worker_id, pid, started in self.dead_workers_on_host():
             gone.append(worker_id)
             # The processes of the nodes it held run on after it; stop them before those nodes
             # are given to someone else, or the same node would run twice side by side.
             left_behind += kill_left_behind(pid, started, self.store.deliveries_of_worker(worker_id))
-        for worker_id in gone:
-            self.store.write(workers.mark_worker_gone_txn, worker_id, now_s)
         lost = self.reclaim(gone)
         return {"dead_workers": gone, "reclaimed": len(lost),
                 "dead_lettered": sum(1 for r in lost if r.dead), "processes_killed": left_behind}
 
     def reclaim(self, dead_workers=()) -> list:
-        """Take back expired leases, and those of `dead_workers` at once; each lost delivery
-        fails its attempt, then retries or fails its node."""
+        """Take back expired leases, and those of `dead_workers` at once, marking those workers
+        gone in the same commit; each lost delivery fails its attempt, then retries or fails its
+        node."""
         def txn(conn, now):
+            for worker_id in dead_workers:
+                workers.mark_worker_gone_txn(conn, worker_id, iso(now))
             lost = queue.reclaim_txn(conn, now, dead_workers=dead_workers)
             self.execution.attempts.after_reclaim(conn, lost, now)
             return lost

@@ -302,6 +302,31 @@ def test_restarted_worker_reclaims_a_dead_workers_leases_at_once(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_failed_recovery_leaves_the_dead_worker_to_the_next_one(tmp_path, monkeypatch):
+    """Marking a dead worker gone and taking its leases back commit together (issue 11, point 4):
+    a recovery that fails half-way must not leave the worker marked gone with its leases still
+    out, where only their expiry (300 s here) would free them."""
+    from durableflow.errors import DiskFull
+    from durableflow.storage import queue
+
+    engine, run_id = _a_worker_killed_mid_node(tmp_path, tmp_path / "half.db")
+    real = queue.reclaim_txn
+
+    def full(*args, **kwargs):
+        raise DiskFull("injected: disk full while reclaiming")
+
+    monkeypatch.setattr(queue, "reclaim_txn", full)
+    with pytest.raises(DiskFull):
+        engine.recover()
+    monkeypatch.setattr(queue, "reclaim_txn", real)
+    report = engine.recover()
+    assert report["reclaimed"] == 1 and len(report["dead_workers"]) == 1
+    run = engine.get_run(run_id)
+    assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "pending")]
+    engine.close()
+
+
+@pytest.mark.slow
 def test_a_running_workers_upkeep_takes_a_dead_siblings_leases_at_once(tmp_path):
     # Upkeep runs every second in every worker: a sibling killed on this host loses its work to
     # the survivors at once, not when its 300 s lease expires.
