@@ -128,9 +128,11 @@ class AttemptLifecycle:
             error_types=outcome.error_types, exit_code=outcome.exit_code,
             budget_left=None if budget is None else budget - state.retries_used)
 
-    def fail(self, conn, task: Task, outcome: Outcome, now: float, *, may_retry: bool = True) -> bool:
+    def fail(self, conn, task: Task, outcome: Outcome, now: float, *, may_retry: bool = True,
+             forget: tuple[str, ...] = ()) -> bool:
         """Record a failed attempt: store a retry (its message visible later) or route Fail.
-        Returns whether a retry was stored."""
+        Returns whether a retry was stored. `forget`: keys of the message's payload that belong
+        to this attempt (a deadline, its child runs), dropped when a retry is stored."""
         c = task.message
         now_s = iso(now)
         error = outcome.error or "node failed"
@@ -152,6 +154,9 @@ class AttemptLifecycle:
         if decision is not None and decision.retry and status in ACTIVE:
             self._redeliver(conn, task, "fail", error, outcome.error_type, decision.delay, now, data)
             runs.count_retry_txn(conn, c.run_id)
+            if forget:
+                fresh = {k: v for k, v in task.payload.items() if k not in forget}
+                queue.set_message_payload_txn(conn, c.id, dumps(fresh))
             return True
         queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "fail", "running",
@@ -218,9 +223,10 @@ class AttemptLifecycle:
             value = json.loads(got)
             self.complete(conn, task, Outcome(True, value, dumps(value)), now)
         elif deadline is not None and now >= deadline:
+            # Retried like any failure; the next attempt waits its own timeout from its start.
             self.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': no signal {name!r} "
                                           f"came before {iso(deadline)}", error_type="SignalTimeout"),
-                      now, may_retry=False)
+                      now, forget=("deadline",))
         else:
             # engine.signal() makes the message visible at once; the deadline is the fallback.
             until = deadline if deadline is not None else now + SIGNAL_RECHECK

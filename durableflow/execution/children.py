@@ -16,7 +16,7 @@ from durableflow.definitions import body_workflow, storable
 from durableflow.errors import DurableflowError, ExpressionError
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
-from durableflow.storage import queue, runs, workflows
+from durableflow.storage import runs, workflows
 from durableflow.storage.events import dumps
 from durableflow.execution.attempts import AttemptLifecycle
 from durableflow.execution.runs import RunLifecycle
@@ -211,12 +211,10 @@ class ChildRuns:
     def _child_node_failed(self, conn, task: Task, why: str, error_type: str, now: float) -> None:
         """A Subflow, ForEach or While attempt failed (its child run failed, or it timed out).
         Its retry policy applies as to any node: a retry starts over with new child runs."""
-        retried = self.attempts.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
-                                                         error_type=error_type), now)
-        if retried:
-            # The next attempt must not look at this attempt's children.
-            fresh = {k: v for k, v in task.payload.items() if k not in ("childRunId", "loop", "deadline")}
-            queue.set_message_payload_txn(conn, task.message.id, dumps(fresh))
+        # The next attempt must not look at this attempt's children, nor keep its deadline.
+        self.attempts.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
+                                               error_type=error_type), now,
+                           forget=("childRunId", "loop", "deadline"))
 
 
 def _recheck(now: float, deadline: float | None) -> float:

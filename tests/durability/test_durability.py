@@ -797,6 +797,33 @@ def test_no_signal_before_the_timeout_fails_the_node(tmp_path):
     engine.close()
 
 
+def test_a_signal_timeout_is_retried_with_a_fresh_deadline_per_attempt(tmp_path):
+    """Issue 11, point 6: the node's retry policy applies to a signal that did not come in time,
+    and the next attempt waits its whole timeout again, from its own start."""
+    clock = ManualClock(T0)
+    engine = Engine(tmp_path / "again.db", clock=clock)
+    run_id = engine.start(_approval(timeout="1h", retry={
+        "strategy": "fixed", "maxAttempts": 2, "initialDelay": "1m", "jitter": 0}))
+    drain(engine)
+    clock.advance(3600)
+    drain(engine)                                      # attempt 1 times out; a retry in 1 minute
+    run = engine.get_run(run_id)
+    assert [(n.attempt, n.status) for n in run.nodes if n.node_id == "approval"] == [
+        (1, "failed"), (2, "pending")]
+    assert run.node("approval", 0).error_type is None
+    clock.advance(60)
+    drain(engine)                                      # attempt 2 waits until 10:01 + 1h
+    assert "until 2027-01-15T10:01:00.000Z" in engine.get_run(run_id).node("approval").waiting_reason
+    clock.advance(1800)
+    engine.signal(run_id, "approved", {"by": "ops"})
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"ship": {"by": "ops"}}
+    failed = [n for n in run.nodes if n.node_id == "approval" and n.status == "failed"]
+    assert [n.error_type for n in failed] == ["SignalTimeout"]
+    engine.close()
+
+
 @pytest.mark.slow
 def test_signal_from_the_command_line(tmp_path):
     db = tmp_path / "cli.db"
