@@ -322,6 +322,7 @@ class _Checker:
                             f"unreachable from any entry point (entry points: {shown})")
         if not self.errors:
             self.each_joins(edges)
+            self.join_keys()
 
     def each_joins(self, edges: dict[str, list[str]]) -> None:
         """A `joinMode: each` node runs once per delivery, as iterations 0, 1, ...; a join
@@ -348,6 +349,26 @@ class _Checker:
                                 f"joins inputs from {', '.join(map(repr, outside))} with the "
                                 f"iterations of joinMode 'each' node {node.node_id!r}; make "
                                 f"{join_id!r} joinMode 'each' too, or join before {node.node_id!r}")
+
+    def join_keys(self) -> None:
+        """An `all` join keeps one input per key (targetPort, else the source node id): two
+        connections under one key that can both deliver would lose one input without a word."""
+        incoming: dict[str, list[tuple[int, Any]]] = {}
+        for index, conn in enumerate(self.defn.connections):
+            incoming.setdefault(conn.target_node_id, []).append((index, conn))
+        for target, conns in incoming.items():
+            if len(conns) < 2 or self.by_id[target].join_mode != "all":
+                continue
+            for i, (first, a) in enumerate(conns):
+                for second, b in conns[i + 1:]:
+                    key = a.target_port or a.source_node_id
+                    if key == (b.target_port or b.source_node_id) and _may_both_deliver(a, b):
+                        self.report(connection_label(second, b.source_node_id, b.target_node_id,
+                                                     b.connection_id), "targetPort",
+                                    f"node {target!r} would get two inputs under {key!r} (also "
+                                    f"connections[{first}]), and a joinMode 'all' node keeps one "
+                                    f"per key; give them different targetPorts, or make {target!r} "
+                                    f"joinMode 'any' or 'each'")
 
     # --- the machine ----------------------------------------------------------------------
 
@@ -433,3 +454,13 @@ def _binds_top_level(tree: ast.Module, name: str) -> bool:
             return True
         stack.extend(ast.iter_child_nodes(node))
     return False
+
+
+def _may_both_deliver(a: Any, b: Any) -> bool:
+    """Whether two connections can both deliver in one run: always from two sources; from one
+    source only if they can match the same outcome on the same port."""
+    if a.source_node_id != b.source_node_id:
+        return True
+    if {a.trigger, b.trigger} == {"Complete", "Fail"}:
+        return False
+    return a.source_port is None or b.source_port is None or a.source_port == b.source_port

@@ -80,7 +80,10 @@ class Routing:
             if delivered:  # fires on every delivery
                 fired = True
                 self.enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
-            elif done and count == 0:
+            elif done and not fired:
+                # Skipped once: behind another `each` node, every iteration up there rules this
+                # connection out again, and each would rule everything below out once more.
+                fired = True
                 self.skip(conn, plan, run_id, target, 0, how, now)
         elif mode == "any":
             if delivered and not fired:

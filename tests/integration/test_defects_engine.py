@@ -90,3 +90,54 @@ def test_a_loop_body_registered_by_a_rolled_back_transaction_is_not_cached(tmp_p
     assert run.status == "completed", run.error
     assert run.outputs == {"loop": [{"b": "new"}]}
     engine.close()
+
+
+def test_an_each_join_behind_another_is_skipped_once(tmp_path):
+    """Point 7: `each` node e1 runs twice (a and b both deliver); its connection to `each` node
+    e2 is ruled out both times. e2, and everything only it feeds, is skipped once, not twice."""
+    wf = {"workflowId": "each2", "nodes": [
+        {"nodeId": "a", "runtimeType": "Noop"}, {"nodeId": "b", "runtimeType": "Noop"},
+        {"nodeId": "e1", "runtimeType": "Noop", "joinMode": "each"},
+        {"nodeId": "e2", "runtimeType": "Noop", "joinMode": "each"},
+        {"nodeId": "f", "runtimeType": "Noop"}],
+        "connections": [
+            {"sourceNodeId": "a", "targetNodeId": "e1"}, {"sourceNodeId": "b", "targetNodeId": "e1"},
+            {"sourceNodeId": "e1", "targetNodeId": "e2", "condition": "output == 'never'"},
+            {"sourceNodeId": "e2", "targetNodeId": "f"}]}
+    with Engine(tmp_path / "e.db") as engine:
+        run = engine.execute(wf, timeout=60)
+        assert run.status == "completed", run.error
+        assert [n.iteration for n in run.nodes if n.node_id == "e1" and n.status == "completed"] == [0, 1]
+        assert [(n.node_id, n.status) for n in run.nodes if n.node_id in ("e2", "f")] == [
+            ("e2", "skipped"), ("f", "skipped")]
+
+
+def test_two_inputs_under_one_key_of_an_all_join_are_refused(tmp_path):
+    """Point 7: an `all` join keeps one input per targetPort (or source node): two connections
+    that can both deliver under one key are refused at validation, naming node and field."""
+    def wf(connections, join="all"):
+        return {"workflowId": "keys", "nodes": [
+            {"nodeId": "a", "runtimeType": "Noop"}, {"nodeId": "b", "runtimeType": "Noop"},
+            {"nodeId": "check", "runtimeType": "IfElse", "condition": "input == 1"},
+            {"nodeId": "j", "runtimeType": "Noop", "joinMode": join}],
+            "connections": [{"sourceNodeId": "a", "targetNodeId": "check"}, *connections]}
+    shared = [{"sourceNodeId": "a", "targetNodeId": "j", "targetPort": "x"},
+              {"sourceNodeId": "b", "targetNodeId": "j", "targetPort": "x"}]
+    with pytest.raises(ValidationError) as err:
+        Engine(tmp_path / "k.db").register(wf(shared))
+    (line,) = err.value.errors
+    assert "connections[2] b->j: field 'targetPort'" in line and "under 'x'" in line, line
+    same_source = [{"sourceNodeId": "a", "targetNodeId": "j", "condition": "output == 1"},
+                   {"sourceNodeId": "a", "targetNodeId": "j", "condition": "output == 2"},
+                   {"sourceNodeId": "b", "targetNodeId": "j"}]
+    with pytest.raises(ValidationError, match="two inputs under 'a'"):
+        Engine(tmp_path / "k2.db").register(wf(same_source))
+    # Allowed: exclusive ports of one IfElse under one key, and any/each joins.
+    exclusive = [{"sourceNodeId": "check", "sourcePort": "true", "targetNodeId": "j", "targetPort": "x"},
+                 {"sourceNodeId": "check", "sourcePort": "false", "targetNodeId": "j", "targetPort": "x"},
+                 {"sourceNodeId": "b", "targetNodeId": "j", "targetPort": "y"}]
+    with Engine(tmp_path / "ok.db") as engine:
+        engine.register(wf(exclusive))
+        engine.register(wf(shared, join="any"))
+        run = engine.execute(wf(exclusive), timeout=60)
+        assert run.status == "completed", run.error
