@@ -14,6 +14,7 @@ import difflib
 import functools
 import re
 import threading
+import time
 from typing import Any, Iterator, Mapping
 
 from simpleeval import DEFAULT_OPERATORS, EvalWithCompoundTypes
@@ -22,6 +23,11 @@ from durableflow.errors import ExpressionError
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 50
+# CPU seconds an evaluation may use. Connection and While conditions are evaluated inside the
+# transaction that records a node, holding the database's write lock: they get far less.
+CPU_BUDGET = 2.0
+IN_TRANSACTION_CPU_BUDGET = 0.25
+_CHECK_EVERY = 64     # evaluation steps between two looks at the CPU time used
 
 _MISSING = object()
 
@@ -66,20 +72,30 @@ _LITERAL_NAMES = frozenset({"True", "False", "None"})
 class Expression:
     """A compiled expression: `text`, the checked tree, and the free `names` it reads."""
 
-    __slots__ = ("text", "tree", "names")
+    __slots__ = ("text", "tree", "names", "loops")
 
-    def __init__(self, text: str, tree: ast.AST, names: frozenset):
+    def __init__(self, text: str, tree: ast.AST, names: frozenset, loops: bool = False):
         self.text = text
         self.tree = tree
         self.names = names
+        self.loops = loops      # has a comprehension: the data decides how much work it does
 
-    def evaluate(self, names: Mapping[str, Any]) -> Any:
-        evaluator = _evaluator()
+    def evaluate(self, names: Mapping[str, Any], cpu_budget: float = CPU_BUDGET) -> Any:
+        """The value of the expression over `names`. One with a comprehension may use at most
+        `cpu_budget` seconds of this thread's CPU: data can make it do a great deal of work.
+        (Without one, the work is bounded by the expression's length and the data's size.)"""
+        evaluator = _evaluator(self.loops)
         evaluator.names = names
+        if self.loops:
+            evaluator.start(cpu_budget)
         try:
             return evaluator.eval(self.text, previously_parsed=self.tree)
         except ExpressionError:
             raise
+        except _TooCostly:
+            raise ExpressionError(
+                f"expression {_short(self.text)}: gave up after {cpu_budget:g}s of work; keep "
+                f"conditions cheap and do heavy work in a Python node") from None
         except Exception as exc:  # anything the data can provoke becomes one clean line
             raise ExpressionError(f"expression {_short(self.text)}: {_describe(exc)}") from None
 
@@ -106,7 +122,8 @@ def compile_expression(text: str) -> Expression:
         raise ExpressionError(f"invalid expression {_short(source)}: cannot be parsed") from None
     tree = _JsonLiterals().visit(tree)
     names = _check(tree, source)
-    return Expression(source, tree.body, names)
+    loops = any(isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)) for node in ast.walk(tree))
+    return Expression(source, tree.body, names, loops)
 
 
 class _JsonLiterals(ast.NodeTransformer):
@@ -239,6 +256,10 @@ def _safe_mod(left: Any, right: Any) -> Any:
     return left % right
 
 
+class _TooCostly(Exception):
+    pass
+
+
 class _Evaluator(EvalWithCompoundTypes):
     def __init__(self) -> None:
         operators = dict(DEFAULT_OPERATORS)
@@ -263,14 +284,39 @@ class _Evaluator(EvalWithCompoundTypes):
         return None
 
 
+class _BudgetedEvaluator(_Evaluator):
+    """Counts evaluation steps and looks at the thread's CPU time every few of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps = _CHECK_EVERY
+        self._cpu_deadline = 0.0
+
+    def start(self, cpu_budget: float) -> None:
+        # The thread's CPU time, not a clock: it measures the work done, whatever else runs.
+        self._cpu_deadline = time.thread_time() + cpu_budget
+        self._steps = _CHECK_EVERY
+
+    def _eval(self, node: ast.AST) -> Any:
+        self._steps -= 1
+        if self._steps <= 0:
+            self._steps = _CHECK_EVERY
+            if time.thread_time() > self._cpu_deadline:
+                raise _TooCostly()
+        return super()._eval(node)
+
+
 _local = threading.local()
 
 
-def _evaluator() -> _Evaluator:
-    # One evaluator per thread: simpleeval keeps the names and the expression on the instance.
-    evaluator = getattr(_local, "evaluator", None)
+def _evaluator(budgeted: bool) -> _Evaluator:
+    # One evaluator of each kind per thread: simpleeval keeps the names and the expression on
+    # the instance.
+    name = "budgeted" if budgeted else "plain"
+    evaluator = getattr(_local, name, None)
     if evaluator is None:
-        evaluator = _local.evaluator = _Evaluator()
+        evaluator = _BudgetedEvaluator() if budgeted else _Evaluator()
+        setattr(_local, name, evaluator)
     return evaluator
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 from durableflow.clock import iso
 from durableflow.definitions import body_workflow, storable
 from durableflow.errors import DurableflowError, ExpressionError
+from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
 from durableflow.storage import runs, workflows
@@ -148,7 +149,8 @@ class ChildRuns:
                 turn = state["next"]
                 names = {"output": state["last"], "iteration": turn, "vars": task.variables}
                 try:
-                    go_on = bool(task.plan.compiled[f"{task.node_id}.condition"].evaluate(names))
+                    go_on = bool(task.plan.compiled[f"{task.node_id}.condition"].evaluate(
+                        names, IN_TRANSACTION_CPU_BUDGET))
                 except ExpressionError as exc:
                     self._child_node_failed(conn, task, f"condition failed: {exc}", "LoopFailed", now)
                     return

@@ -9,6 +9,7 @@ from typing import Any
 
 from durableflow.clock import iso
 from durableflow.errors import ExpressionError
+from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.plan import Edge, Plan
 from durableflow.records import NewMessage
 from durableflow.storage import joins, nodes, queue
@@ -40,7 +41,7 @@ class Routing:
             ok = edge.matches(outcome, port)
             if ok and edge.condition is not None:
                 try:
-                    ok = bool(edge.condition.evaluate(names))
+                    ok = bool(edge.condition.evaluate(names, IN_TRANSACTION_CPU_BUDGET))
                 except ExpressionError as exc:
                     raise ExpressionError(f"connection {edge.conn.label}: condition "
                                           f"{edge.conn.condition!r} failed: {exc}") from exc

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from durableflow.clock import iso
 from durableflow.errors import InvalidTransition
+from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
 from durableflow.storage import joins, nodes, queue, runs, signals
@@ -110,7 +111,8 @@ class RunLifecycle:
                 outcome = {"completed": "Complete", "failed": "Fail"}.get(row["status"])
                 ok = outcome is not None and edge.matches(outcome, row["port"])
                 if ok and edge.condition is not None:
-                    ok = bool(edge.condition.evaluate({"output": value, "inputs": {}, "vars": variables}))
+                    ok = bool(edge.condition.evaluate({"output": value, "inputs": {}, "vars": variables},
+                                                      IN_TRANSACTION_CPU_BUDGET))
                 self.routing.resolve(conn, plan, run_id, edge, 0, ok, value, dumps(value) if ok else None,
                                      how, now)
 

@@ -141,3 +141,17 @@ def test_two_inputs_under_one_key_of_an_all_join_are_refused(tmp_path):
         engine.register(wf(shared, join="any"))
         run = engine.execute(wf(exclusive), timeout=60)
         assert run.status == "completed", run.error
+
+
+def test_a_costly_connection_condition_fails_the_run_instead_of_holding_the_lock(tmp_path):
+    """Point 10: connection conditions run inside the transaction that records their source,
+    holding the write lock; one that would work for seconds gives up and fails the run."""
+    wf = {"workflowId": "costly", "nodes": [
+        {"nodeId": "a", "runtimeType": "Python", "script": "output = list(range(6000))"},
+        {"nodeId": "b", "runtimeType": "Noop"}],
+        "connections": [{"sourceNodeId": "a", "targetNodeId": "b",
+                         "condition": "len(str([str(output) for x in output])) > 0"}]}
+    with Engine(tmp_path / "c.db") as engine:
+        run = engine.execute(wf, timeout=60)
+    assert run.status == "failed"
+    assert "condition" in run.error and "gave up after 0.25s of work" in run.error, run.error

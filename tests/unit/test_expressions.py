@@ -159,3 +159,11 @@ def test_compile_inputs_fails_at_load_time():
     assert list(iter_templates({"a": ["${ x }"]})) == [("a[0]", "x")]
     with pytest.raises(ExpressionError, match="invalid syntax"):
         compile_inputs({"a": {"b": "${ 1 + }"}})
+
+
+def test_an_expression_with_a_comprehension_stops_at_its_cpu_budget():
+    """Issue 11, point 10: element limits do not bound the work per element; a CPU budget does."""
+    costly = compile_expression("len(str([str(output) for a in output])) > 0")
+    with pytest.raises(ExpressionError, match=r"gave up after 0.05s of work"):
+        costly.evaluate({"output": list(range(9000))}, 0.05)
+    assert costly.evaluate({"output": list(range(10))}, 0.05) is True
