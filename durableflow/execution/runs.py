@@ -12,7 +12,7 @@ from durableflow.errors import InvalidTransition
 from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
-from durableflow.storage import joins, nodes, queue, runs, signals
+from durableflow.storage import events, joins, nodes, queue, runs, signals
 from durableflow.storage.events import dumps
 from durableflow.execution.routing import Routing
 from durableflow.execution.variables import variables_kept
@@ -177,25 +177,49 @@ class RunLifecycle:
         return "cancelled"
 
     def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:
+        """Pause a run and, with it, its child runs (Subflow, loop bodies), however deep. A child
+        already paused on its own stays as it is, and so does its pause."""
         status = runs.run_state(conn, run_id).status
         if status == "paused" and until is None:
             # Pausing twice is not an error, as cancelling twice is not; a run paused for a
             # while now waits for resume().
             runs.pause_until_resumed_txn(conn, run_id, iso(now))
             return status
-        runs.run_transition_txn(conn, run_id, "pause", status, iso(now),
+        now_s = iso(now)
+        runs.run_transition_txn(conn, run_id, "pause", status, now_s,
                                 paused_until=iso(until) if until else None)
         queue.hold_run_messages_txn(conn, run_id, True)
+        todo = [run_id]
+        while todo:
+            for child, child_status in runs.active_children(conn, todo.pop()):
+                if child_status in ("pending", "running"):
+                    runs.run_transition_txn(conn, child, "pause", child_status, now_s,
+                                            data={"with": run_id})
+                    queue.hold_run_messages_txn(conn, child, True)
+                todo.append(child)
         return "paused"
 
     def resume(self, conn, run_id: str, now: float) -> str:
+        """Resume a run and the child runs its pause paused (not those paused on their own)."""
         state = runs.run_state(conn, run_id)
         if state.status == "running":
             return state.status  # resuming a run that is not paused (any more) is not an error
+        self._resume_one(conn, run_id, state, now)
+        todo = [run_id]
+        while todo:
+            for child, child_status in runs.active_children(conn, todo.pop()):
+                if child_status == "paused":
+                    why = events.last_event_data(conn, child, "run.paused") or {}
+                    if why.get("with") != run_id:
+                        continue   # paused on its own (or with another run): left as it is
+                    self._resume_one(conn, child, runs.run_state(conn, child), now)
+                todo.append(child)
+        return "running"
+
+    def _resume_one(self, conn, run_id: str, state, now: float) -> None:
         runs.run_transition_txn(conn, run_id, "resume", state.status, iso(now))
         queue.hold_run_messages_txn(conn, run_id, False)
         self.settle(conn, self.plans.get(state.workflow_id, state.version, conn), run_id, "running", now)
-        return "running"
 
     def time_out(self, conn, run_id: str, now: float) -> None:
         status = runs.run_state(conn, run_id).status

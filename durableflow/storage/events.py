@@ -52,3 +52,9 @@ def last_event_seq(conn) -> int:
 def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
     """(node_id, data) of each completion of the run, in commit order."""
     return conn.execute(conn.sql.events.node_completion_events, (run_id,)).fetchall()
+
+
+def last_event_data(conn, run_id: str, type_: str) -> dict | None:
+    """The data of the run's newest event of this type, or None."""
+    row = conn.execute(conn.sql.events.last_event_of_type, {"run_id": run_id, "type": type_}).fetchone()
+    return json.loads(row[0]) if row and row[0] else None

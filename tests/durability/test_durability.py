@@ -898,6 +898,38 @@ def test_cancelling_a_parent_cancels_its_child_run(tmp_path):
     engine.close()
 
 
+def test_pausing_a_parent_pauses_its_child_runs_and_resuming_resumes_them(tmp_path):
+    """Issue 11, point 8: a pause reaches child runs (and theirs), as a cancel does; a resume
+    undoes only what the pause did, so a child paused on its own stays paused."""
+    clock = ManualClock(T0)
+    db = tmp_path / "pc.db"
+    engine = Engine(db, clock=clock)
+    engine.register({"workflowId": "child", "nodes": [
+        {"nodeId": "nap", "runtimeType": "Wait", "duration": "1h"},
+        py("double", "output = 42")],
+        "connections": [{"sourceNodeId": "nap", "targetNodeId": "double"}]})
+    run_id = engine.start(_parent())
+    other = engine.start(_parent())
+    drain(engine)
+    child, other_child = (rows(db, "SELECT run_id FROM runs WHERE parent_run_id = ?", r)[0][0]
+                          for r in (run_id, other))
+    engine.pause(other_child)                          # paused on its own
+    engine.pause(run_id)
+    engine.pause(other)
+    assert engine.get_run(child).status == "paused"
+    clock.advance(3600)
+    assert drain(engine) == 0                          # the children's timers rang: held
+    assert engine.get_run(child).node("double") is None
+    engine.resume(run_id)
+    engine.resume(other)
+    assert engine.get_run(child).status == "running"
+    assert engine.get_run(other_child).status == "paused"
+    drain(engine)
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and run.outputs == {"use": 42}
+    engine.close()
+
+
 def test_a_subflow_timeout_cancels_the_child_and_fails_the_node(tmp_path):
     clock = ManualClock(T0)
     db = tmp_path / "sft.db"

@@ -25,3 +25,8 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- What each completion recorded (its "vars" change among it), in the order they committed.
 SELECT node_id, data FROM events INDEXED BY events_by_run
 WHERE run_id = ? AND type = 'node.completed' ORDER BY seq;
+
+-- name: last_event_of_type
+-- The newest event of one type of a run (e.g. why it was last paused).
+SELECT data FROM events INDEXED BY events_by_run
+WHERE run_id = :run_id AND type = :type ORDER BY seq DESC LIMIT 1;
