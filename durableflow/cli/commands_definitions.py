@@ -1,5 +1,5 @@
-"""Commands about definitions: validate, graph, workflows. `validate` and `graph FILE` never
-open (or create) the database."""
+"""Commands about definitions: validate, register, graph, workflows. `validate` and
+`graph FILE` never open (or create) the database."""
 
 from __future__ import annotations
 
@@ -57,6 +57,44 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
 
 
 @click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...",
+                type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {file, workflow_id, version} to stdout.")
+@click.pass_obj
+def register(state: State, files: tuple[str, ...], as_json: bool) -> None:
+    """Store workflow definitions, each as a new version when its content changed.
+
+    Every file is checked first: if any is invalid, none is stored (exit 2). A Subflow's or a
+    loop body's workflow must be registered before a run can start it.
+    """
+    engine = state.engine()
+    defns, failed = [], False
+    for name in files:
+        try:
+            defns.append((name, engine.load(name)))
+        except ValidationError as exc:
+            failed = True
+            for problem in exc.errors or [exc.message]:
+                click.echo(problem, err=True)
+        except DefinitionError as exc:
+            failed = True
+            click.echo(exc.message, err=True)
+    if failed:
+        click.echo("nothing was registered", err=True)
+        click.get_current_context().exit(EXIT_USAGE)
+    report = []
+    for name, defn in defns:
+        workflow_id, version = engine.register(defn)
+        report.append({"file": name, "workflow_id": workflow_id, "version": version})
+    if as_json:
+        print_json(report)
+        return
+    for item in report:
+        click.echo(f"{item['file']}: workflow {item['workflow_id']!r} version {item['version']}")
+
+
+@click.command()
 @click.argument("target", metavar="FILE|RUN")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True, help="Mermaid flowchart or Graphviz dot.")
@@ -107,4 +145,4 @@ def workflows(state: State, as_json: bool) -> None:
                  r.get("source_path") or ""] for r in rows), no_wrap=("workflow",)))
 
 
-COMMANDS = (validate, graph, workflows)
+COMMANDS = (validate, register, graph, workflows)

@@ -203,3 +203,31 @@ def test_a_zero_timeout_means_none_and_is_warned_about(invoke, write):
         f"warning: {path}: node 'a': field 'timeout': 0 means no timeout; leave the field out to say so"]
     run = json.loads(invoke("run", str(path), "--json").stdout)
     assert run["status"] == "completed"
+
+
+# --- register --------------------------------------------------------------------------------------
+
+def test_register_stores_each_file_so_a_subflow_can_start_it(invoke, chain, write, db):
+    """Issue 11, point 20: a Subflow's target registered without starting a run of it."""
+    child = write(workflow("child", noop("x")), "child.yaml")
+    parent = write({"workflowId": "parent", "nodes": [
+        {"nodeId": "sub", "runtimeType": "Subflow", "workflowId": "child"}]}, "parent.yaml")
+    result = invoke("register", child, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"file": str(child), "workflow_id": "child", "version": 1}]
+    again = invoke("register", child)
+    assert again.exit_code == 0 and again.stdout.strip() == f"{child}: workflow 'child' version 1"
+    run = invoke("run", parent)
+    assert run.exit_code == 0, run.stderr
+    listed = json.loads(invoke("workflows", "--json").stdout)
+    assert [(w["workflow_id"], w["version"], w["runs"]) for w in listed] == [
+        ("child", 1, 1), ("parent", 1, 1)]
+
+
+def test_register_stores_nothing_when_one_file_is_invalid(invoke, chain, broken, db):
+    result = invoke("register", chain, broken)
+    assert result.exit_code == 2
+    assert any("ghost" in line for line in result.stderr.splitlines())
+    assert result.stderr.splitlines()[-1] == "nothing was registered"
+    listed = invoke("workflows", "--json")
+    assert json.loads(listed.stdout) == []
