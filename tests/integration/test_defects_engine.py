@@ -155,3 +155,18 @@ def test_a_costly_connection_condition_fails_the_run_instead_of_holding_the_lock
         run = engine.execute(wf, timeout=60)
     assert run.status == "failed"
     assert "condition" in run.error and "gave up after 0.25s of work" in run.error, run.error
+
+
+def test_no_progress_is_recorded_after_the_run_ended(tmp_path):
+    """Point 21: a body that reports progress after its run was cancelled writes no node.progress
+    event after run.cancelled."""
+    wf = {"workflowId": "p", "nodes": [{"nodeId": "a", "runtimeType": "Python", "script": "output = 1"}]}
+    with Engine(tmp_path / "p.db") as engine:
+        run_id = engine.start(wf)
+        (task,) = engine.service.claim("w", 1, 30.0)
+        engine.service.progress(task, 10.0, "working")
+        engine.cancel(run_id)
+        engine.service.progress(task, 100.0, "still working")
+        types = [e["type"] for e in engine.events(run_id)]
+    assert types.count("node.progress") == 1
+    assert types.index("node.progress") < types.index("run.cancelled")

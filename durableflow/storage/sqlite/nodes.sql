@@ -42,8 +42,11 @@ UPDATE node_instances SET status = 'waiting', waiting_reason = :reason
 WHERE id = :id AND status = :from;
 
 -- name: node_progress
+-- Only while its run goes on: a body that keeps reporting after its run was cancelled (or
+-- failed) writes nothing after the run's end.
 UPDATE node_instances SET progress = :percent, progress_message = :message
-WHERE id = :id AND status = 'running';
+WHERE id = :id AND status = 'running'
+  AND (SELECT r.status = 'running' OR r.status = 'paused' FROM runs r WHERE r.run_id = node_instances.run_id);
 
 -- name: nodes_open_of_run
 SELECT id, node_id, status, message_id FROM node_instances
