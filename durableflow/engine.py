@@ -208,24 +208,32 @@ class Engine:
                 raise WaitTimeout(f"run {run_id} is still {status} after {timeout}s")
             self.notifier.wait(gen, poll, FINISHED)
 
-    def rerun(self, run_id: str, from_node: str | None = None) -> str:
-        """Start the run again as a new run: the same workflow version and inputs. With
-        `from_node`, keep what was recorded upstream of it and run it and its downstream again."""
+    def rerun(self, run_id: str, from_node: str | None = None, *, fresh: bool = False) -> str:
+        """Start a finished run again as a new run of the same workflow version and inputs;
+        returns its id.
+
+        By default the new run keeps every node the old one settled (completed, skipped, or
+        failed with its Fail handled) and runs what failed or never finished. With `from_node`,
+        that node and everything downstream of it run again too. With `fresh`, everything runs
+        again from the start (a completed run can be run again so)."""
         row = self.store.get_run_row(run_id)
         plan = self.plans.get(row["workflow_id"], row["workflow_version"])
-        if from_node is None:
-            return self.start(row["workflow_id"], json.loads(row["inputs"] or "null"),
-                              version=row["workflow_version"],
-                              priority={v: k for k, v in PRIORITIES.items()}[row["priority"]])
-        if from_node not in plan.nodes:
+        if fresh and from_node is not None:
+            raise ValidationError("rerun: give --from NODE or --fresh, not both")
+        if from_node is not None and from_node not in plan.nodes:
             raise ValidationError(f"rerun --from: workflow '{plan.workflow_id}' v{plan.version} has "
                                   f"no node '{from_node}' (nodes: {', '.join(plan.nodes)})")
-        if row["status"] not in TERMINAL_RUN_STATUSES:
-            # Its upstream results may not be recorded yet: the new run would quietly start over.
-            raise ValidationError(f"rerun --from: run {run_id} is {row['status']}; wait for it to "
-                                  f"finish, or cancel it, then rerun from {from_node!r}")
+        if row["status"] not in TERMINAL_RUN_STATUSES and not fresh:
+            # Its results may not all be recorded yet: the new run would quietly redo them.
+            then = f"rerun from {from_node!r}" if from_node else "rerun it"
+            raise ValidationError(f"rerun{' --from' if from_node else ''}: run {run_id} is "
+                                  f"{row['status']}; wait for it to finish, or cancel it, then {then}")
         new_id = self._new_run_id()
-        self._write(self.execution.runs.rerun_from, plan, run_id, new_id, from_node, self.clock.now())
+        if fresh:
+            self._write(self.execution.runs.start_run, plan, new_id, json.loads(row["inputs"] or "null"),
+                        self.clock.now(), priority=row["priority"], rerun_of=run_id)
+        else:
+            self._write(self.execution.runs.rerun, plan, run_id, new_id, from_node, self.clock.now())
         return new_id
 
     def signal(self, run_id: str, name: str, data: Any = None) -> None:

@@ -83,15 +83,18 @@ def prune(state: State, older_than: float, as_json: bool) -> None:
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--from", "from_node", metavar="NODE",
-              help="Keep what RUN recorded upstream of NODE; run NODE and everything after it again.")
+              help="Run NODE and everything after it again too, keeping what RUN recorded elsewhere.")
+@click.option("--fresh", is_flag=True,
+              help="Run everything again from the start (a completed run can be run again so).")
 @click.pass_obj
-def rerun(state: State, run_id: str, from_node: str | None) -> None:
-    """Start RUN again as a new run (same workflow version and inputs); print the new run id.
+def rerun(state: State, run_id: str, from_node: str | None, fresh: bool) -> None:
+    """Start a finished RUN again as a new run (same workflow version and inputs); print its id.
 
-    Nothing runs until a `durableflow worker` picks the new run up. The new run's first event
-    names the run it repeats.
+    By default the new run keeps every node RUN settled (completed, skipped, or failed with its
+    Fail handled) and runs what failed or never finished. Nothing runs until a `durableflow
+    worker` picks the new run up; its first event names the run it repeats.
     """
-    click.echo(state.engine(create=False).rerun(run_id, from_node))
+    click.echo(state.engine(create=False).rerun(run_id, from_node, fresh=fresh))
 
 
 COMMANDS = (export_cmd, import_cmd, prune, rerun)

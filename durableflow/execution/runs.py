@@ -29,7 +29,8 @@ class RunLifecycle:
 
     def start_run(self, conn, plan: Plan, run_id: str, inputs: Any, now: float, *,
                   idempotency_key: str | None = None, priority: int = 1,
-                  parent_run_id: str | None = None, parent_node_id: str | None = None) -> tuple[str, bool]:
+                  parent_run_id: str | None = None, parent_node_id: str | None = None,
+                  rerun_of: str | None = None) -> tuple[str, bool]:
         if idempotency_key is not None:
             existing = runs.run_id_for_key(conn, idempotency_key)
             if existing is not None:
@@ -43,31 +44,37 @@ class RunLifecycle:
                             variables=dumps(dict(d.variables)), priority=priority,
                             idempotency_key=idempotency_key, deadline_at=deadline,
                             parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s)
-        runs.run_transition_txn(conn, run_id, "start", "pending", now_s)
+        runs.run_transition_txn(conn, run_id, "start", "pending", now_s,
+                                data={"rerunOf": rerun_of, "from": None} if rerun_of else None)
         for node_id in plan.entries:
             self.routing.enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}",
                                       EnqueueAs(False, priority), now)
         return run_id, True
 
-    def rerun_from(self, conn, plan: Plan, old_run_id: str, run_id: str, from_node: str,
-                   now: float) -> None:
-        """A new run that keeps what the old one recorded upstream of `from_node` and runs
-        `from_node` and everything downstream of it again."""
+    def rerun(self, conn, plan: Plan, old_run_id: str, run_id: str, from_node: str | None,
+              now: float) -> None:
+        """A new run that keeps what the old one recorded and runs the rest again.
+
+        Kept, with its recorded final state: every completed or skipped node, and every failed
+        node whose Fail a connection handled (the handler is kept too), unless `from_node` is
+        given and the node is `from_node` or downstream of it. Run again: from_node and its
+        downstream, and every node that failed unhandled or never finished, with theirs.
+        """
         old = runs.get_run_row(conn, old_run_id)
         latest = {n["node_id"]: n for n in nodes.node_rows_txn(conn, old_run_id) if n["iteration"] == 0}
-        if latest.get(from_node, {}).get("status") == "skipped":
+        if from_node is not None and latest.get(from_node, {}).get("status") == "skipped":
             # A branch the old run did not take: its inputs were ruled out, and running it now
             # would give it an input no run of this workflow could have given it.
             raise InvalidTransition(f"rerun --from {from_node}: it was skipped in run {old_run_id} "
                                     f"(a branch not taken); rerun from a node upstream of the "
                                     f"branch, or the whole run")
-        # Run again: from_node and what follows it, and whatever the old run did not finish
-        # (a failed node, a branch cancelled with the run) and what follows that.
-        redo = plan.downstream(from_node)
+        redo = plan.downstream(from_node) if from_node is not None else set()
         for node_id in plan.nodes:
-            row = latest.get(node_id)
-            if node_id not in plan.helpers and (row is None or row["status"] not in ("completed", "skipped")):
+            if node_id not in plan.helpers and not _settled(plan, latest, node_id):
                 redo |= plan.downstream(node_id)
+        if not redo:
+            raise InvalidTransition(f"rerun: run {old_run_id} {old['status']} with every node settled; "
+                                    f"nothing to run again (use --fresh to start it over, or --from NODE)")
         now_s = iso(now)
         kept_ids = {node_id for node_id in latest if node_id not in redo}
         variables, deltas, order = variables_kept(conn, plan, old, kept_ids)
@@ -88,7 +95,8 @@ class RunLifecycle:
                 kept[node_id] = row
         how = EnqueueAs(False, old["priority"])
         # Started directly: entry points of the part that runs again, and from_node itself
-        # unless something that runs again feeds it (then it waits for that, as usual).
+        # unless something that runs again feeds it (then it waits for that, as usual). The
+        # rest is fed below by the kept nodes' connections, conditions and joins as they were.
         direct = {nid for nid in redo if nid not in plan.helpers and (
             not plan.incoming[nid] or (nid == from_node and not any(
                 e.conn.source_node_id in redo for e in plan.incoming[nid])))}
@@ -218,7 +226,7 @@ class RunLifecycle:
 
     def _resume_one(self, conn, run_id: str, state, now: float) -> None:
         runs.run_transition_txn(conn, run_id, "resume", state.status, iso(now))
-        queue.hold_run_messages_txn(conn, run_id, False)
+        queue.hold_run_messages_txn(conn, run_id, False, iso(now))
         self.settle(conn, self.plans.get(state.workflow_id, state.version, conn), run_id, "running", now)
 
     def time_out(self, conn, run_id: str, now: float) -> None:
@@ -240,3 +248,18 @@ class RunLifecycle:
                                     f"has no WaitForSignal for {name!r} ({have})")
         signals.insert_signal_txn(conn, run_id, name, dumps(payload), iso(now))
         queue.wake_waiting_txn(conn, run_id, iso(now))
+
+
+def _settled(plan: Plan, latest: dict, node_id: str) -> bool:
+    """Whether a node's recorded final state stands in a rerun: completed, skipped, or failed
+    with its Fail handled by a connection (a declined card that was refunded stays so)."""
+    row = latest.get(node_id)
+    if row is None:
+        return False
+    if row["status"] in ("completed", "skipped"):
+        return True
+    if row["status"] != "failed":
+        return False
+    return any(edge.conn.trigger in ("Fail", "Any")
+               and latest.get(edge.conn.target_node_id, {}).get("status") not in (None, "skipped")
+               for edge in plan.outgoing[node_id])

@@ -568,12 +568,64 @@ def test_rerun_from_a_node_keeps_upstream_results_and_runs_the_rest_again(tmp_pa
     assert counts == {"a": 1, "b": 2, "c": 1, "d": 2}       # a and c were carried over
     events = [e for e in engine.events(again) if e["type"] == "run.running"]
     assert events[0]["data"]["rerunOf"] == first.run_id
-    whole = engine.rerun(first.run_id)
+    whole = engine.rerun(first.run_id, fresh=True)
     with engine.worker(concurrency=2):
         assert engine.wait(whole, timeout=30).status == "completed"
     assert int((tmp_path / "a").read_text()) == 2
     with pytest.raises(Exception, match="no node 'zz'"):
         engine.rerun(first.run_id, from_node="zz")
+    engine.close()
+
+
+def test_rerun_keeps_a_handled_failure_and_its_handler(tmp_path):
+    """Issue 11, point 5: a card declined and refunded is not charged and refunded again when
+    the run is rerun from a node downstream of both; a plain rerun keeps every settled node and
+    runs only what failed or never finished; --fresh runs everything again."""
+    ledger = tmp_path / "ledger"
+    def note(word):
+        return f"with open({str(ledger)!r}, 'a') as f:\n    f.write({word!r} + '\\n')\n"
+    defn = {"workflowId": "shop", "nodes": [
+        py("charge", note("charge") + "raise RuntimeError('card declined')"),
+        py("refund", note("refund") + "output = 'refunded'"),
+        py("notify", note("notify") + "output = 'told'"),
+        py("report", note("report") + "raise RuntimeError('report service down')")],
+        "connections": [{"sourceNodeId": "charge", "targetNodeId": "refund", "triggerMessageType": "Fail"},
+                        {"sourceNodeId": "refund", "targetNodeId": "notify"},
+                        {"sourceNodeId": "notify", "targetNodeId": "report"}]}
+    engine = Engine(tmp_path / "shop.db", clock=ManualClock(T0))
+    first = engine.start(defn)
+    drain(engine)
+    assert engine.get_run(first).status == "failed"
+    assert ledger.read_text().split() == ["charge", "refund", "notify", "report"]
+    ledger.write_text("")
+    from_notify = engine.rerun(first, from_node="notify")
+    drain(engine)
+    assert ledger.read_text().split() == ["notify", "report"]
+    run = engine.get_run(from_notify)
+    assert {n.node_id: n.status for n in run.nodes if n.node_id in ("charge", "refund")} == {
+        "charge": "failed", "refund": "completed"}
+    ledger.write_text("")
+    plain = engine.rerun(first)
+    drain(engine)
+    assert ledger.read_text().split() == ["report"]
+    assert engine.get_run(plain).status == "failed"
+    ledger.write_text("")
+    fresh = engine.rerun(first, fresh=True)
+    drain(engine)
+    assert ledger.read_text().split() == ["charge", "refund", "notify", "report"]
+    events = [e for e in engine.events(fresh) if e["type"] == "run.running"]
+    assert events[0]["data"]["rerunOf"] == first
+    engine.close()
+
+
+def test_a_plain_rerun_of_a_completed_run_is_refused_and_says_fresh(tmp_path):
+    engine = Engine(tmp_path / "done.db", clock=ManualClock(T0))
+    first = engine.start(chain("done", py("a", "output = 1")))
+    drain(engine)
+    with pytest.raises(InvalidTransition, match="--fresh"):
+        engine.rerun(first)
+    with pytest.raises(ValidationError, match="not both"):
+        engine.rerun(first, from_node="a", fresh=True)
     engine.close()
 
 
@@ -597,7 +649,7 @@ def test_rerun_from_a_node_starts_from_the_variables_as_the_kept_nodes_left_them
     assert engine.get_run(again).variables == {"count": 1, "seen": ["a"], "keep": {"x": [1]}}
     drain(engine)
     assert engine.get_run(again).outputs == run.outputs
-    whole = engine.rerun(first)          # a plain rerun starts from the definition's variables
+    whole = engine.rerun(first, fresh=True)   # a fresh rerun starts from the definition's variables
     drain(engine)
     assert engine.get_run(whole).outputs == run.outputs
     engine.close()
@@ -1143,7 +1195,7 @@ def test_rerun_from_a_node_of_a_run_still_going_is_refused(tmp_path):
                                               r"to finish, or cancel it, then rerun from 'b'"):
         engine.rerun(run_id, from_node="b")
     assert len(engine.runs()) == 1                       # nothing was started
-    again = engine.rerun(run_id)                         # a plain rerun of a run still going is fine
+    again = engine.rerun(run_id, fresh=True)             # a fresh rerun of a run still going is fine
     drain(engine)
     assert engine.get_run(again).status == "completed"
     assert engine.rerun(run_id, from_node="b") != run_id    # finished now: --from is allowed
