@@ -56,6 +56,16 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+-- Newest first, for listings and for history over a time window: every run, top-level runs (what
+-- `durableflow runs` shows), and the runs of one workflow version (`workflows` counts them).
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_top_level ON runs (created_at) WHERE parent_run_id IS NULL;
+CREATE INDEX runs_by_workflow ON runs (workflow_id, workflow_version, created_at);
+-- What upkeep looks for each second, and only that: active runs with a deadline, and paused runs
+-- that resume by themselves. A run without a timeout or a timed pause is in neither.
+CREATE INDEX runs_deadlines ON runs (deadline_at)
+    WHERE deadline_at IS NOT NULL AND (status = 'running' OR status = 'paused');
+CREATE INDEX runs_pause_ends ON runs (paused_until) WHERE paused_until IS NOT NULL AND status = 'paused';
 
 -- One row per attempt of a node in a run. At most one 'completed' row per (run, node, iteration).
 CREATE TABLE node_instances (
@@ -102,7 +112,9 @@ CREATE TABLE messages (
                         status = 'dead'),
     priority        INTEGER NOT NULL DEFAULT 1,
     visible_at      TEXT NOT NULL,
-    held            INTEGER NOT NULL DEFAULT 0,   -- 1 while its run is paused: not claimable
+    held            INTEGER NOT NULL DEFAULT 0,   -- why a ready message is not claimable: 0 it is,
+                                                  -- 1 its run is paused, 2 its run's maxConcurrency
+                                                  -- is reached, 3 it is due later (visible_at)
     attempts        INTEGER NOT NULL DEFAULT 0,   -- deliveries lost (lease expired or nacked as failed)
     max_attempts    INTEGER NOT NULL DEFAULT 5,   -- past this, the message is dead-lettered
     last_error      TEXT,
@@ -112,6 +124,10 @@ CREATE TABLE messages (
 -- Only claimable rows are indexed, so a million acked messages do not slow a claim.
 CREATE INDEX messages_claimable ON messages (priority DESC, id, visible_at)
     WHERE status = 'ready' AND held = 0;
+-- Messages parked until their visible time (timers, signals, child runs, retries in backoff):
+-- out of the claim index, so a claim never walks past them; each claim transaction moves the
+-- ones that are due into it (see migrations/0005).
+CREATE INDEX messages_due_later ON messages (visible_at) WHERE status = 'ready' AND held = 3;
 -- Open (ready or leased) messages of a run. Keyed so that a claim, which changes only status,
 -- does not rewrite it; finished_at is set exactly when a message is acked or dead.
 CREATE INDEX messages_open_by_run ON messages (run_id) WHERE run_id IS NOT NULL AND finished_at IS NULL;
@@ -182,6 +198,10 @@ CREATE TABLE workers (
     heartbeat_at  TEXT NOT NULL,
     stopped_at    TEXT
 );
+-- Upkeep looks for live workers of its host every second; a worker's start prunes the rows of
+-- workers stopped long ago (storage/workers.py says how long).
+CREATE INDEX workers_live ON workers (host) WHERE stopped_at IS NULL;
+CREATE INDEX workers_stopped ON workers (stopped_at) WHERE stopped_at IS NOT NULL;
 
 CREATE TABLE schedules (
     schedule_id   TEXT PRIMARY KEY,
@@ -226,10 +246,10 @@ CREATE TABLE rate_limits (
     updated_at   TEXT NOT NULL
 );
 
--- What happened in a run, one row per run.
+-- What happened in a run, one row per run (parent_run_id: NULL for a top-level run).
 CREATE VIEW run_summary AS
-SELECT r.run_id, r.workflow_id, r.workflow_version, r.status, r.created_at, r.started_at,
-       r.finished_at,
+SELECT r.run_id, r.workflow_id, r.workflow_version, r.parent_run_id, r.status, r.created_at,
+       r.started_at, r.finished_at,
        (julianday(r.finished_at) - julianday(r.started_at)) * 86400.0 AS duration_s,
        (SELECT count(*) FROM node_instances n WHERE n.run_id = r.run_id AND n.status = 'completed') AS nodes_completed,
        (SELECT count(*) FROM node_instances n WHERE n.run_id = r.run_id AND n.status = 'failed') AS attempts_failed,

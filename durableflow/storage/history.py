@@ -88,7 +88,7 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
         row = {k: v for k, v in m.items() if k != "id"}
         if row["status"] == "leased":  # its lease stayed behind: deliverable again
             row["status"] = "ready"
-        message_ids[old] = queue.import_message_txn(conn, row)
+        message_ids[old] = queue.import_message_txn(conn, row, now)
     nodes = []
     for n in doc["node_instances"]:
         row = {k: v for k, v in n.items() if k != "id"}

@@ -147,7 +147,8 @@ def _apply(conn: Connection, mig: Migration, now_iso: str, migrations: list[Migr
             conn.execute("ROLLBACK")
             return False
         for stmt in mig.statements():
-            conn.execute(stmt)
+            # `:now` in a migration is the engine's clock (the one time it may read).
+            conn.execute(stmt, {"now": now_iso} if ":now" in stmt else ())
         if rebuild:
             broken = conn.execute("PRAGMA foreign_key_check").fetchall()
             if broken:

@@ -30,6 +30,12 @@ _REQUEUE = machines.target(MSG, "requeue", "dead")
 _LEASED_EVENT = "message." + _LEASE
 _ACKED_EVENT = "message." + _ACK
 
+# messages.held: why a ready message is out of the claim index (see sqlite/queue.sql).
+CLAIMABLE, PAUSED, THROTTLED, LATER = 0, 1, 2, 3
+# Parked messages that come due join the claim index this many per claim transaction, so a
+# hundred thousand timers ringing at once cost a claim no more than this many row updates.
+PROMOTE_BATCH = 500
+
 
 # --- transaction helpers -----------------------------------------------------------------------
 
@@ -50,8 +56,12 @@ def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
 
 
 def _insert_values(m: NewMessage, now_s: str) -> tuple:
-    return (m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority,
-            now_s if m.visible_at is None else iso(m.visible_at), 1 if m.held else 0,
+    if m.visible_at is None:
+        visible_s, held = now_s, PAUSED if m.held else CLAIMABLE
+    else:   # due later: parked, out of the claim index until then
+        visible_s = iso(m.visible_at)
+        held = PAUSED if m.held else LATER if visible_s > now_s else CLAIMABLE
+    return (m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority, visible_s, held,
             m.max_attempts, now_s)
 
 
@@ -64,6 +74,8 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     who = _json_text(worker_id)
     q = conn.sql.queue
     event_insert = conn.sql.events.event_insert
+    if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None:
+        conn.execute(q.promote_due, {"now": now_s, "limit": PROMOTE_BATCH})
     if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
         r = conn.execute(q.claim_one, {"now": now_s}).fetchone()
         if r is None:
@@ -149,7 +161,7 @@ def nack_txn(conn, message_id: int, token: str, now: float, *, delay: float = 0.
             bury_txn(conn, message_id, "leased", error, now)
             return
     row = conn.execute(conn.sql.queue.message_nack, {
-        "id": message_id, "visible_at": iso(now + delay), "error": error,
+        "id": message_id, "visible_at": iso(now + delay), "now": iso(now), "error": error,
         "counted": 1 if count_attempt else 0,
     }).fetchone()
     if row is None:
@@ -221,8 +233,8 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
                                           f"deliver{'y' if lost == 1 else 'ies'}", now)
             out.append(Reclaimed(mid, worker, run_id, node_id, iteration, True, lost))
             continue
-        if conn.execute(conn.sql.queue.message_nack, {"id": mid, "visible_at": now_s, "error": error,
-                                         "counted": 1}).fetchone() is None:
+        if conn.execute(conn.sql.queue.message_nack, {"id": mid, "visible_at": now_s, "now": now_s,
+                                                      "error": error, "counted": 1}).fetchone() is None:
             raise InvalidTransition(f"message {mid}: cannot 'expire', it is not leased")
         event_txn(conn, run_id, node_id, "message." + _EXPIRE,
                {"id": mid, "from": "leased", "worker": worker, "error": error}, now_s)
@@ -258,9 +270,15 @@ def requeue_dead_txn(conn, message_id: int, now: float) -> None:
 
 # --- a run's messages: holds, wake-ups, throttling, discards ---------------------------------------
 
-def hold_run_messages_txn(conn, run_id: str, held: bool) -> int:
-    """Make a run's ready messages unclaimable (its run is paused) or claimable again."""
-    return conn.execute(conn.sql.queue.messages_hold_run, {"run_id": run_id, "held": 1 if held else 0}).rowcount
+def hold_run_messages_txn(conn, run_id: str, held: bool, now: str | None = None) -> int:
+    """Make a run's ready messages unclaimable (its run is paused), or claimable again: those due
+    by `now` (ISO text) at once, the others parked until their time."""
+    if held:
+        return conn.execute(conn.sql.queue.messages_hold_run, {"run_id": run_id, "held": PAUSED}).rowcount
+    if now is None:
+        raise TypeError("hold_run_messages_txn: releasing a run's messages needs now (its parked "
+                        "ones stay parked until their time)")
+    return conn.execute(conn.sql.queue.messages_unhold_run, {"run_id": run_id, "now": now}).rowcount
 
 
 def wake_waiting_txn(conn, run_id: str, now: str) -> int:
@@ -333,8 +351,11 @@ def next_visible_at(conn) -> str | None:
     return conn.execute(conn.sql.queue.next_visible).fetchone()[0]
 
 
-def import_message_txn(conn, row: dict) -> int:
-    """Insert a message of an imported run (its old id left behind); returns the new id."""
+def import_message_txn(conn, row: dict, now: str) -> int:
+    """Insert a message of an imported run (its old id left behind); returns the new id. A ready
+    message due later is parked, whatever the export says (older ones did not park)."""
+    if row.get("status") == "ready" and row.get("held") in (None, CLAIMABLE, LATER):
+        row = dict(row, held=LATER if str(row.get("visible_at")) > now else CLAIMABLE)
     return insert_rows(conn, "messages", [row])
 
 

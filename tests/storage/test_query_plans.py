@@ -19,9 +19,13 @@ POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_m
 EXPECTED = {
     "claim": "messages_claimable",
     "claim_one": "messages_claimable",
+    "due_later_first": "messages_due_later",
+    "promote_due": "messages_due_later",
+    "next_visible": "messages_due_later",
     "run_open_messages": "messages_open_by_run",
     "run_messages_discard": "messages_open_by_run",
     "messages_hold_run": "messages_open_by_run",
+    "messages_unhold_run": "messages_open_by_run",
     "messages_wake_waiting": "messages_open_by_run",
     "messages_release_throttled": "messages_open_by_run",
     "events_of_run_after": "events_by_run",

@@ -9,6 +9,11 @@ INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, 
                       visible_at, held, max_attempts, created_at)
 VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?);
 
+-- `held` says why a ready message is not in the claim index: 0 it is claimable, 1 its run is
+-- paused, 2 its run's maxConcurrency is reached, 3 it is parked until visible_at (a timer, a signal,
+-- child runs, a retry's backoff). Parked messages wait in messages_due_later; the claim promotes
+-- those that are due (promote_due) before it picks, so it never walks past future messages.
+
 -- name: claim
 -- Claimable: ready, not held by a paused run, visible now; highest priority first, then oldest.
 UPDATE messages SET status = 'leased'
@@ -28,6 +33,21 @@ WHERE id = (
     ORDER BY priority DESC, id
     LIMIT 1)
 RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+
+-- name: due_later_first
+-- Is a parked message due? One probe of messages_due_later, in every claim transaction.
+SELECT 1 FROM messages INDEXED BY messages_due_later
+WHERE status = 'ready' AND held = 3 AND visible_at <= ?
+LIMIT 1;
+
+-- name: promote_due
+-- Parked messages that are due join the claim index, oldest due first, :limit at a time.
+UPDATE messages SET held = 0
+WHERE id IN (
+    SELECT id FROM messages INDEXED BY messages_due_later
+    WHERE status = 'ready' AND held = 3 AND visible_at <= :now
+    ORDER BY visible_at
+    LIMIT :limit);
 
 -- name: lease_insert
 INSERT INTO leases (message_id, worker_id, token, acquired_at, expires_at)
@@ -55,9 +75,13 @@ RETURNING run_id, target_node_id;
 UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased';
 
 -- name: message_nack
+-- Held while its run is paused; else parked if it is given back for later (a backoff, a timer).
 UPDATE messages SET status = 'ready', visible_at = :visible_at, last_error = :error,
                     attempts = attempts + :counted,
-                    held = coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), 0)
+                    held = CASE
+                        WHEN coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), 0) THEN 1
+                        WHEN :visible_at > :now THEN 3
+                        ELSE 0 END
 WHERE id = :id AND status = 'leased'
 RETURNING run_id, target_node_id;
 
@@ -107,7 +131,14 @@ SELECT id, run_id, kind, target_node_id, iteration, payload, status, priority, v
 FROM messages WHERE id = :id;
 
 -- name: next_visible
-SELECT min(visible_at) FROM messages WHERE status = 'ready' AND held = 0;
+-- The soonest a message is claimable: the claimable ones (visible now, unless another process's
+-- clock runs ahead) and the first parked one. Held messages wait for their run, not the clock.
+SELECT min(at) FROM (
+    SELECT min(visible_at) AS at FROM messages INDEXED BY messages_claimable
+    WHERE status = 'ready' AND held = 0
+    UNION ALL
+    SELECT min(visible_at) FROM messages INDEXED BY messages_due_later
+    WHERE status = 'ready' AND held = 3);
 
 -- name: leases_in_force
 -- One lease row per leased message: cheap however much history messages holds.
@@ -118,6 +149,12 @@ SELECT status, count(*) FROM messages GROUP BY status;
 
 -- name: messages_hold_run
 UPDATE messages INDEXED BY messages_open_by_run SET held = :held
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
+
+-- name: messages_unhold_run
+-- A resumed run's messages: claimable if due, else parked until they are.
+UPDATE messages INDEXED BY messages_open_by_run
+SET held = CASE WHEN visible_at > :now THEN 3 ELSE 0 END
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
 
 -- name: run_open_messages
@@ -131,7 +168,9 @@ RETURNING id, target_node_id;
 
 -- name: messages_wake_waiting
 -- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
-UPDATE messages INDEXED BY messages_open_by_run SET visible_at = :now
+-- A parked one joins the claim index; one of a paused run stays held.
+UPDATE messages INDEXED BY messages_open_by_run
+SET visible_at = :now, held = CASE WHEN held = 3 THEN 0 ELSE held END
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready' AND visible_at > :now
   AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
 
