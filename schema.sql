@@ -188,6 +188,29 @@ CREATE TABLE join_inputs (
     PRIMARY KEY (run_id, node_id, iteration, key)
 ) WITHOUT ROWID;
 
+-- A ForEach attempt's items, written once when it starts, one row each, with the body run
+-- started for each item. The loop node carries only the runs in flight from one wake-up to
+-- the next, so what a loop writes grows with its items, not with their square.
+CREATE TABLE loop_items (
+    run_id        TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    node_id       TEXT NOT NULL,
+    iteration     INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    idx           INTEGER NOT NULL,
+    item          TEXT,                   -- the item, JSON
+    child_run_id  TEXT,                   -- the body run started for it
+    output        TEXT,                   -- its result, for an item done before this table existed
+    PRIMARY KEY (run_id, node_id, iteration, attempt, idx)
+) WITHOUT ROWID;
+
+-- Which run a rerun repeats (`durableflow rerun`), shown by `runs` and `status`.
+CREATE TABLE reruns (
+    run_id     TEXT PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+    rerun_of   TEXT NOT NULL,             -- the run it repeats (which may be pruned since)
+    from_node  TEXT,                      -- rerun --from NODE
+    fresh      INTEGER NOT NULL DEFAULT 0 -- rerun --fresh: nothing kept
+) WITHOUT ROWID;
+
 CREATE TABLE workers (
     worker_id     TEXT PRIMARY KEY,
     host          TEXT NOT NULL,
@@ -196,7 +219,8 @@ CREATE TABLE workers (
     concurrency   INTEGER NOT NULL,
     started_at    TEXT NOT NULL,
     heartbeat_at  TEXT NOT NULL,
-    stopped_at    TEXT
+    stopped_at    TEXT,
+    host_id       TEXT                    -- host name/boot id/PID namespace (procs.host_identity)
 );
 -- Upkeep looks for live workers of its host every second; a worker's start prunes the rows of
 -- workers stopped long ago (storage/workers.py says how long).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 OWNER_ENV = "DURABLEFLOW_OWNER"
 
@@ -47,6 +48,30 @@ def process_alive(pid: int, started: str | None) -> bool:
     if stat[0] in ("Z", "X"):
         return False  # killed, not yet reaped by its parent
     return started is None or _started(stat) in (None, started)
+
+
+_identity: tuple[int, str] | None = None
+
+
+def host_identity() -> str:
+    """The host a pid means something on: host name, boot id and PID namespace. Containers that
+    share a host name (and a database volume) have PID namespaces of their own, and a pid
+    recorded by one says nothing about a process in another: only a worker with this identity
+    can be told dead by its pid; others are recovered when their leases expire."""
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+                boot = f.read().strip()
+        except OSError:
+            boot = "?"
+        try:
+            namespace = os.readlink("/proc/self/ns/pid")
+        except OSError:
+            namespace = "?"
+        _identity = (pid, f"{socket.gethostname()}/{boot}/{namespace}")
+    return _identity[1]
 
 
 _own_tag: tuple[int, str] | None = None

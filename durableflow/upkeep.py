@@ -10,12 +10,11 @@ that end by themselves, and whole-run timeouts.
 from __future__ import annotations
 
 import contextlib
-import socket
 from typing import Callable
 
 from durableflow.clock import Clock, iso
 from durableflow.execution import Execution
-from durableflow.procs import kill_left_behind, process_alive
+from durableflow.procs import host_identity, kill_left_behind, process_alive
 from durableflow.storage import Store, queue, runs, workers
 
 
@@ -71,5 +70,5 @@ class Upkeep:
         not yet recovered: (worker_id, pid, process start time)."""
         mine = self._local_workers()
         return [(worker_id, pid, started)
-                for worker_id, pid, started in self.store.read(workers.live_workers_on_host, socket.gethostname())
+                for worker_id, pid, started in self.store.read(workers.live_workers_on_host, host_identity())
                 if worker_id not in mine and not process_alive(pid, started)]

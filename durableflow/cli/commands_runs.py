@@ -62,6 +62,10 @@ def status(state: State, run_id: str, as_json: bool) -> None:
     lines: list = [header]
     if run.parent_run_id:
         lines.append(f"parent:   {run.parent_run_id}")
+    if run.rerun_of:
+        how = (f" from {run.rerun_of['from']}" if run.rerun_of["from"]
+               else " fresh" if run.rerun_of["fresh"] else "")
+        lines.append(f"rerun of: {run.rerun_of['run_id']}{how}")
     lines.append(f"created:  {when(run.created_at)}"
                  + (f"  started: {when(run.started_at)}" if run.started_at else "")
                  + (f"  finished: {when(run.finished_at)}" if run.finished_at else ""))

@@ -17,7 +17,7 @@ from durableflow.errors import DurableflowError, ExpressionError
 from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
-from durableflow.storage import runs, workflows
+from durableflow.storage import loops, runs, workflows
 from durableflow.storage.events import dumps
 from durableflow.execution.attempts import AttemptLifecycle
 from durableflow.execution.runs import RunLifecycle
@@ -93,7 +93,12 @@ class ChildRuns:
     # --- loops: a body run per item (ForEach) or per turn (While) ----------------------------
 
     def _loop(self, conn, task: Task, step, now: float) -> None:
+        """One look at a loop: collect the body runs that ended, start the next ones, and wait
+        again or end. The state carried in the node's message is small (the runs in flight, a
+        cursor): a ForEach's items sit in loop_items, written once; its results are read from
+        its body runs when they have all ended."""
         node = task.node
+        each = node.runtime_type == "ForEach"
         state = task.payload.get("loop")
         if state is None:
             try:
@@ -101,13 +106,16 @@ class ChildRuns:
             except DurableflowError as exc:
                 self._child_node_failed(conn, task, f"its body cannot run: {exc}", "LoopFailed", now)
                 return
-            state = {"workflow": workflow, "open": [], "next": 0, "outputs": [], "last": None,
+            state = {"workflow": workflow, "open": [], "next": 0, "last": None,
                      "deadline": now + node.timeout if node.timeout else None}
-            if node.runtime_type == "ForEach":
-                state["items"] = step.items
-                state["outputs"] = [None] * len(step.items)
+            if each:
+                state["attempt"] = task.attempt
+                state["count"] = loops.insert_items_txn(conn, task.run_id, task.node_id, task.message.iteration,
+                                                        task.attempt, (dumps(item) for item in step.items))
         else:
             plan = self.plans.get(*state["workflow"], conn)
+            if each and "items" in state:
+                state = self._carry_over(conn, task, state)
         deadline = state.get("deadline")
         if deadline is not None and now >= deadline:
             self._cancel_children(conn, [child for _i, child in state["open"]], now)
@@ -118,31 +126,30 @@ class ChildRuns:
         for index, child in state["open"]:
             row = runs.get_run_row(conn, child)
             if row["status"] == "completed":
-                outputs = json.loads(row["outputs"] or "null")
-                if node.runtime_type == "ForEach":
-                    state["outputs"][index] = outputs
-                else:
-                    state["last"], state["next"] = outputs, index + 1
+                if not each:
+                    state["last"], state["next"] = json.loads(row["outputs"] or "null"), index + 1
             elif row["status"] in TERMINAL_RUN_STATUSES:
                 self._cancel_children(conn, [other for _i, other in state["open"]], now)
-                what = "item" if node.runtime_type == "ForEach" else "iteration"
+                what = "item" if each else "iteration"
                 self._child_node_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
                                         f"{row['error'] or 'cancelled'}", "LoopFailed", now)
                 return
             else:
                 still_open.append([index, child])
         priority = runs.run_state(conn, task.run_id).priority
-        if node.runtime_type == "ForEach":
-            items = state["items"]
+        if each:
+            count, key = state["count"], (task.run_id, task.node_id, task.message.iteration, state["attempt"])
             width = int(node.config.get("maxParallelism") or DEFAULT_PARALLELISM)
-            while state["next"] < len(items) and len(still_open) < width:
+            while state["next"] < count and len(still_open) < width:
                 index = state["next"]
-                child = self._start_body(conn, task, plan, {"item": items[index], "index": index},
-                                         priority, now)
+                item = json.loads(loops.item_json(conn, *key, index))
+                child = self._start_body(conn, task, plan, {"item": item, "index": index}, priority, now)
+                loops.item_started_txn(conn, *key, index, child)
                 still_open.append([index, child])
                 state["next"] += 1
-            done = state["next"] == len(items) and not still_open
-            result, progress = state["outputs"], f"{state['next'] - len(still_open)}/{len(items)} items done"
+            done = state["next"] == count and not still_open
+            result = [json.loads(outputs or "null") for _i, _s, outputs, _e in loops.results(conn, *key)] if done else None
+            progress = f"{state['next'] - len(still_open)}/{count} items done"
         else:
             done = False
             if not still_open:
@@ -172,6 +179,21 @@ class ChildRuns:
         state["open"] = still_open
         self.attempts.park(conn, task, _recheck(now, deadline), now, keep={"loop": state},
                            reason=f"{node.runtime_type} {progress}")
+
+    @staticmethod
+    def _carry_over(conn, task: Task, state: dict) -> dict:
+        """A ForEach started by a durableflow that kept its items and results in the message:
+        its items go to loop_items, with the results of those done, and it goes on from there."""
+        open_ = {index for index, _child in state["open"]}
+        done = [None if i >= state["next"] or i in open_ else dumps(out)
+                for i, out in enumerate(state["outputs"])]
+        count = loops.insert_items_txn(conn, task.run_id, task.node_id, task.message.iteration, task.attempt,
+                                       (dumps(item) for item in state["items"]), done)
+        for index, child in state["open"]:
+            loops.item_started_txn(conn, task.run_id, task.node_id, task.message.iteration, task.attempt,
+                                   index, child)
+        kept = {k: v for k, v in state.items() if k not in ("items", "outputs")}
+        return dict(kept, count=count, attempt=task.attempt)
 
     def _body(self, conn, task: Task, now: float) -> tuple[list, Plan]:
         """[workflow_id, version] of the loop's body and its plan; an inline body is registered

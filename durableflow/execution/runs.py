@@ -46,6 +46,8 @@ class RunLifecycle:
                             parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s)
         runs.run_transition_txn(conn, run_id, "start", "pending", now_s,
                                 data={"rerunOf": rerun_of, "from": None} if rerun_of else None)
+        if rerun_of:
+            runs.record_rerun_txn(conn, run_id, rerun_of, None, fresh=True)
         for node_id in plan.entries:
             self.routing.enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}",
                                       EnqueueAs(False, priority), now)
@@ -86,6 +88,7 @@ class RunLifecycle:
                             parent_run_id=old["parent_run_id"], parent_node_id=old["parent_node_id"], now=now_s)
         runs.run_transition_txn(conn, run_id, "start", "pending", now_s,
                                 data={"rerunOf": old_run_id, "from": from_node})
+        runs.record_rerun_txn(conn, run_id, old_run_id, from_node, fresh=False)
         kept = {}
         # Copied in the order they completed, each with its change to the variables, so that a
         # rerun of this run can replay them as this one replayed the old run's.

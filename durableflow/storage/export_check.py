@@ -14,22 +14,26 @@ from durableflow.errors import DefinitionError
 from durableflow.model import MessageStatus, NodeStatus, RunStatus
 
 ROW_TABLES = ("workflows", "runs", "node_instances", "messages", "dead_letters", "joins",
-              "join_inputs", "signals", "events")
+              "join_inputs", "signals", "loop_items", "reruns", "events")
+# Tables an export made by an older durableflow does not have: missing means no rows.
+LATER_TABLES = ("loop_items", "reruns")
 # Columns that hold JSON text (NULL allowed).
 JSON_COLUMNS = {
     "workflows": ("definition",), "runs": ("inputs", "variables", "outputs"),
     "node_instances": ("input", "output"), "messages": ("payload",),
     "dead_letters": ("payload",), "join_inputs": ("payload",), "signals": ("payload",),
-    "events": ("data",),
+    "events": ("data",), "loop_items": ("item", "output"),
 }
 STATUSES = {"runs": {s.value for s in RunStatus}, "node_instances": {s.value for s in NodeStatus},
             "messages": {s.value for s in MessageStatus}}
 # Each row of these names its run in run_id, which must be one of the export's runs.
-RUN_OWNED = ("node_instances", "messages", "joins", "join_inputs", "signals", "events")
+RUN_OWNED = ("node_instances", "messages", "joins", "join_inputs", "signals", "loop_items", "reruns", "events")
 
 
 def check_export(doc: dict, columns: dict[str, set[str]]) -> None:
     """Raise DefinitionError naming the first problem. `columns`: table -> its column names."""
+    for table in LATER_TABLES:
+        doc.setdefault(table, [])
     for table in ROW_TABLES:
         rows = doc.get(table)
         if not isinstance(rows, list):

@@ -23,7 +23,8 @@ FORMAT = "durableflow.run-export"
 FORMAT_VERSION = 1
 
 # Tables that hang off a run, in an order that satisfies foreign keys on insert.
-RUN_TABLES = ("node_instances", "messages", "dead_letters", "joins", "join_inputs", "signals", "events")
+RUN_TABLES = ("node_instances", "messages", "dead_letters", "joins", "join_inputs", "signals", "loop_items",
+              "reruns", "events")
 
 
 def run_tree(conn, run_id: str) -> list[str]:
@@ -47,7 +48,7 @@ def export_txn(conn, run_id: str) -> dict:
             where = f"message_id IN (SELECT id FROM messages WHERE run_id IN ({marks}))"
         else:
             where = f"run_id IN ({marks})"
-        order = "seq" if table == "events" else ("rowid" if table not in ("joins", "join_inputs") else None)
+        order = "seq" if table == "events" else ("rowid" if table not in ("joins", "join_inputs", "loop_items", "reruns") else None)
         tables[table] = list(db[table].rows_where(where, ids, order_by=order))
     return {"format": FORMAT, "formatVersion": FORMAT_VERSION, "runId": run_id,
             "workflows": workflows, "runs": runs, **tables}
@@ -101,7 +102,7 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
     dead = [{**{k: v for k, v in d.items() if k != "id"}, "message_id": message_ids[d["message_id"]]}
             for d in doc["dead_letters"]]
     queue.import_dead_letters_txn(conn, dead)
-    for table in ("joins", "join_inputs", "signals"):
+    for table in ("joins", "join_inputs", "signals", "loop_items", "reruns"):
         insert_rows(conn, table, [{k: v for k, v in row.items() if k != "id"} for row in doc[table]])
     insert_rows(conn, "events", [{k: v for k, v in e.items() if k != "seq"} for e in doc["events"]])
     event_txn(conn, doc["runId"], None, "run.imported", {"runs": len(doc["runs"])}, now)

@@ -131,3 +131,13 @@ def list_runs(conn, status: str | None = None, workflow_id: str | None = None, l
             "finished_at", "error")
     return [dict(zip(cols, r)) for r in conn.execute(
         conn.sql.runs.runs_list, {"status": status, "workflow_id": workflow_id, "limit": limit})]
+
+
+def record_rerun_txn(conn, run_id: str, rerun_of: str, from_node: str | None, fresh: bool) -> None:
+    conn.execute(conn.sql.runs.rerun_insert, (run_id, rerun_of, from_node, 1 if fresh else 0))
+
+
+def rerun_of(conn, run_id: str) -> dict | None:
+    """{"run_id", "from", "fresh"} of the run this one repeats, or None."""
+    row = conn.execute(conn.sql.runs.rerun_get, (run_id,)).fetchone()
+    return None if row is None else {"run_id": row[0], "from": row[1], "fresh": bool(row[2])}

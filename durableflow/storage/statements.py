@@ -14,7 +14,8 @@ from pathlib import Path
 
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
-FAMILIES = ("database", "queue", "events", "workflows", "runs", "nodes", "joins", "signals", "workers", "history")
+FAMILIES = ("database", "queue", "events", "workflows", "runs", "nodes", "joins", "signals", "workers",
+            "loops", "history")
 
 
 def load(path: Path) -> dict[str, str]:

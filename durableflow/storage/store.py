@@ -79,7 +79,11 @@ class Store(StoreBase):
 
     def run_snapshot(self, run_id: str) -> tuple[dict, list[dict]]:
         """The run row and its node rows, read in one snapshot."""
-        return self.read(lambda c: (runs.get_run_row(c, run_id), nodes.node_rows_txn(c, run_id)))
+        def txn(c):
+            row = runs.get_run_row(c, run_id)
+            row["rerun_of"] = runs.rerun_of(c, run_id)
+            return row, nodes.node_rows_txn(c, run_id)
+        return self.read(txn)
 
     def list_runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
         return self.read(runs.list_runs, status, workflow_id, limit)

@@ -1200,3 +1200,47 @@ def test_rerun_from_a_node_of_a_run_still_going_is_refused(tmp_path):
     assert engine.get_run(again).status == "completed"
     assert engine.rerun(run_id, from_node="b") != run_id    # finished now: --from is allowed
     engine.close()
+
+
+def test_status_shows_the_run_a_rerun_repeats(tmp_path):
+    """Issue 11, point 5: `status` (and the Run) name the run a rerun came from, and how."""
+    db = tmp_path / "which.db"
+    engine = Engine(db, clock=ManualClock(T0))
+    first = engine.start(chain("which", py("a", "output = 1"), py("b", "output = 2")))
+    drain(engine)
+    again = engine.rerun(first, from_node="b")
+    fresh = engine.rerun(first, fresh=True)
+    assert engine.get_run(again).rerun_of == {"run_id": first, "from": "b", "fresh": False}
+    assert engine.get_run(fresh).rerun_of == {"run_id": first, "from": None, "fresh": True}
+    assert engine.get_run(first).rerun_of is None
+    engine.close()
+    shown = subprocess.run([sys.executable, "-m", "durableflow", "--db", str(db), "status", again],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert f"rerun of: {first} from b" in shown.stdout
+
+
+def test_a_worker_in_another_pid_namespace_is_not_taken_for_dead(tmp_path):
+    """Issue 11, point 2: containers sharing the host name and the database volume have PID
+    namespaces of their own: a pid recorded there says nothing here. Such a worker's leases are
+    recovered when they expire, not at once (and none of its processes is killed)."""
+    import socket
+    clock = ManualClock(T0)
+    db = tmp_path / "ns.db"
+    engine = Engine(db, clock=clock)
+    engine.start(chain("ns", py("a", "output = 1")))
+    free_pid = 2 ** 22 - 7          # above any pid this machine has handed out: no process here
+    (task,) = engine.service.claim("container-2:1:abc", 1, 300.0)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("INSERT INTO workers (worker_id, host, pid, concurrency, started_at, heartbeat_at) "
+                     "VALUES (?, ?, ?, 1, '2027-01-15T08:00:00.000Z', '2027-01-15T08:00:00.000Z')",
+                     ("container-2:1:abc", socket.gethostname(), free_pid))
+        with contextlib.suppress(sqlite3.OperationalError):       # no host_id column before the fix
+            conn.execute("UPDATE workers SET host_id = ? WHERE worker_id = 'container-2:1:abc'",
+                         (f"{socket.gethostname()}/other-boot/pid:[1]",))
+    conn.close()
+    assert engine.recover()["reclaimed"] == 0
+    clock.advance(301)
+    assert engine.recover()["reclaimed"] == 1
+    engine.close()

@@ -71,3 +71,9 @@ WHERE parent_run_id = ?
 -- A plain pause of a run paused for a while: it now waits for resume(), not for the clock.
 UPDATE runs SET paused_until = NULL
 WHERE run_id = ? AND status = 'paused' AND paused_until IS NOT NULL;
+
+-- name: rerun_insert
+INSERT INTO reruns (run_id, rerun_of, from_node, fresh) VALUES (?, ?, ?, ?);
+
+-- name: rerun_get
+SELECT rerun_of, from_node, fresh FROM reruns WHERE run_id = ?;

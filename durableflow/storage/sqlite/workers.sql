@@ -5,8 +5,8 @@
 -- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
 
 -- name: worker_register
-INSERT INTO workers (worker_id, host, pid, pid_started, concurrency, started_at, heartbeat_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO workers (worker_id, host, pid, pid_started, concurrency, started_at, heartbeat_at, host_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL;
 
 -- name: worker_heartbeat
@@ -16,7 +16,8 @@ UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?;
 UPDATE workers SET stopped_at = ? WHERE worker_id = ?;
 
 -- name: workers_live_on_host
-SELECT worker_id, pid, pid_started FROM workers WHERE host = ? AND stopped_at IS NULL;
+-- Same host name, boot and PID namespace: only there does a pid say whether a worker lives.
+SELECT worker_id, pid, pid_started FROM workers WHERE host = ? AND host_id = ? AND stopped_at IS NULL;
 
 -- name: workers_mark_gone
 UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
