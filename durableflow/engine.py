@@ -188,10 +188,15 @@ class Engine:
             plan = None  # its history stays readable; progress counts only the rows there are
         return build_run(row, nodes, plan, self.clock.now())
 
-    def runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
+    def runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100, *,
+             top_level: bool = True) -> list[dict]:
+        """Runs newest first, at most `limit`. top_level=False includes child runs (Subflow,
+        ForEach and While bodies); each row names its parent_run_id (None at the top)."""
         if status is not None and status not in RUN_STATUSES:
             raise ValidationError(f"status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
-        return self.store.list_runs(status, workflow_id, limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be a whole number of 1 or more, not {limit!r}")
+        return self.store.list_runs(status, workflow_id, limit, top_level)
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.05) -> Run:
         """Block until the run is finished (by this process or any other)."""

@@ -26,25 +26,43 @@ _JSON = click.option("--json", "as_json", is_flag=True,
 @click.option("--workflow", "workflow_id", metavar="ID", help="Only runs of this workflow id.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many runs, newest first.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Child runs too (of Subflow, ForEach and While nodes), each with its parent.")
 @_JSON
 @click.pass_obj
-def runs(state: State, status: str | None, workflow_id: str | None, limit: int,
+def runs(state: State, status: str | None, workflow_id: str | None, limit: int, show_all: bool,
          as_json: bool) -> None:
-    """List runs, newest first."""
-    rows = state.engine(create=False).runs(status=status, workflow_id=workflow_id, limit=limit + 1)
+    """List top-level runs, newest first (--all: child runs too)."""
+    engine = state.engine(create=False)
+    rows = engine.runs(status=status, workflow_id=workflow_id, limit=limit + 1, top_level=not show_all)
     more, rows = len(rows) > limit, rows[:limit]
-    if as_json:
+    if as_json:   # the same keys either way; parent_run_id is null for a top-level run
         print_json(rows)
         return
     if not rows:
         click.echo("no runs")
-        return
-    show(table(["run", "workflow", "status", "created", "finished", "error"],
-               ([r["run_id"], f"{r['workflow_id']} v{r['workflow_version']}",
-                 status_text(r["status"]), when(r["created_at"]), when(r["finished_at"]),
-                 clip(r["error"], 60)] for r in rows), no_wrap=("run",)))
-    if more:   # on stderr: stdout stays the table
+    else:
+        reruns = any(r["rerun_of"] for r in rows)
+        columns = ["run", *(["parent"] if show_all else []), "workflow", "status", "created", "finished",
+                   *(["rerun of"] if reruns else []), "error"]
+        show(table(columns, ([r["run_id"], *([_parent(r)] if show_all else []),
+                              f"{r['workflow_id']} v{r['workflow_version']}",
+                              status_text(r["status"]), when(r["created_at"]), when(r["finished_at"]),
+                              *([r["rerun_of"] or ""] if reruns else []), clip(r["error"], 60)]
+                             for r in rows), no_wrap=("run", "parent", "rerun of")))
+    # Notes on stderr: stdout stays the table.
+    if more:
         click.echo(f"(the newest {limit}; there are more: --limit N, --status, --workflow)", err=True)
+    if not show_all and engine.store.has_child_runs():
+        click.echo("(top-level runs only; --all shows the child runs of Subflow, ForEach and While "
+                   "nodes too)", err=True)
+
+
+def _parent(row: dict) -> str:
+    """A child run's parent run and the node that started it; empty at the top level."""
+    if not row["parent_run_id"]:
+        return ""
+    return f"{row['parent_run_id']} ({row['parent_node_id']})" if row["parent_node_id"] else row["parent_run_id"]
 
 
 @click.command()

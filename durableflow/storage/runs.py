@@ -126,11 +126,35 @@ def run_statuses(conn, run_ids: Iterable[str]) -> dict[str, str]:
     return dict(conn.execute(conn.sql.runs.runs_status_of, (json.dumps(ids),)).fetchall())
 
 
-def list_runs(conn, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
-    cols = ("run_id", "workflow_id", "workflow_version", "status", "created_at", "started_at",
-            "finished_at", "error")
-    return [dict(zip(cols, r)) for r in conn.execute(
-        conn.sql.runs.runs_list, {"status": status, "workflow_id": workflow_id, "limit": limit})]
+LIST_COLUMNS = ("run_id", "workflow_id", "workflow_version", "status", "created_at", "started_at",
+                "finished_at", "error", "parent_run_id", "parent_node_id", "rerun_of")
+
+
+def list_runs(conn, status: str | None = None, workflow_id: str | None = None, limit: int = 100,
+              top_level: bool = True) -> list[dict]:
+    """Runs newest first (ties: the later insert first), at most `limit`; with `top_level`, no
+    child runs (Subflow, ForEach and While bodies). Each list is read from an index in its
+    order, so it costs the rows it returns, not the history there is."""
+    if limit < 1:
+        return []   # SQLite reads a negative LIMIT as "no limit"
+    q = conn.sql.runs
+    args = {"status": status, "workflow_id": workflow_id, "limit": limit, "top_level": 1 if top_level else 0}
+    if workflow_id is not None:
+        # One list per version of the workflow (each from runs_by_workflow), merged.
+        rows = [r for (version,) in conn.execute(conn.sql.workflows.workflow_versions, (workflow_id,))
+                for r in conn.execute(q.runs_latest_of_version, {**args, "version": version})]
+        rows.sort(key=lambda r: (r[4], r[-1]), reverse=True)
+        rows = rows[:limit]
+    elif status is not None:
+        rows = conn.execute(q.runs_latest_in_status, args).fetchall()
+    else:
+        rows = conn.execute(q.runs_latest_top if top_level else q.runs_latest, args).fetchall()
+    return [dict(zip(LIST_COLUMNS, r)) for r in rows]   # the last column, rowid, left out
+
+
+def has_child_runs(conn) -> bool:
+    """Whether any run is a child run (what a top-level listing leaves out)."""
+    return bool(conn.execute(conn.sql.runs.runs_have_children).fetchone()[0])
 
 
 def record_rerun_txn(conn, run_id: str, rerun_of: str, from_node: str | None, fresh: bool) -> None:

@@ -85,8 +85,12 @@ class Store(StoreBase):
             return row, nodes.node_rows_txn(c, run_id)
         return self.read(txn)
 
-    def list_runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100) -> list[dict]:
-        return self.read(runs.list_runs, status, workflow_id, limit)
+    def list_runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100,
+                  top_level: bool = True) -> list[dict]:
+        return self.read(runs.list_runs, status, workflow_id, limit, top_level)
+
+    def has_child_runs(self) -> bool:
+        return self.read(runs.has_child_runs)
 
     def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         return self.read(runs.run_statuses, run_ids)

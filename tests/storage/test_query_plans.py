@@ -13,7 +13,8 @@ from durableflow.storage.statements import SQLITE
 STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values() for name in family.names()}
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
-          "id": 1, "run_ids": '["r1"]'}
+          "id": 1, "run_ids": '["r1"]', "status": "failed", "workflow_id": "wf", "version": 1,
+          "top_level": 1}
 POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
@@ -33,6 +34,17 @@ EXPECTED = {
     "node_open_by_message": "node_instances_by_message",
     "nodes_open_of_run": "node_instances_by_run",
     "runs_active_children": "runs_by_parent",
+    "runs_have_children": "runs_by_parent",
+    # Listings: newest first, in index order, so LIMIT stops the walk.
+    "runs_latest_top": "runs_top_level",
+    "runs_latest": "runs_by_created",
+    "runs_latest_in_status": "runs_by_status",
+    "runs_latest_of_version": "runs_by_workflow",
+    "workflows_list": "COVERING INDEX runs_by_workflow",
+    # Upkeep, every second: partial indexes that hold only what it looks for.
+    "runs_due_resume": "runs_pause_ends",
+    "runs_past_deadline": "runs_deadlines",
+    "runs_next_due": "runs_deadlines",
     "events_delete_of_runs": "events_by_run",
 }
 
@@ -62,3 +74,10 @@ def test_deleting_a_run_finds_its_children_through_indexes(store, raw):
     detail = " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN DELETE FROM runs WHERE run_id = ?", ("r1",)))
     assert "messages_by_run" in detail, detail
     assert not [s for s in detail.split(" | ") if s.startswith("SCAN")], detail
+
+
+@pytest.mark.parametrize("name", ["runs_latest_top", "runs_latest", "runs_latest_in_status", "runs_latest_of_version"])
+def test_a_listing_reads_its_index_in_order_without_sorting(store, raw, name):
+    """A sort would read every row the index gives before the LIMIT could stop it."""
+    detail = plan(raw, name)
+    assert "TEMP B-TREE" not in detail, detail

@@ -37,24 +37,61 @@ UPDATE runs SET variables = ? WHERE run_id = ?;
 -- name: run_retry_used
 UPDATE runs SET retries_used = retries_used + 1 WHERE run_id = ?;
 
--- name: runs_list
-SELECT run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error
-FROM runs WHERE (:status IS NULL OR status = :status) AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
-ORDER BY created_at DESC, run_id DESC LIMIT :limit;
+-- Listings, newest first, each straight from an index in its order (ties: the later insert
+-- first), so `LIMIT` stops the walk: the cost is the rows shown, whatever the history holds.
+-- :top_level 1 leaves out child runs (Subflow, ForEach and While bodies). rerun_of: the run a
+-- rerun repeats.
+
+-- name: runs_latest_top
+SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
+       parent_run_id, parent_node_id, x.rerun_of, r.rowid
+FROM runs r INDEXED BY runs_top_level LEFT JOIN reruns x ON x.run_id = r.run_id
+WHERE parent_run_id IS NULL
+ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
+
+-- name: runs_latest
+SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
+       parent_run_id, parent_node_id, x.rerun_of, r.rowid
+FROM runs r INDEXED BY runs_by_created LEFT JOIN reruns x ON x.run_id = r.run_id
+ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
+
+-- name: runs_latest_in_status
+SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
+       parent_run_id, parent_node_id, x.rerun_of, r.rowid
+FROM runs r INDEXED BY runs_by_status LEFT JOIN reruns x ON x.run_id = r.run_id
+WHERE status = :status AND (:top_level = 0 OR parent_run_id IS NULL)
+ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
+
+-- name: runs_latest_of_version
+-- One version of a workflow; `--workflow` merges its versions' lists.
+SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
+       parent_run_id, parent_node_id, x.rerun_of, r.rowid
+FROM runs r INDEXED BY runs_by_workflow LEFT JOIN reruns x ON x.run_id = r.run_id
+WHERE workflow_id = :workflow_id AND workflow_version = :version
+  AND (:status IS NULL OR status = :status) AND (:top_level = 0 OR parent_run_id IS NULL)
+ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
+
+-- name: runs_have_children
+SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_by_parent WHERE parent_run_id IS NOT NULL);
+
+-- Upkeep, every second: each reads a partial index that holds only what it looks for.
 
 -- name: runs_due_resume
-SELECT run_id FROM runs WHERE status = 'paused' AND paused_until IS NOT NULL AND paused_until <= ?;
+SELECT run_id FROM runs INDEXED BY runs_pause_ends
+WHERE paused_until IS NOT NULL AND status = 'paused' AND paused_until <= ?;
 
 -- name: runs_past_deadline
-SELECT run_id FROM runs WHERE status IN ('running', 'paused') AND deadline_at IS NOT NULL AND deadline_at <= ?;
+SELECT run_id FROM runs INDEXED BY runs_deadlines
+WHERE deadline_at IS NOT NULL AND (status = 'running' OR status = 'paused') AND deadline_at <= ?;
 
 -- name: runs_next_due
 -- The soonest moment upkeep has something to do for a run: a pause that ends, a deadline.
 SELECT min(at) FROM (
-    SELECT min(paused_until) AS at FROM runs WHERE status = 'paused' AND paused_until IS NOT NULL
+    SELECT min(paused_until) AS at FROM runs INDEXED BY runs_pause_ends
+    WHERE paused_until IS NOT NULL AND status = 'paused'
     UNION ALL
-    SELECT min(deadline_at) FROM runs
-    WHERE (status = 'running' OR status = 'paused') AND deadline_at IS NOT NULL);
+    SELECT min(deadline_at) FROM runs INDEXED BY runs_deadlines
+    WHERE deadline_at IS NOT NULL AND (status = 'running' OR status = 'paused'));
 
 -- name: runs_status_of
 SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?));

@@ -22,6 +22,11 @@ SELECT workflow_id, version, checksum, definition, source_path, created_at
 FROM workflows WHERE workflow_id = ? AND version = ?;
 
 -- name: workflows_list
+-- Each version's runs are counted in runs_by_workflow (a range of that index, not the table).
 SELECT w.workflow_id, w.version, w.checksum, w.source_path, w.created_at,
-       (SELECT count(*) FROM runs r WHERE r.workflow_id = w.workflow_id AND r.workflow_version = w.version) AS runs
+       (SELECT count(*) FROM runs r INDEXED BY runs_by_workflow
+        WHERE r.workflow_id = w.workflow_id AND r.workflow_version = w.version) AS runs
 FROM workflows w ORDER BY w.workflow_id, w.version;
+
+-- name: workflow_versions
+SELECT version FROM workflows WHERE workflow_id = ? ORDER BY version;
