@@ -12,7 +12,7 @@ import os
 import secrets
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import jsonschema
 
@@ -35,6 +35,13 @@ from durableflow.storage import Store, history, queue, runs, workflows
 
 log = logging.getLogger("durableflow.engine")
 RUN_STATUSES = tuple(s.value for s in RunStatus)
+
+
+class Definable(Protocol):
+    """A workflow built in Python (durableflow.Workflow), or anything that compiles to a
+    definition: Engine.load takes it as it takes a file."""
+
+    def to_definition(self) -> WorkflowDef: ...
 
 
 class Engine:
@@ -74,12 +81,19 @@ class Engine:
 
     # --- workflows -------------------------------------------------------------------------
 
-    def load(self, source: str | os.PathLike | Mapping | WorkflowDef) -> WorkflowDef:
+    def load(self, source: str | os.PathLike | Mapping | WorkflowDef | Definable) -> WorkflowDef:
         if isinstance(source, WorkflowDef):
             return source
+        if not isinstance(source, (str, os.PathLike, Mapping)) and hasattr(source, "to_definition"):
+            defn = source.to_definition()   # checked there, exactly as a file of it would be
+            if not isinstance(defn, WorkflowDef):
+                raise DefinitionError(f"{type(source).__name__}.to_definition() returned "
+                                      f"{type(defn).__name__}, not a WorkflowDef")
+            return defn
         return load_definition(source)
 
-    def register(self, source: str | os.PathLike | Mapping | WorkflowDef) -> tuple[str, int]:
+    def register(self, source: str | os.PathLike | Mapping | WorkflowDef | Definable
+                 ) -> tuple[str, int]:
         """Store a definition (validated); returns (workflow_id, version). Same content, same version."""
         defn = self.load(source)
         for warning in notices(defn, f"workflow '{defn.workflow_id}'"):
@@ -107,7 +121,8 @@ class Engine:
 
     # --- runs ------------------------------------------------------------------------------
 
-    def start(self, workflow: str | os.PathLike | Mapping | WorkflowDef, inputs: Any = None, *,
+    def start(self, workflow: str | os.PathLike | Mapping | WorkflowDef | Definable,
+              inputs: Any = None, *,
               idempotency_key: str | None = None, version: int | None = None,
               priority: str = "normal") -> str:
         """Start a run of a registered workflow id, or of a definition (registered first)."""
