@@ -173,9 +173,19 @@ def _resolve_callable(node_id: str, target: str):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise NodeError(f"node {node_id!r}: callable {target!r}: {part!r} not found",
+            raise NodeError(f"node {node_id!r}: callable {target!r}: {part!r} not found"
+                            + (_main_elsewhere() if module_name == "__main__" else ""),
                             error_type="InvalidCallable") from None
     if not callable(obj):
         raise NodeError(f"node {node_id!r}: callable {target!r} is not callable",
                         error_type="InvalidCallable")
     return obj
+
+
+def _main_elsewhere() -> str:
+    """Why a `__main__:func` callable (a function of the script that defined the workflow in
+    Python) is missing: this worker runs another program."""
+    program = getattr(sys.modules.get("__main__"), "__file__", None) or sys.argv[0] or "?"
+    return (f" in this worker's __main__ ({Path(program).name}): a function of a script's "
+            "__main__ runs only in workers of that same program (engine.execute or "
+            "engine.worker() inside it); move it into an importable module to run it anywhere")
