@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import socket
 
+from durableflow.clock import iso, parse_iso
 from durableflow.procs import host_identity
+
+
+# A stopped worker's row is kept this long (it names the host and pid behind node_instances.
+# worker_id and lease events), then dropped when a worker starts: the table holds the live
+# workers and those of the last week, however often workers come and go.
+STOPPED_WORKERS_KEPT_S = 7 * 86400.0
 
 
 def register_worker_txn(conn, worker_id: str, pid: int, pid_started: str | None, concurrency: int,
                         now: str) -> None:
+    conn.execute(conn.sql.workers.workers_prune_stopped,
+                 {"before": iso(parse_iso(now) - STOPPED_WORKERS_KEPT_S)})
     conn.execute(conn.sql.workers.worker_register,
                  (worker_id, socket.gethostname(), pid, pid_started, concurrency, now, now, host_identity()))
 

@@ -14,7 +14,7 @@ STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
           "id": 1, "run_ids": '["r1"]', "status": "failed", "workflow_id": "wf", "version": 1,
-          "top_level": 1}
+          "top_level": 1, "before": "2026-01-01T00:00:00.000Z"}
 POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
@@ -45,6 +45,9 @@ EXPECTED = {
     "runs_due_resume": "runs_pause_ends",
     "runs_past_deadline": "runs_deadlines",
     "runs_next_due": "runs_deadlines",
+    "workers_live_on_host": "workers_live",
+    "stats_workers": "workers_live",
+    "workers_prune_stopped": "workers_stopped",
     "events_delete_of_runs": "events_by_run",
 }
 

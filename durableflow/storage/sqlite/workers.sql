@@ -19,5 +19,9 @@ UPDATE workers SET stopped_at = ? WHERE worker_id = ?;
 -- Same host name, boot and PID namespace: only there does a pid say whether a worker lives.
 SELECT worker_id, pid, pid_started FROM workers WHERE host = ? AND host_id = ? AND stopped_at IS NULL;
 
+-- name: workers_prune_stopped
+-- Rows of workers stopped before :before: a worker's start drops them (see storage/workers.py).
+DELETE FROM workers INDEXED BY workers_stopped WHERE stopped_at IS NOT NULL AND stopped_at < :before;
+
 -- name: workers_mark_gone
 UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
