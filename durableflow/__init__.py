@@ -22,6 +22,10 @@ from durableflow.errors import (
 from durableflow.clock import Clock, ManualClock
 from durableflow.engine import Engine
 from durableflow.run import NodeInstance, Run
+from durableflow.runtimes.base import NodeContext
+from durableflow.authoring import (
+    Body, CircuitBreaker, Defaults, NodeFunction, NodeRef, RateLimit, Resources, Retry, Workflow,
+    node, workflow)
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,18 @@ __all__ = [
     "NodeInstance",
     "Clock",
     "ManualClock",
+    "NodeContext",
+    "Workflow",
+    "Body",
+    "NodeRef",
+    "NodeFunction",
+    "node",
+    "workflow",
+    "Retry",
+    "RateLimit",
+    "CircuitBreaker",
+    "Resources",
+    "Defaults",
     "DatabaseBusy",
     "DatabaseCorrupt",
     "DatabaseReadOnly",
