@@ -3,7 +3,8 @@ and rejects each mistake in typecheck/mistakes.py, on its line, with the expecte
 
 The mistakes are checked as a user's file would be, outside the repository, against durableflow
 as installed: mypy reads an installed package's annotations only when it ships py.typed (without
-it, every builder call is Any and only two of the mistakes are found)."""
+it, every builder call is Any, none of the mistakes is found, and mypy only says that the
+package is untyped)."""
 
 from __future__ import annotations
 
