@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Sequence, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TypeVar, overload
 
 from durableflow.authoring.where import Where, caller
 
@@ -198,9 +198,6 @@ class Inlet:
 
     def __rrshift__(self, other: Sequence[NodeRef | Outlet]) -> NodeRef:
         return _fan_in(other, self)  # type: ignore[no-any-return]
-
-
-Target = Union[NodeRef, Inlet]
 
 
 def _targets(other: Any) -> list[tuple[NodeRef, str | None]] | None:

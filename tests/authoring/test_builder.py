@@ -14,7 +14,7 @@ import yaml
 
 from durableflow import (
     Body, CircuitBreaker, Defaults, RateLimit, Resources, Retry, Workflow)
-from durableflow.definitions import load_definition, load_definition_text, to_dict
+from durableflow.definitions import load_definition, load_definition_text
 from tests.authoring import flows
 from tests.authoring.conftest import FIXTURES
 

@@ -139,3 +139,12 @@ def test_a_decorated_function_of_a_test_module_runs_with_its_retry(tmp_path):
     assert run.outputs == {"flaky": 3}
     assert [(n.attempt, n.status) for n in run.nodes] == [(1, "failed"), (2, "failed"),
                                                           (3, "completed")]
+
+
+def test_a_node_function_runs_in_a_child_process_too(tmp_path):
+    wf = Workflow("isolated")
+    wf.python("clean", flows.clean, isolation="process")   # the child imports the NodeFunction
+    with Engine(tmp_path / "i.db") as engine:
+        run = engine.execute(wf, {"rows": 5}, timeout=60)
+    assert run.status == "completed", run.error
+    assert run.outputs == {"clean": {"rows": 4}}
