@@ -10,12 +10,15 @@ Part 1, history (a file of N finished 3-node runs; default 100,000, --quick 10,0
 milliseconds (median of --repeats, default 5, after one warm-up) of
 
   * each of the ten queries of README.md's "History in SQL" (its ```sql blocks, numbered 1..10
-    in order, read from the README at start-up, so the figures follow the README as it changes);
-    `:run_id` is bound to a run from the middle of the file;
+    in order, read at start-up from the README beside the durableflow package being measured,
+    else this checkout's, or --readme: the figures follow the README as it changes, and an older
+    checkout is measured with its own queries); `:run_id` is bound to a run from the middle of
+    the file;
   * `SELECT * FROM run_summary ORDER BY created_at DESC LIMIT 20`;
-  * the engine's own reads: `engine.runs(limit=20)` (the list `durableflow runs` prints),
-    `engine.workflows()` (`durableflow workflows`), `engine.get_run(run_id)`, `engine.recover()`
-    and opening the file (`Engine(path)`), timed in Python;
+  * the engine's own reads: `engine.runs(limit=20)` (the list `durableflow runs` prints), the
+    same with child runs (`runs --all`), for a status and for a workflow (where the engine
+    measured has these), `engine.workflows()` (`durableflow workflows`), `engine.get_run(run_id)`,
+    `engine.recover()` and opening the file (`Engine(path)`), timed in Python;
 
 and, for each SQL statement, whether its `EXPLAIN QUERY PLAN` has a full `SCAN` (through the
 table or through one of its indexes) of runs, node_instances, messages or events; the offending
@@ -26,11 +29,13 @@ statement's SQLite virtual-machine instructions are counted too, in one more unt
 on a plain `sqlite3` connection, as `sqlite3 app.db` would.
 
 Part 2, waiting (a file of W runs that are `running` with their middle node parked on a 1-day
-`Wait`; default 100,000, --quick 10,000): what one upkeep pass costs. Every worker runs upkeep
-every second: `engine.recover()` plus the two statements UPKEEP_DUE_RESUMES and
-UPKEEP_PAST_DEADLINE below (constants at the top of this file: update them when the engine's
-statements change). Each is timed (median of repeats) and its plan printed and checked the same
-way; "one upkeep pass" is the sum of the three.
+`Wait`, each run with a 2-day timeout; default 100,000, --quick 10,000): what one upkeep pass
+costs. Every worker runs upkeep every second: `engine.recover()` plus the statements
+`runs_due_resume` and `runs_past_deadline` of the durableflow measured (read from its
+storage/sqlite/runs.sql, so each version is measured with its own). Each is timed (median of
+repeats) and its plan printed and checked the same way; "one upkeep pass" is the sum of the
+three. Timed apart, not in the pass: `runs_next_due` and the queue's `next_visible` (what an idle
+`worker --until-idle` reads to know what is due within --max-wait).
 
 How the files are built: a few hundred real runs go through the engine (`Engine.start` and one
 worker), on a clock set back in time; their rows (runs, node_instances, messages, events) are then
@@ -49,6 +54,7 @@ reused as it is if it does; `engine.recover()` writes to it, as any worker's sta
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import re
@@ -69,18 +75,33 @@ from _common import (  # noqa: E402
 
 # --- what is measured (update these when the engine's statements change) ------------------------
 
-# The upkeep statements a worker runs every second (durableflow/storage: runs_due_resume,
-# runs_past_deadline), bound to the current time as ISO-8601 text.
-UPKEEP_DUE_RESUMES = ("SELECT run_id FROM runs WHERE status = 'paused' AND paused_until IS NOT NULL "
-                      "AND paused_until <= ?")
-UPKEEP_PAST_DEADLINE = ("SELECT run_id FROM runs WHERE status IN ('running', 'paused') "
-                        "AND deadline_at IS NOT NULL AND deadline_at <= ?")
+# The upkeep statements a worker runs every second, as the durableflow measured has them
+# (durableflow/storage/sqlite/runs.sql), each bound to the current time as ISO-8601 text.
+UPKEEP = (("upkeep_due_resumes", "upkeep: paused runs due to resume", "runs_due_resume"),
+          ("upkeep_past_deadline", "upkeep: runs past their deadline", "runs_past_deadline"))
+IDLE = (("runs_next_due", "idle: next pause end or deadline (runs_next_due)", "runs", "runs_next_due"),
+        ("next_visible", "idle: next message due (next_visible)", "queue", "next_visible"))
+
+
+def engine_statement(family: str, name: str) -> str:
+    from durableflow.storage.statements import SQLITE
+    return getattr(getattr(SQLITE, family), name)
+
+
 RUN_SUMMARY_LATEST = "SELECT * FROM run_summary ORDER BY created_at DESC LIMIT 20"
 
 # A full SCAN of one of these (directly or through an index) grows with the history.
 BIG_TABLES = ("runs", "node_instances", "messages", "events")
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def measured_readme() -> str:
+    """The README beside the durableflow package measured (its history queries go with its
+    schema), else this checkout's."""
+    import durableflow
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(durableflow.__file__))), "README.md")
+    return beside if os.path.exists(beside) else README
 NAMES = ("history", "waiting")
 LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
@@ -106,9 +127,9 @@ def failing_def(workflow_id: str = "chain3-fails") -> dict:
                             {"sourceNodeId": "n1", "targetNodeId": "n2"}]}
 
 
-def waiting_def(workflow_id: str = "wait3", duration: str = "1d") -> dict:
-    """n0 -> n1 (Wait `duration`) -> n2: the run waits at n1."""
-    return {"workflowId": workflow_id,
+def waiting_def(workflow_id: str = "wait3", duration: str = "1d", timeout: str = "2d") -> dict:
+    """n0 -> n1 (Wait `duration`) -> n2, the run timing out after `timeout`: it waits at n1."""
+    return {"workflowId": workflow_id, "timeout": timeout,
             "nodes": [{"nodeId": "n0", "runtimeType": "Noop"},
                       {"nodeId": "n1", "runtimeType": "Wait", "duration": duration},
                       {"nodeId": "n2", "runtimeType": "Noop"}],
@@ -464,6 +485,9 @@ def plan_of(conn: sqlite3.Connection, sql: str, params) -> tuple[list[str], list
                                               "AND sql IS NOT NULL")
                if re.search(r"\bWHERE\b", text, flags=re.I)}
     lines, scans = [], []
+    # An index read in its order up to a LIMIT (no sort) is a SCAN in the plan, but it stops early.
+    ordered = (re.search(r"\bLIMIT\b", sql, flags=re.I) is not None
+               and not any(r[3] == "USE TEMP B-TREE FOR ORDER BY" for r in rows))
     for _id, _parent, _notused, detail in rows:
         lines.append(detail)
         m = re.match(r"SCAN (\w+)(?: USING (?:COVERING )?INDEX (\w+))?", detail)
@@ -475,6 +499,8 @@ def plan_of(conn: sqlite3.Connection, sql: str, params) -> tuple[list[str], list
         notes = [] if table == m.group(1) else [f"{m.group(1)} = {table}"]
         if m.group(2) in partial:   # a partial index holds only its rows: say which
             notes.append(f"partial index: rows WHERE {partial[m.group(2)]}")
+        if m.group(2) and ordered:
+            notes.append("in index order, up to the LIMIT")
         scans.append(detail + (f"  ({'; '.join(notes)})" if notes else ""))
     return lines, scans
 
@@ -560,14 +586,17 @@ def middle_run(conn: sqlite3.Connection, status: str | None = None) -> str:
                         (*args, n // 2)).fetchone()[0]
 
 
-def measure_history(path: str, repeats: int) -> dict:
+def measure_history(path: str, repeats: int, readme: str | None = None) -> dict:
     from durableflow import Engine
+    Engine(path).close()   # an older file migrates forward first, as any engine's opening does
     conn = _plain(path)
     rows = []
     try:
         run_id = middle_run(conn, "completed")
         values = {"run_id": run_id}
-        queries = readme_queries()
+        readme = readme or measured_readme()
+        progress(f"  README queries from {readme}")
+        queries = readme_queries(readme)
         if len(queries) != 10:
             progress(f"WARNING: README.md has {len(queries)} ```sql blocks, not 10")
         for q in queries:
@@ -585,6 +614,13 @@ def measure_history(path: str, repeats: int) -> dict:
     try:
         rows.append(call_row("engine_runs", "engine.runs(limit=20)  (durableflow runs)",
                              lambda: engine.runs(limit=20), repeats))
+        if "top_level" in inspect.signature(engine.runs).parameters:
+            rows.append(call_row("engine_runs_all", "engine.runs(limit=20, top_level=False)  (runs --all)",
+                                 lambda: engine.runs(limit=20, top_level=False), repeats))
+        rows.append(call_row("engine_runs_status", "engine.runs(status='failed', limit=20)  (runs --status failed)",
+                             lambda: engine.runs(status="failed", limit=20), repeats))
+        rows.append(call_row("engine_runs_workflow", "engine.runs(workflow_id='chain3', limit=20)  (runs --workflow)",
+                             lambda: engine.runs(workflow_id="chain3", limit=20), repeats))
         rows.append(call_row("engine_workflows", "engine.workflows()  (durableflow workflows)",
                              engine.workflows, repeats))
         rows.append(call_row("engine_get_run", "engine.get_run(run_id)  (durableflow status)",
@@ -597,23 +633,26 @@ def measure_history(path: str, repeats: int) -> dict:
 
 def measure_waiting(path: str, repeats: int) -> dict:
     from durableflow import Engine
+    Engine(path).close()   # an older file migrates forward first, as any engine's opening does
     conn = _plain(path)
-    rows = []
+    rows, idle = [], []
     try:
         now_s = iso_now()
-        for key, label, sql in (("upkeep_due_resumes", "upkeep: paused runs due to resume", UPKEEP_DUE_RESUMES),
-                                ("upkeep_past_deadline", "upkeep: runs past their deadline", UPKEEP_PAST_DEADLINE)):
-            rows.append(sql_row(conn, key, label, sql, (now_s,), repeats))
+        for key, label, name in UPKEEP:
+            rows.append(sql_row(conn, key, label, engine_statement("runs", name), (now_s,), repeats))
+        for key, label, family, name in IDLE:
+            idle.append(sql_row(conn, key, label, engine_statement(family, name), (), repeats))
         waiting = conn.execute("SELECT count(*) FROM node_instances WHERE status = 'waiting'").fetchone()[0]
         parked = conn.execute("SELECT count(*) FROM messages WHERE status = 'ready' AND visible_at > ?",
                               (now_s,)).fetchone()[0]
+        deadlines = conn.execute("SELECT count(*) FROM runs WHERE deadline_at IS NOT NULL").fetchone()[0]
     finally:
         conn.close()
     with Engine(path) as engine:
         rows.append(call_row("upkeep_recover", "upkeep: engine.recover()", engine.recover, repeats))
     total = sum(r["ms"] for r in rows)
-    return {"waiting_nodes": waiting, "parked_messages": parked, "rows": rows,
-            "upkeep_pass_ms": round(total, 3)}
+    return {"waiting_nodes": waiting, "parked_messages": parked, "runs_with_deadline": deadlines,
+            "rows": rows + idle, "upkeep_pass_ms": round(total, 3)}
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -651,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--failed-every", type=int, default=20, help="one finished run in N is a failed one")
     p.add_argument("--db", metavar="FILE", help="the finished-runs file: reused if it exists, else built and kept")
     p.add_argument("--waiting-db", metavar="FILE", help="the waiting-runs file: reused if it exists, else built and kept")
+    p.add_argument("--readme", metavar="FILE", help="take the history queries from this README "
+                                                    "(default: the one beside the durableflow measured)")
     p.add_argument("--json", metavar="FILE", help="write the JSON document here ('-' = stdout)")
     p.add_argument("--dir", help="folder for the temporary database files (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary database files")
@@ -673,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 path, builds["history"] = ensure_db(args.db, workdir, "finished.db", "finished", args.runs,
                                                     span_s=args.days * 86400, failed_every=args.failed_every)
-                results["history"] = measure_history(path, args.repeats)
+                results["history"] = measure_history(path, args.repeats, args.readme)
             except Exception as exc:
                 traceback.print_exc()
                 errors["history"] = f"{type(exc).__name__}: {exc}"
@@ -696,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"quick": args.quick, "runs": args.runs, "waiting_runs": args.waiting,
                      "repeats": args.repeats, "warmup": 1, "days": args.days,
                      "failed_every": args.failed_every, "db": args.db, "waiting_db": args.waiting_db,
-                     "upkeep_statements": [UPKEEP_DUE_RESUMES, UPKEEP_PAST_DEADLINE]},
+                     "readme": args.readme or measured_readme(),
+                     "upkeep_statements": [engine_statement("runs", name) for _k, _l, name in UPKEEP]},
         "builds": builds,
         "results": results,
         "errors": errors,
@@ -714,7 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         w, b = results["waiting"], builds.get("waiting", {})
         print(f"\nOne upkeep pass with {sum(b.get('runs_by_status', {}).values()):,} runs "
               f"({', '.join(f'{v:,} {k}' for k, v in b.get('runs_by_status', {}).items())}; "
-              f"{w['waiting_nodes']:,} nodes waiting, {w['parked_messages']:,} messages parked), "
+              f"{w.get('runs_with_deadline', 0):,} with a deadline; {w['waiting_nodes']:,} nodes waiting, "
+              f"{w['parked_messages']:,} messages parked), "
               f"{b.get('db_mb')} MB: {_ms(w['upkeep_pass_ms'])} ms in all")
         print(table(w["rows"], show_plan=True))
     for key in ("history", "waiting"):

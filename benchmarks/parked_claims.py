@@ -4,9 +4,12 @@
     python benchmarks/parked_claims.py --quick              # 0 and 20,000, well under a minute
     python benchmarks/parked_claims.py --parked 0,50000 --engine-parked 0 --json pc.json
 
-A `Wait`, a `WaitForSignal` and the parent of a `Subflow` keep their node's message in the queue,
-`ready` with its visible time in the future (a day ahead here). Such parked messages stay in the
-claim index, so a claim may walk past all of them before it finds one that is visible now.
+A `Wait`, a `WaitForSignal`, the parent of a `Subflow` or loop and a retry in backoff keep their
+node's message in the queue, `ready` with its visible time in the future (a day ahead here).
+Up to migration 0004 such parked messages stayed in the claim index, so a claim walked past all
+of them, under the write lock, before it found one visible now. Since 0005 they wait apart, in
+messages_due_later (held = 3), and each claim transaction only probes that index for the ones
+that are due: a claim should cost the same whatever the number parked (`x empty` near 1.00).
 
 For each count P of parked messages (--parked, default 0,20000,100000; --quick 0,20000), a fresh
 file gets P messages enqueued with `Store.enqueue(NewMessage(kind='node', payload=...,
