@@ -18,12 +18,25 @@ from typing import Any, Callable, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from durableflow.clock import Clock
-from durableflow.errors import DurableflowError, StorageError
+from durableflow.errors import DatabaseCorrupt, DurableflowError, StorageError
 from durableflow.storage import migrate as migrator
-from durableflow.storage.connection import Connection, connect, enable_wal, is_busy, translate
+from durableflow.storage.connection import (Connection, connect, database_file, enable_wal, is_busy,
+                                             is_io_error, translate)
 
 T = TypeVar("T")
 log = logging.getLogger("durableflow.storage")
+
+# Files this process has read through with quick_check and found sound, by (device, inode): a
+# whole-file read (about a second per GB) is paid once per process and file, not per worker or
+# per Engine.execute(). A file replaced at the same path (restored from a backup) is a new inode.
+_checked: set[tuple[int, int]] = set()
+_checked_lock = threading.Lock()
+
+# A write whose transaction failed on a full disk or an I/O error (and so rolled back) is tried
+# again after each of these waits before the error is raised: a write that fails once (an
+# ENOSPC while a file was being rotated away) never reaches the caller. Failures that last are
+# raised (DiskFull); a worker keeps a node's result and tries longer (worker.STORAGE_PATIENCE).
+IO_RETRY_WAITS = (0.01, 0.05)
 
 
 class StoreBase:
@@ -36,7 +49,11 @@ class StoreBase:
         busy_timeout: float = 30.0,
         readonly: bool = False,
         migrate: bool = True,
+        check: bool = False,
     ):
+        """With check=True the file is read through (quick_check, once per process and file)
+        before anything is written to it, migrations included; a damaged file is refused
+        untouched (DatabaseCorrupt)."""
         self.path = os.fspath(path)
         self.clock = clock or Clock()
         self.synchronous = synchronous
@@ -55,6 +72,8 @@ class StoreBase:
         try:
             migrations = migrator.available()
             self._retry_busy(migrator.check_not_newer, self._writer, migrations)
+            if check:
+                self.check_once()
             if not self.readonly:
                 self._retry_busy(enable_wal, self._writer)
                 if migrate:
@@ -75,9 +94,26 @@ class StoreBase:
             try:
                 return self._txn(conn, fn, args, kwargs)
             except sqlite3.Error as exc:
+                if is_io_error(exc):
+                    return self._retry_io(conn, fn, args, kwargs, exc)
                 if not is_busy(exc):
                     raise translate(exc, self.path) from exc
             return self._retry_busy(self._txn, conn, fn, args, kwargs)
+
+    def _retry_io(self, conn: Connection, fn, args, kwargs, exc: sqlite3.Error):
+        """The transaction rolled back on a full disk or an I/O error: run it again (the same
+        function: transactions may run more than once, as busy retries already do)."""
+        for wait in IO_RETRY_WAITS:
+            self.clock.sleep(wait)
+            try:
+                return self._txn(conn, fn, args, kwargs)
+            except sqlite3.Error as again:
+                if is_busy(again):
+                    return self._retry_busy(self._txn, conn, fn, args, kwargs)
+                if not is_io_error(again):
+                    raise translate(again, self.path) from again
+                exc = again
+        raise translate(exc, self.path) from exc
 
     def _txn(self, conn: Connection, fn, args, kwargs):
         conn._after_commit = None
@@ -153,6 +189,34 @@ class StoreBase:
 
     def quick_check(self) -> list[str]:
         return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.quick_check).fetchall()])
+
+    def check_once(self) -> None:
+        """Read the whole file through (quick_check) unless this process already found it sound;
+        raise DatabaseCorrupt, naming the first problem, if it is not. Only a sound verdict is
+        kept: a damaged file is checked (and refused) again each time."""
+        key = self._file_key()
+        if key is not None:
+            with _checked_lock:
+                if key in _checked:
+                    return
+        problems = [p for p in self.quick_check() if p != "ok"]
+        if problems:
+            first = " ".join(problems[0].split())  # SQLite's report spans lines
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DatabaseCorrupt(f"{self.path}: database is corrupt (quick_check: {first}{more}); "
+                                  f"run `durableflow doctor`")
+        if key is not None:
+            with _checked_lock:
+                _checked.add(key)
+
+    def _file_key(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file (None if it cannot be told)."""
+        name = database_file(self.path)
+        try:
+            st = os.stat(name) if name is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_dev, st.st_ino)
 
     def integrity_check(self) -> list[str]:
         return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.integrity_check).fetchall()])

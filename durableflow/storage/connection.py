@@ -94,6 +94,14 @@ def _uri_file(uri: str) -> tuple[Path | None, str]:
     return (Path(name) if name and name != ":memory:" and mode != "memory" else None), mode
 
 
+def database_file(path: str | os.PathLike) -> Path | None:
+    """The file a path or `file:` URI names (None for an in-memory database)."""
+    text = os.fspath(path)
+    if text.startswith("file:"):
+        return _uri_file(text)[0]
+    return Path(text)
+
+
 def connect(
     path: str | os.PathLike,
     *,
@@ -185,6 +193,20 @@ def is_busy(exc: BaseException) -> bool:
     )
 
 
+_IO_DOING = {"SQLITE_IOERR_WRITE": " writing", "SQLITE_IOERR_READ": " reading",
+             "SQLITE_IOERR_SHORT_READ": " reading", "SQLITE_IOERR_FSYNC": " syncing to disk",
+             "SQLITE_IOERR_TRUNCATE": " truncating", "SQLITE_IOERR_FSTAT": " reading the file's size"}
+
+
+def is_io_error(exc: BaseException) -> bool:
+    """A write that failed on a full disk, a file size limit or an I/O error: the transaction
+    rolled back, and the same write may succeed once the cause has passed."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk is full" in str(exc)
+        or "disk I/O error" in str(exc))
+
+
 def translate(exc: sqlite3.Error, where: str) -> StorageError:
     """Map a sqlite3 error to the durableflow tree, keeping what SQLite said."""
     name = getattr(exc, "sqlite_errorname", "") or ""
@@ -198,7 +220,13 @@ def translate(exc: sqlite3.Error, where: str) -> StorageError:
     if name.startswith("SQLITE_FULL") or "disk is full" in said:
         return DiskFull(f"{where}: disk full, transaction rolled back ({said})")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in said:
-        return DiskFull(f"{where}: I/O error, transaction rolled back ({said})")
+        # SQLite reports only ENOSPC as "full"; a file size limit (EFBIG) or a failing disk
+        # (EIO) is an I/O error of the same write.
+        doing = _IO_DOING.get(name, "")
+        why = ("a failing disk" if doing == " reading"
+               else "a full disk, a file size limit (ulimit -f) or a failing disk")
+        return DiskFull(f"{where}: I/O error{doing}, transaction rolled back ({said}, "
+                        f"{name or 'SQLITE_IOERR'}: {why})")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open" in said:
         return StorageError(f"{where}: cannot open database ({said})")
     if is_busy(exc):
