@@ -51,7 +51,11 @@ class Engine:
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
                  max_output_bytes: int = 16 * 1024 * 1024,
-                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT):
+                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False):
+        """check=True reads the whole file through (quick_check) before writing anything to it,
+        migrations included, and refuses a damaged file untouched (DatabaseCorrupt). Once per
+        process and file: workers and execute() check the same way, and skip a file this
+        process has already found sound."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
@@ -66,7 +70,7 @@ class Engine:
         self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
-                           busy_timeout=busy_timeout, readonly=readonly)
+                           busy_timeout=busy_timeout, readonly=readonly, check=check)
         self.path = self.store.path
         self.notifier = Notifier()
         self.plans = Plans(self._stored_definition)
@@ -170,9 +174,13 @@ class Engine:
 
     def execute(self, workflow, inputs: Any = None, *, concurrency: int = 4,
                 timeout: float | None = None, idempotency_key: str | None = None) -> Run:
-        """Register, start, and work in-process until the run is finished."""
+        """Register, start, and work in-process until the run is finished.
+
+        The file is read through (quick_check) before the first write, once per process and
+        file: a loop of execute() calls pays it once, and a damaged file is refused untouched."""
         timeout = _seconds(timeout, "timeout")
         worker = self.worker(concurrency=concurrency)   # checked before anything is stored
+        self.service.check_file()
         run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
         worker.start()
         deadline = None if timeout is None else self.clock.monotonic() + timeout

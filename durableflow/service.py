@@ -11,7 +11,7 @@ import os
 from typing import Any, Callable, Protocol
 
 from durableflow.clock import Clock, iso
-from durableflow.errors import DurableflowError
+from durableflow.errors import DatabaseBusy, DiskFull, DurableflowError, StaleLease
 from durableflow.execution import Execution
 from durableflow.notify import WORK, Notifier
 from durableflow.procs import pid_started
@@ -25,6 +25,7 @@ class Registered(Protocol):
 
     worker_id: str
     concurrency: int
+    errors: list   # what stopped it, if anything did
 
     def stop(self, timeout: float | None = None) -> None: ...
 
@@ -47,6 +48,7 @@ class WorkerService:
         self.max_stream_bytes = max_stream_bytes
         self.workers: list[Registered] = []   # started in this process and not yet stopped
         self._progress_last: dict[int, float] = {}
+        self._progress_unsaved: set[int] = set()   # attempts whose progress could not be stored
         self.upkeep = Upkeep(store, execution, clock, self.write,
                              local_workers=lambda: {w.worker_id for w in self.workers})
 
@@ -89,6 +91,8 @@ class WorkerService:
         refused it, claimed tasks)."""
         for task, _outcome in items:
             self._progress_last.pop(task.instance_id, None)
+        if self._progress_unsaved:
+            self._progress_unsaved.difference_update(task.instance_id for task, _outcome in items)
 
         def txn(conn, now):
             results = self.execution.record_many(conn, items, now)
@@ -105,16 +109,20 @@ class WorkerService:
 
     # --- while bodies run ------------------------------------------------------------------
 
-    def heartbeat(self, worker_id: str, lease_seconds: float, tasks: list[Task]) -> int:
-        """Renew the leases of the nodes in hand and the worker's row; returns how many leases
-        were renewed."""
+    def heartbeat(self, worker_id: str, lease_seconds: float, tasks: list[Task]) -> list[Task]:
+        """Renew the leases of the nodes in hand and the worker's row, in one transaction.
+        Returns the tasks whose lease could not be renewed: it expired and was taken back (by
+        recovery, for another delivery), so their results are no longer this worker's to record."""
         def txn(conn, now):
-            renewed = 0
-            if tasks:
-                renewed = queue.extend_held_txn(conn, [(t.message.id, t.message.token) for t in tasks],
-                                                now + lease_seconds)
+            lost = []
+            until = now + lease_seconds
+            for task in tasks:
+                try:
+                    queue.extend_one_txn(conn, task.message.id, task.message.token, until)
+                except StaleLease:
+                    lost.append(task)
             workers.worker_heartbeat_txn(conn, worker_id, iso(now))
-            return renewed
+            return lost
         return self.store.write(txn, self.clock.now())
 
     def progress(self, task: Task, percent: float, message: str | None) -> None:
@@ -127,14 +135,22 @@ class WorkerService:
             # Kept to a status line: up to ten rows a second of a body's log would bloat events.
             cut = len(message) - MAX_PROGRESS_MESSAGE
             message = f"{message[:MAX_PROGRESS_MESSAGE]}... ({cut:,} more characters)"
-        self.store.write(nodes.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
-                         message, self.clock.now_iso())
+        try:
+            self.store.write(nodes.progress_txn, task.instance_id, task.run_id, task.node_id, percent,
+                             message, self.clock.now_iso())
+        except (DiskFull, DatabaseBusy) as exc:
+            # A progress row is a status line, not a result: the body must not fail (and run
+            # again) because one could not be stored. Said once per node attempt.
+            if task.instance_id not in self._progress_unsaved:
+                self._progress_unsaved.add(task.instance_id)
+                log.warning("node %s of run %s: progress not stored: %s", task.node_id, task.run_id, exc)
 
     def run_statuses(self, run_ids) -> dict[str, str]:
         return self.store.run_statuses(run_ids)
 
-    def quick_check(self) -> list[str]:
-        return self.store.quick_check()
+    def check_file(self) -> None:
+        """Read the whole file through once per process (quick_check); DatabaseCorrupt if damaged."""
+        self.store.check_once()
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -150,7 +166,9 @@ class WorkerService:
         try:
             self.store.write(workers.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
         except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone
-            log.warning("worker %s: could not record its stop: %s", worker.worker_id, exc)
+            # A worker that stopped on a storage error has said so already.
+            log.log(logging.INFO if worker.errors else logging.WARNING,
+                    "worker %s: could not record its stop: %s", worker.worker_id, exc)
 
     def recover(self) -> dict:
         return self.upkeep.recover()

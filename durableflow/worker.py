@@ -2,8 +2,13 @@
 
 One dispatcher thread claims (in batches) and runs cheap nodes (Noop, routing) on the spot;
 other bodies go to a pool of `concurrency` threads. A keeper thread renews the leases of the
-nodes in hand, tells bodies when their run was cancelled, and does the engine's upkeep
-(expired leases, timed-out runs, pauses that end by themselves).
+nodes in hand and tells a body to stop when its run ended or its lease was taken over. An
+upkeep thread does the engine's upkeep (expired leases, timed-out runs, pauses that end by
+themselves): on a thread of its own, so a slow pass never delays a lease renewal.
+
+A result that cannot be written (disk full, I/O error) is kept and written again, with a
+backoff, for up to STORAGE_PATIENCE seconds: a body never runs again because storage failed
+once. If storage keeps failing, the worker stops and says why (`worker.errors`).
 
 A worker knows the service its engine hands it (durableflow.service), never the engine.
 """
@@ -23,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
 from durableflow.errors import (
-    DatabaseCorrupt, DurableflowError, InvalidTransition, NodeCancelled, NodeError, ValidationError,
+    DatabaseBusy, DiskFull, DurableflowError, InvalidTransition, NodeCancelled, NodeError, StorageError,
+    ValidationError,
 )
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 from durableflow.storage.connection import forked_with_workers
@@ -36,6 +42,18 @@ log = logging.getLogger("durableflow.worker")
 
 _INLINE = INLINE_RUNTIMES | BUILTIN_TYPES | NOT_YET
 _STOPPED_RUN = frozenset({"cancelled", "failed", "completed"})
+
+# Storage errors that may pass (a full disk freed, a lock let go): a write that failed with one
+# is tried again. Others (a damaged or read-only file, a closed store) stop the worker at once.
+_MAY_PASS = (DiskFull, DatabaseBusy)
+# Seconds a worker keeps trying to record a result (or to claim) while storage fails, never more
+# than half a lease; then it stops with the storage error. The waits between tries double from
+# the first, up to the last.
+STORAGE_PATIENCE = 5.0
+RETRY_WAIT_FIRST, RETRY_WAIT_MAX, RETRY_TRIES_MAX = 0.05, 1.0, 12
+# Marks a log record of an error the worker also puts in `worker.errors`, for whoever reports
+# those itself (the CLI) to leave out.
+REPORTED = {"durableflow_reported": True}
 
 
 def new_worker_id() -> str:
@@ -71,6 +89,8 @@ class Worker:
         self.checked = threading.Event()    # set when the start-up quick_check has finished
         self._started = False
         self._futures: dict[int, Any] = {}   # instance id -> the pool's future of its body
+        self._lost: set[int] = set()   # instance ids of bodies whose lease was taken over
+        self.patience = min(STORAGE_PATIENCE, self.lease_seconds / 2)
         self.errors: list[BaseException] = []
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -80,16 +100,20 @@ class Worker:
             raise InvalidTransition(f"worker {self.worker_id} was already started; a worker runs "
                                     f"once: make a new one with engine.worker()")
         self._started = True
+        if self.quick_check:
+            # Before anything is written (the workers row, recovery, claims): nothing may be
+            # written to a damaged file. It reads the whole file, about a second per GB, once per
+            # process and file (Engine.execute() in a loop pays it once).
+            try:
+                self.service.check_file()
+            finally:
+                self.checked.set()
+        else:
+            self.checked.set()
         self.service.register_worker(self)
         _RUNNING.add(self)
         self.recovered = self.service.recover()
-        # quick_check reads the whole file (a second per 500 MB): it runs beside the work
-        # instead of delaying recovery, and stops the worker if the file is damaged.
-        threads = [(self._dispatch, "dispatcher"), (self._keep, "keeper")]
-        if self.quick_check:
-            threads.append((self._check, "quick-check"))
-        else:
-            self.checked.set()
+        threads = [(self._dispatch, "dispatcher"), (self._keep, "keeper"), (self._upkeep, "upkeep")]
         for target, name in threads:
             t = threading.Thread(target=self._guard, args=(target,), name=f"durableflow-{name}", daemon=True)
             t.start()
@@ -153,13 +177,18 @@ class Worker:
         try:
             fn()
         except DurableflowError as exc:
-            log.error("worker %s: %s", self.worker_id, exc)
-            self.errors.append(exc)
-            self._stopping.set()
+            self._fail(exc)
         except BaseException as exc:  # a dying thread must not take the worker down silently
             log.exception("worker %s: %s crashed", self.worker_id, fn.__name__)
             self.errors.append(exc)
             self._stopping.set()
+
+    def _fail(self, exc: DurableflowError) -> None:
+        """Stop the worker on an error it cannot work past; `errors` says which."""
+        log.error("worker %s: %s", self.worker_id, exc, extra=REPORTED)
+        self.errors.append(exc)
+        self._stopping.set()
+        self.service.notifier.work()
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -167,6 +196,7 @@ class Worker:
         service = self.service
         wait = 0.001
         tasks: list[Task] = []
+        failing = _Trouble(self, "claiming work")
         while not self._stopping.is_set():
             if not tasks:
                 free = self._free_slots()
@@ -177,7 +207,20 @@ class Worker:
                 try:
                     tasks = service.claim(self.worker_id, limit, self.lease_seconds)
                 except DurableflowError as exc:
-                    log.error("worker %s: claim failed: %s", self.worker_id, exc)
+                    # Nothing was claimed (the transaction rolled back): nothing is lost by
+                    # trying again, after the same waits as when there is no work. A damaged
+                    # or read-only file stops the worker at once, a full disk after `patience`
+                    # (a lock held elsewhere never does: the busy wait has waited already).
+                    seconds = failing.failed(exc)
+                    if isinstance(exc, StorageError) and not isinstance(exc, DatabaseBusy) and (
+                            seconds > self.patience or not isinstance(exc, DiskFull)):
+                        self._fail(failing.give_up(exc))
+                        break
+                    service.wait_for_work(gen, wait)
+                    wait = min(wait * 2, self.poll_max)
+                    continue
+                if failing.since is not None:
+                    failing.ok()
                 if not tasks:
                     self._inline_streak = False
                     self.idle.set()
@@ -250,13 +293,22 @@ class Worker:
             with self._lock:
                 self._inflight.pop(task.instance_id, None)
                 self._futures.pop(task.instance_id, None)
+                self._lost.discard(task.instance_id)
                 self._lock.notify_all()
 
     # --- running a body --------------------------------------------------------------------
 
     def _execute(self, task: Task) -> None:
         if not self._abandon.is_set():
-            self._record([(task, self._outcome(task))])
+            outcome = self._outcome(task)
+            if task.instance_id in self._lost:
+                # Its lease expired and was taken back while it ran: the attempt is recorded
+                # as lost, and another delivery of the node is this node's now.
+                log.warning("worker %s: node %s of run %s (attempt %d): its lease was taken over "
+                            "while it ran; the body was told to stop and its result is not recorded",
+                            self.worker_id, task.node_id, task.run_id, task.attempt)
+                return
+            self._record([(task, outcome)])
             return
         # Stopped at once before this body began: give the node back now rather than leave it
         # to a lease that only expires later.
@@ -318,55 +370,152 @@ class Worker:
 
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
         """Record results (and, in the same transaction, claim up to `claim_next` new tasks)."""
+        claim = (self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None
         try:
-            results, tasks = self.service.record_many(
-                items, claim=(self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None)
+            results, tasks = self.service.record_many(items, claim=claim)
         except DurableflowError as exc:
-            # Not recorded: the lease will expire and the node will be delivered again.
-            log.error("worker %s: could not record %d result(s): %s", self.worker_id, len(items), exc)
-            return []
+            got = self._record_again(items, claim, exc)
+            if got is None:
+                return []
+            results, tasks = got
         for (task, _outcome), err in zip(items, results):
             if err is not None:
                 log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, err)
         return tasks
 
-    def _check(self) -> None:
-        try:
-            problems = [p for p in self.service.quick_check() if p != "ok"]
-        finally:
-            self.checked.set()
-        if problems:
-            first = " ".join(problems[0].split())  # SQLite's report spans lines
-            raise DatabaseCorrupt(f"{self.service.path}: database is corrupt (quick_check: {first}); "
-                                  f"run `durableflow doctor`")
+    def _record_again(self, items: list[tuple[Task, Outcome]], claim, exc: DurableflowError):
+        """Writing results failed and its transaction rolled back. Keep the outcomes and write
+        them again, waiting longer each time, for up to `patience` seconds (within the lease,
+        which the keeper renews meanwhile): a body must not run again because a write failed.
+        Returns what record_many returns, or None when the worker gave up and stops."""
+        task = items[0][0]
+        what = (f"the result of node {task.node_id!r} of run {task.run_id}" if len(items) == 1
+                else f"the results of {len(items)} nodes")
+        if not isinstance(exc, _MAY_PASS):
+            if isinstance(exc, StorageError):   # damaged, read-only, closed: waiting cannot help
+                self._fail(type(exc)(f"could not record {what}: {exc.message}"))
+            else:   # a fault of ours: the leases expire and the nodes are delivered again
+                log.error("worker %s: could not record %s: %s", self.worker_id, what, exc)
+            return None
+        clock = self.clock
+        began = clock.monotonic()
+        deadline = began + self.patience
+        log.warning("worker %s: could not record %s, trying again for up to %gs: %s",
+                    self.worker_id, what, self.patience, exc)
+        wait, tries = RETRY_WAIT_FIRST, 1
+        while tries < RETRY_TRIES_MAX:
+            left = deadline - clock.monotonic()
+            if left <= 0 or clock.sleep(min(wait, left), until=self._abandon):
+                break
+            wait = min(wait * 2, RETRY_WAIT_MAX)
+            tries += 1
+            try:
+                got = self.service.record_many(items, claim=claim)
+            except _MAY_PASS as again:
+                exc = again
+                continue
+            except DurableflowError as again:
+                exc = again
+                break
+            log.warning("worker %s: recorded %s at try %d", self.worker_id, what, tries)
+            return got
+        if self._abandon.is_set():
+            log.error("worker %s: stopped while recording %s failed; the node is delivered again "
+                      "once its lease expires: %s", self.worker_id, what, exc)
+            return None
+        self._fail(type(exc)(f"could not record {what} ({tries} tries in "
+                             f"{clock.monotonic() - began:.1f}s): {exc.message}"))
+        return None
 
     # --- keeping leases and doing upkeep --------------------------------------------------
 
     def _keep(self) -> None:
+        """Renew the leases of the nodes in hand every third of a lease; tell a body to stop
+        when its run has ended, or when its lease could not be renewed (taken over)."""
         service = self.service
         clock = self.clock
-        last_extend = last_upkeep = clock.monotonic()
+        beat = self.lease_seconds / 3
+        next_beat = clock.monotonic() + beat
+        failing = _Trouble(self, "renewing leases")
         while not self._stopped.wait(0.1):
             if self._stopping.is_set() and not self._threads[0].is_alive() and (
                     self.busy == 0 or self._abandon.is_set()):
                 return
-            now = clock.monotonic()
             with self._lock:
                 inflight = list(self._inflight.values())
-            try:
-                if now - last_extend >= self.lease_seconds / 3:
-                    service.heartbeat(self.worker_id, self.lease_seconds, inflight)
-                    last_extend = now
-                if inflight:
+            if clock.monotonic() >= next_beat:
+                try:
+                    lost = service.heartbeat(self.worker_id, self.lease_seconds, inflight)
+                except DurableflowError as exc:
+                    failing.failed(exc)
+                    next_beat = clock.monotonic() + min(1.0, beat)   # soon, not at every tick
+                else:
+                    if failing.since is not None:
+                        failing.ok()
+                    next_beat = clock.monotonic() + beat
+                    if lost:
+                        self._leases_lost(lost)
+            if inflight:
+                try:
                     statuses = service.run_statuses({t.run_id for t in inflight})
+                except DurableflowError as exc:
+                    log.debug("worker %s: could not read run statuses: %s", self.worker_id, exc)
+                else:
                     for t in inflight:
                         if statuses.get(t.run_id) in _STOPPED_RUN:
                             t.cancel_event.set()
-                if now - last_upkeep >= 1.0 and not self._stopping.is_set():
-                    service.maintain()
-                    last_upkeep = now
+
+    def _leases_lost(self, lost: list[Task]) -> None:
+        """Bodies whose lease was taken over: another delivery of their node is the one that
+        counts now. Stop them (a process body's process group is killed) and do not record."""
+        with self._lock:
+            for task in lost:
+                if task.instance_id in self._inflight:
+                    self._lost.add(task.instance_id)
+                    task.cancel_event.set()
+
+    def _upkeep(self) -> None:
+        """Recovery and timed work about once a second. A pass may be slow (stopping a dead
+        worker's processes, taking back thousands of leases): it has this thread to itself."""
+        failing = _Trouble(self, "upkeep")
+        while not self._stopping.wait(1.0):
+            try:
+                self.service.maintain()
             except DurableflowError as exc:
-                log.error("worker %s: upkeep failed: %s", self.worker_id, exc)
+                failing.failed(exc)
+            else:
+                if failing.since is not None:
+                    failing.ok()
+
+
+class _Trouble:
+    """A run of failures of one thing a worker does: said when it begins and when it ends, not
+    at every try (a full disk would otherwise print a line ten times a second)."""
+
+    __slots__ = ("worker", "what", "since", "tries")
+
+    def __init__(self, worker: Worker, what: str):
+        self.worker, self.what = worker, what
+        self.since: float | None = None
+        self.tries = 0
+
+    def failed(self, exc: DurableflowError) -> float:
+        """Count a failure; returns the seconds since the first of this run of failures."""
+        now = self.worker.clock.monotonic()
+        self.tries += 1
+        if self.since is None:
+            self.since = now
+            log.warning("worker %s: %s failed, trying again: %s", self.worker.worker_id, self.what, exc)
+        return now - self.since
+
+    def ok(self) -> None:
+        log.warning("worker %s: %s works again (after %d failed tries)", self.worker.worker_id,
+                    self.what, self.tries)
+        self.since, self.tries = None, 0
+
+    def give_up(self, exc: DurableflowError) -> DurableflowError:
+        seconds = 0.0 if self.since is None else self.worker.clock.monotonic() - self.since
+        return type(exc)(f"{self.what} failed ({self.tries} tries in {seconds:.1f}s): {exc.message}")
 
 
 # Workers started and not yet stopped. One hook, registered once, stops those still running

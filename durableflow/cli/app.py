@@ -27,6 +27,12 @@ def error_line(message: str) -> None:
     click.echo(f"durableflow: error: {message}", err=True)
 
 
+def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
+    """A worker logs the error it stops on and keeps it in `worker.errors`; the command reports
+    those itself, as its one error line."""
+    return not getattr(record, "durableflow_reported", False)
+
+
 def note(message: str) -> None:
     """A progress or status line for people; stderr, so stdout stays parseable."""
     click.echo(f"durableflow: {message}", err=True)
@@ -44,15 +50,20 @@ class State:
         self.max_deliveries = max_deliveries
         self._engine = None
 
-    def engine(self, *, create: bool = True):
+    def engine(self, *, create: bool = True, check: bool = False):
         """The Engine on --db. With create=False a missing file is an error rather than a new,
-        empty database, and a read-only file is opened read-only (for commands that only read)."""
+        empty database, and a read-only file is opened read-only (for commands that only read).
+
+        check=True (the commands that carry out work: `worker`, `run`) reads the whole file
+        through (quick_check) before anything is written to it, and refuses a damaged file
+        untouched. The other commands read or write a few rows and do not scan: SQLite checks
+        every page they read, and damage in those pages is reported the same way."""
         if self._engine is None:
             from durableflow.engine import Engine
             if not create and not _is_uri(self.db) and not Path(self.db).exists():
                 raise StorageError(f"{self.db}: no such database (use --db PATH or $DURABLEFLOW_DB)")
             try:
-                self._engine = Engine(self.db, max_deliveries=self.max_deliveries)
+                self._engine = Engine(self.db, max_deliveries=self.max_deliveries, check=check)
             except DatabaseReadOnly:
                 if create:
                     raise
@@ -112,6 +123,9 @@ def cli(ctx: click.Context, db: str, max_deliveries: int) -> None:
     `worker` processes carry them out; every state change is a row you can query.
     """
     state = State(db, max_deliveries)
+    worker_log = logging.getLogger("durableflow.worker")
+    if _not_reported_elsewhere not in worker_log.filters:
+        worker_log.addFilter(_not_reported_elsewhere)
     ctx.obj = state
     ctx.call_on_close(state.close)
 

@@ -49,13 +49,17 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
     from durableflow.definitions import load_definition
     inputs = build_inputs(input_pairs, inputs_file)
     defn = load_definition(file)  # an invalid file is refused before the database is opened
-    engine = state.engine()
+    engine = state.engine(check=True)   # a damaged file is refused before anything is written
     run_id = engine.start(defn, inputs, idempotency_key=idempotency_key)
     live = sys.stdout.isatty() and not as_json
     timed_out = False
     w = engine.worker(concurrency=concurrency)
     with StopOnSignal(w) as signals, node_output_to_stderr():
-        w.start()
+        try:
+            w.start()
+        except DurableflowError as exc:   # e.g. its workers row could not be written
+            raise type(exc)(f"{exc.message}; run {run_id} was started, and `durableflow worker` "
+                            f"carries it on") from None
         try:
             run = follow(engine, run_id, timeout=timeout, live=live, stop=signals.requested, worker=w)
         except WaitTimeout:
@@ -67,7 +71,9 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
             if signals.requested.is_set():
                 note(f"interrupted: finishing {w.busy} node(s) in hand "
                      "(Ctrl-C again to quit at once)")
-            w.stop()
+            # A worker stopped by an error (storage that keeps failing) records nothing more:
+            # the nodes in hand are told to stop rather than waited for.
+            w.stop(wait=not w.errors)
     if w.errors:
         raise w.errors[0]
     if run is not None:
@@ -159,7 +165,7 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
     Starts by recovering: the leases of dead workers on this host are reclaimed at once,
     those of other hosts once they expire. Several workers may share one database.
     """
-    engine = state.engine()
+    engine = state.engine(check=True)   # a damaged file is refused before anything is written
     w = engine.worker(concurrency=concurrency, lease_seconds=lease)
     with StopOnSignal(w) as signals, node_output_to_stderr():
         w.start()
@@ -182,7 +188,7 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
             if signals.requested.is_set():
                 note(f"worker {w.worker_id} stopping: finishing {w.busy} node(s) in hand "
                      "(Ctrl-C again to quit at once)")
-            w.stop()
+            w.stop(wait=not w.errors)
     if w.errors:
         err = w.errors[0]
         error_line(f"worker {w.worker_id} stopped: {err}" if isinstance(err, DurableflowError)
