@@ -64,6 +64,8 @@ class StoreBase:
         self._readers: list[Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        file = database_file(self.path)
+        new_file = file is not None and not file.exists()
         # The writer fails fast on a lock (timeout 0); _retry_busy does the waiting.
         # Opening races other processes that create, switch to WAL or migrate the same file: every
         # step that touches it retries a locked database.
@@ -81,6 +83,12 @@ class StoreBase:
         except BaseException:
             self._writer.close()
             raise
+        if new_file and not self.readonly:
+            # Made here, from nothing: there is nothing in it to check.
+            key = self._file_key()
+            if key is not None:
+                with _checked_lock:
+                    _checked.add(key)
 
     # --- transactions --------------------------------------------------------------------------
 

@@ -41,8 +41,15 @@ def checks(monkeypatch) -> list[str]:
     return seen
 
 
+def made_elsewhere(db: Path) -> Path:
+    """A database file made by another process: this one knows nothing of its pages."""
+    subprocess.run([sys.executable, "-c", "import sys; from durableflow import Engine; "
+                    "Engine(sys.argv[1]).close()", str(db)], check=True, timeout=120, cwd=REPO)
+    return db
+
+
 def test_execute_reads_the_file_through_once_per_process_and_file(tmp_path, checks):
-    db = tmp_path / "once.db"
+    db = made_elsewhere(tmp_path / "once.db")
     with Engine(db) as engine:
         for _ in range(3):
             assert engine.execute(CHAIN, timeout=30).status == "completed"
@@ -51,14 +58,20 @@ def test_execute_reads_the_file_through_once_per_process_and_file(tmp_path, chec
         with again.worker(concurrency=1):   # a worker of this process: checked already
             pass
     assert checks == [str(db)]
-    other = tmp_path / "other.db"          # another file is checked on its own
+    other = made_elsewhere(tmp_path / "other.db")   # another file is checked on its own
     with Engine(other) as engine:
         assert engine.execute(CHAIN, timeout=30).status == "completed"
     assert checks == [str(db), str(other)]
 
 
+def test_a_file_this_process_made_is_not_read_through(tmp_path, checks):
+    with Engine(tmp_path / "new.db") as engine:   # made here from nothing: nothing to check
+        assert engine.execute(CHAIN, timeout=30).status == "completed"
+    assert checks == []
+
+
 def test_a_file_replaced_at_the_same_path_is_checked_again(tmp_path, checks):
-    db = tmp_path / "swap.db"
+    db = made_elsewhere(tmp_path / "swap.db")
     with Engine(db) as engine:
         engine.execute(CHAIN, timeout=30)
     copy = tmp_path / "copy.db"
