@@ -75,7 +75,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.poll_max = poll_max
         # Off only for whoever checks the file another way (`durableflow doctor`, a benchmark
-        # timing the check apart): it reads the whole file, about a second per 300 MB.
+        # timing the check apart): it reads the whole file, about a second per GB.
         self.quick_check = quick_check
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="durableflow-node")
         self._lock = threading.Condition()
