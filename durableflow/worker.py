@@ -63,7 +63,7 @@ def new_worker_id() -> str:
 class Worker:
     def __init__(self, service: "WorkerService", *, concurrency: int = 4, lease_seconds: float | None = None,
                  batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1,
-                 quick_check: bool = True):
+                 quick_check: bool = True, schedules: bool = True):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"worker concurrency must be a whole number of at least 1, "
                                   f"not {concurrency!r}")
@@ -77,11 +77,14 @@ class Worker:
         # Off only for whoever checks the file another way (`durableflow doctor`, a benchmark
         # timing the check apart): it reads the whole file, about a second per GB.
         self.quick_check = quick_check
+        # Every worker also runs the scheduler, but `run`/`execute`'s, which only see one run through.
+        self.schedules = schedules
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="durableflow-node")
         self._lock = threading.Condition()
         self._inflight: dict[int, Task] = {}
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._wake_keeper = threading.Event()   # look now, not at the next tick
         self._abandon = threading.Event()
         self._threads: list[threading.Thread] = []
         self._inline_streak = False
@@ -157,6 +160,9 @@ class Worker:
         for t in self._threads:
             t.join(1.0 if not wait else None if deadline is None
                    else max(0.0, deadline - self.clock.monotonic()))
+            # The keeper leaves once the dispatcher has and no node is in hand: tell it now
+            # rather than at its next tick (a tenth of a second on every execute()).
+            self._wake_keeper.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         _RUNNING.discard(self)
@@ -295,6 +301,8 @@ class Worker:
                 self._futures.pop(task.instance_id, None)
                 self._lost.discard(task.instance_id)
                 self._lock.notify_all()
+            if self._stopping.is_set():
+                self._wake_keeper.set()
 
     # --- running a body --------------------------------------------------------------------
 
@@ -344,6 +352,7 @@ class Worker:
                     cancel_event=task.cancel_event, iteration=task.message.iteration,
                     progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, msg),
                     clock=self.clock, max_stream_bytes=self.service.max_stream_bytes,
+                    scheduled_at=task.scheduled_at,
                 )
                 output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
                 if kind == "Python":
@@ -437,7 +446,9 @@ class Worker:
         beat = self.lease_seconds / 3
         next_beat = clock.monotonic() + beat
         failing = _Trouble(self, "renewing leases")
-        while not self._stopped.wait(0.1):
+        while not self._stopped.is_set():
+            self._wake_keeper.wait(0.1)
+            self._wake_keeper.clear()
             if self._stopping.is_set() and not self._threads[0].is_alive() and (
                     self.busy == 0 or self._abandon.is_set()):
                 return
@@ -475,12 +486,19 @@ class Worker:
                     task.cancel_event.set()
 
     def _upkeep(self) -> None:
-        """Recovery and timed work about once a second. A pass may be slow (stopping a dead
-        worker's processes, taking back thousands of leases): it has this thread to itself."""
+        """Recovery and timed work about once a second, and the scheduler ten times a second
+        (it looks at the database only when a fire time is due). A pass may be slow (stopping a
+        dead worker's processes, taking back thousands of leases): it has this thread to itself."""
         failing = _Trouble(self, "upkeep")
-        while not self._stopping.wait(1.0):
+        clock = self.clock
+        next_pass = clock.monotonic() + 1.0
+        while not self._stopping.wait(0.1):
             try:
-                self.service.maintain()
+                if self.schedules:
+                    self.service.fire_schedules()
+                if clock.monotonic() >= next_pass:
+                    next_pass = clock.monotonic() + 1.0
+                    self.service.maintain()
             except DurableflowError as exc:
                 failing.failed(exc)
             else:
