@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
@@ -31,7 +32,10 @@ from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
 from durableflow.runtimes.base import DEFAULT_MAX_OUTPUT
 from durableflow.service import WorkerService
-from durableflow.storage import Store, history, queue, runs, workflows
+from durableflow.storage import Store, history, queue, runs, schedules, workflows
+from durableflow.timing import OVERLAP
+from durableflow.triggers import events as trigger_events
+from durableflow.triggers.schedules import Firing, sync_txn, timing_of_row
 
 log = logging.getLogger("durableflow.engine")
 RUN_STATUSES = tuple(s.value for s in RunStatus)
@@ -76,10 +80,11 @@ class Engine:
         self.plans = Plans(self._stored_definition)
         self.execution = Execution(self.plans, max_deliveries=max_deliveries,
                                    new_run_id=self._new_run_id, run_finished=self.notifier.run_finished)
+        self.firing = Firing(self.execution.runs, self.plans, self._new_run_id)
         # What workers use; built here, handed to each worker this engine makes.
         self.service = WorkerService(self.store, self.execution, self.notifier, self.clock,
                                      lease_seconds=self.lease_seconds, max_output_bytes=max_output_bytes,
-                                     max_stream_bytes=max_stream_bytes)
+                                     max_stream_bytes=max_stream_bytes, firing=self.firing)
         self._write = self.service.write
         self._subscriptions: list[Callable[[], None]] = []
 
@@ -106,9 +111,15 @@ class Engine:
         # two different versions.
         checksum, body = storable(defn)
         src = str(defn.source_path) if defn.source_path else None
-        version, _created = self.store.write(workflows.register_workflow_txn, defn.workflow_id, checksum,
-                                             body, src, defn.version, self.clock.now_iso())
+        def txn(conn, now):
+            version, _created = workflows.register_workflow_txn(conn, defn.workflow_id, checksum, body,
+                                                                src, defn.version, iso(now))
+            # The latest version's Timer and Event nodes are the workflow's triggers.
+            sync_txn(conn, defn, version, now)
+            return version
+        version = self._write(txn, self.clock.now())
         self.plans.add(defn, version)
+        self.service.scheduler.refresh()
         return defn.workflow_id, version
 
     def _stored_definition(self, workflow_id: str, version: int, conn=None) -> WorkflowDef:
@@ -162,15 +173,15 @@ class Engine:
         try:
             check_output(inputs, "inputs")
         except NodeError as exc:
-            raise ValidationError(f"run inputs: {exc}") from None
+            raise ValidationError(f"inputs: {exc}") from None
         schema = defn.inputs_schema
         if schema:
             errors = sorted(jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs),
                             key=lambda e: list(e.absolute_path))
             if errors:
                 raise ValidationError([
-                    f"run inputs: {'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                    for e in errors])
+                    f"inputs{''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: "
+                    f"{e.message}" for e in errors])
 
     def execute(self, workflow, inputs: Any = None, *, concurrency: int = 4,
                 timeout: float | None = None, idempotency_key: str | None = None) -> Run:
@@ -179,7 +190,7 @@ class Engine:
         The file is read through (quick_check) before the first write, once per process and
         file: a loop of execute() calls pays it once, and a damaged file is refused untouched."""
         timeout = _seconds(timeout, "timeout")
-        worker = self.worker(concurrency=concurrency)   # checked before anything is stored
+        worker = self.worker(concurrency=concurrency, schedules=False)   # checked before anything is stored
         self.service.check_file()
         run_id = self.start(workflow, inputs, idempotency_key=idempotency_key)
         worker.start()
@@ -337,6 +348,87 @@ class Engine:
         yet recovered; their leases go back with the next worker's upkeep or recover()."""
         return [{"worker_id": w, "pid": pid} for w, pid, _started in self.service.upkeep.dead_workers_on_host()]
 
+    # --- triggers --------------------------------------------------------------------------
+
+    def emit(self, name: str, payload: Any = None, *, dedupe_key: str | None = None) -> list[str]:
+        """Start one run per workflow whose latest version has an Event entry node for `name`,
+        with `payload` as its inputs, from those Event nodes. The payload is checked against
+        every such workflow's inputsSchema first: all runs start, or none. With `dedupe_key`, a
+        workflow that already started a run for that key starts none. Returns the run ids
+        started (none when no workflow listens: `listeners(name)` tells)."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError(f"emit: the event name must be non-empty text, not {name!r}")
+        if dedupe_key is not None and (not isinstance(dedupe_key, str) or not dedupe_key):
+            raise ValidationError(f"emit: dedupe_key must be non-empty text, not {dedupe_key!r}")
+        payload = {} if payload is None else payload
+        if not isinstance(payload, Mapping):
+            raise ValidationError(f"emit {name!r}: the payload becomes the runs' inputs: an object "
+                                  f"(a dict of names), not {type(payload).__name__}")
+
+        def check(defn: WorkflowDef, inputs: Any) -> None:
+            try:
+                self._check_inputs(defn, inputs)
+            except ValidationError as exc:
+                raise ValidationError([f"workflow '{defn.workflow_id}': {line}"
+                                       for line in exc.errors or [exc.message]]) from None
+        report = self._write(trigger_events.emit_txn, self.execution.runs, self.plans, self._new_run_id,
+                             name, payload, dedupe_key, self.clock.now(), check)
+        return [r["run_id"] for r in report if r["started"]]
+
+    def listeners(self, name: str) -> list[str]:
+        """The workflows whose latest version listens for the event `name`."""
+        return sorted({workflow_id for workflow_id, _node in self.store.read(schedules.listeners, name)})
+
+    def schedules(self) -> list[dict]:
+        """Every Timer schedule: expression, time zone, state, last and next fire times."""
+        return [_schedule_view(row) for row in self.store.read(schedules.all_schedules)]
+
+    def schedule(self, schedule_id: str, fires: int = 20) -> dict:
+        """One schedule (`workflow_id:node_id`) with its most recent fire times."""
+        def txn(conn):
+            return _schedule_view(schedules.get_schedule(conn, schedule_id)), \
+                schedules.recent_fires(conn, schedule_id, fires)
+        view, recent = self.store.read(txn)
+        return dict(view, fires=recent)
+
+    def pause_schedule(self, schedule_id: str) -> bool:
+        """A paused schedule keeps its row and fires nothing. False if it was paused already."""
+        def txn(conn, now):
+            schedules.get_schedule(conn, schedule_id)
+            return schedules.set_paused_txn(conn, schedule_id, True, None, iso(now))
+        return self._write(txn, self.clock.now())
+
+    def resume_schedule(self, schedule_id: str) -> bool:
+        """Fire again; the fire times missed while paused follow the schedule's catchUp."""
+        def txn(conn, now):
+            schedules.get_schedule(conn, schedule_id)
+            return schedules.set_paused_txn(conn, schedule_id, False, None, iso(now))
+        resumed = self._write(txn, self.clock.now())
+        self.service.scheduler.refresh()
+        return resumed
+
+    def trigger_schedule(self, schedule_id: str) -> str:
+        """Fire once now, whatever the schedule's state; returns the run id."""
+        return self._write(self.firing.trigger_txn, schedule_id, self.clock.now())
+
+    def backfill_schedule(self, schedule_id: str, start: float | str, end: float | str,
+                          overlap: str = "bufferAll") -> dict:
+        """Run the schedule's workflow once per fire time in [start, end] (epoch seconds or
+        ISO-8601 with a zone) that no run stands for yet; runs already done are not repeated.
+        Returns {"fire_times", "started": [run ids], "buffered", "already"}."""
+        if overlap not in OVERLAP:
+            raise ValidationError(f"backfill --overlap must be one of {', '.join(OVERLAP)}, not {overlap!r}")
+        start_s, end_s = _moment(start, "from"), _moment(end, "to")
+        if end_s < start_s:
+            raise ValidationError(f"backfill: --to ({iso(end_s)}) is before --from ({iso(start_s)})")
+        if end_s > self.clock.now():
+            raise ValidationError(f"backfill: --to ({iso(end_s)}) is in the future; the schedule "
+                                  f"itself fires what is to come")
+        try:
+            return self._write(self.firing.backfill_txn, schedule_id, start_s, end_s, overlap, self.clock.now())
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
     # --- history ---------------------------------------------------------------------------
 
     def export_run(self, run_id: str) -> dict:
@@ -478,6 +570,33 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _schedule_view(row: dict) -> dict:
+    return {"schedule_id": row["schedule_id"], "workflow_id": row["workflow_id"],
+            "node_id": row["node_id"], "expression": timing_of_row(row).expression,
+            "cron": row["cron"], "interval_s": row["interval_s"], "timezone": row["timezone"],
+            "catch_up": row["catch_up"], "overlap": row["overlap"],
+            "misfire_grace_s": row["misfire_grace_s"], "max_catch_up": row["max_catch_up"],
+            "state": "paused" if row["paused"] else "active",
+            "last_at": row["last_at"], "next_at": row["next_at"]}
+
+
+def _moment(value: Any, what: str) -> float:
+    """Epoch seconds, or ISO-8601 text with a zone (a date alone is midnight UTC)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            if moment.tzinfo is None and len(text) > 10:
+                raise ValidationError(f"--{what} {value!r}: give a time zone (e.g. {value}Z)")
+            return moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp()
+    raise ValidationError(f"--{what} {value!r} is not an ISO-8601 time (e.g. 2026-12-01T00:00:00Z)")
 
 
 def _looks_like_file(text: str) -> bool:

@@ -95,6 +95,10 @@ class MessageNotFound(NotFound):
     default_message = "message not found"
 
 
+class ScheduleNotFound(NotFound):
+    default_message = "schedule not found"
+
+
 class NodeError(DurableflowError):
     """A node body failed. `error_type` is what `retryOn` matches against."""
 

@@ -43,6 +43,9 @@ class Plan:
     priorities: dict[str, int]
     helpers: frozenset
     compiled: dict[str, Expression] = field(default_factory=dict)   # node-level expressions
+    # The entry nodes a run started by hand (start, run, execute) starts from: all but Timer and
+    # Event nodes, which fire and emit start; a workflow with no other entry starts from them all.
+    started_by_hand: tuple = ()
 
     @property
     def workflow_id(self) -> str:
@@ -86,8 +89,9 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
             if expr is not None:
                 compiled[f"{n.node_id}.{key}"] = expr
     priorities = {nid: PRIORITIES.get(n.priority, 1) for nid, n in nodes.items()}
+    by_hand = tuple(e for e in entries if nodes[e].runtime_type not in ("Timer", "Event")) or tuple(entries)
     return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities,
-                helpers, compiled)
+                helpers, compiled, by_hand)
 
 
 def is_trigger(node: NodeDef) -> bool:

@@ -62,3 +62,4 @@ class RunState(NamedTuple):
     variables: str | None
     retries_used: int
     priority: int
+    scheduled_at: str | None = None      # the fire time a scheduled run stands for

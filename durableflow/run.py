@@ -61,6 +61,7 @@ class Run:
     nodes: tuple = ()                     # every attempt, oldest first
     progress: dict = field(default_factory=dict)
     rerun_of: dict | None = None          # {"run_id", "from", "fresh"}: the run it repeats
+    scheduled_at: str | None = None       # the fire time a scheduled run stands for
 
     def node(self, node_id: str, iteration: int = 0) -> NodeInstance | None:
         """The latest attempt of a node (None if it has not been reached)."""
@@ -132,7 +133,7 @@ def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -
         variables=_load(row["variables"]) or {}, parent_run_id=row["parent_run_id"],
         created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], paused_until=row["paused_until"], nodes=nodes,
-        rerun_of=row.get("rerun_of"),
+        rerun_of=row.get("rerun_of"), scheduled_at=row.get("scheduled_at"),
         progress=compute_progress(plan, nodes, row["started_at"], now,
                                   finished=row["status"] in ("completed", "failed", "cancelled"),
                                   paused=row["status"] == "paused"),

@@ -17,6 +17,8 @@ from durableflow.notify import WORK, Notifier
 from durableflow.procs import pid_started
 from durableflow.storage import Store, nodes, queue, workers
 from durableflow.tasks import Outcome, Task
+from durableflow.triggers.scheduler import Scheduler
+from durableflow.triggers.schedules import Firing
 from durableflow.upkeep import Upkeep
 
 
@@ -36,7 +38,8 @@ MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 
 class WorkerService:
     def __init__(self, store: Store, execution: Execution, notifier: Notifier, clock: Clock, *,
-                 lease_seconds: float, max_output_bytes: int | None, max_stream_bytes: int):
+                 lease_seconds: float, max_output_bytes: int | None, max_stream_bytes: int,
+                 firing: Firing):
         self.store = store
         self.execution = execution
         self.notifier = notifier
@@ -51,6 +54,7 @@ class WorkerService:
         self._progress_unsaved: set[int] = set()   # attempts whose progress could not be stored
         self.upkeep = Upkeep(store, execution, clock, self.write,
                              local_workers=lambda: {w.worker_id for w in self.workers})
+        self.scheduler = Scheduler(store, firing, clock, self.write)
 
     @property
     def path(self) -> str:
@@ -175,3 +179,7 @@ class WorkerService:
 
     def maintain(self) -> None:
         self.upkeep.run()
+
+    def fire_schedules(self) -> list[str]:
+        """Fire the Timer schedules that are due (cheap when none is); the runs started."""
+        return self.scheduler.tick()

@@ -39,6 +39,7 @@ class Task:
     variables: dict
     retries_used: int
     cancel_event: Any = None
+    scheduled_at: str | None = None               # the fire time its run stands for (a schedule's)
     payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
 
     @property

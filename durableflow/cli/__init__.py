@@ -4,11 +4,12 @@
 """
 
 from durableflow.cli import (
-    commands_admin, commands_definitions, commands_execute, commands_history, commands_runs)
+    commands_admin, commands_definitions, commands_execute, commands_history, commands_runs,
+    commands_triggers)
 from durableflow.cli.app import cli, main
 
 for _module in (commands_definitions, commands_execute, commands_runs, commands_admin,
-                commands_history):
+                commands_history, commands_triggers):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

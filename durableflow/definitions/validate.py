@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from durableflow.definitions.parse import base_dir_of, parse_body
+from durableflow.definitions.parse import base_dir_of, duration, parse_body
 from durableflow.definitions.topology import entry_points, find_cycles, handler_nodes, output_ports
 from durableflow.definitions.report import (
     connection_label, field, line, node_label, suggest, unique)
@@ -38,7 +38,8 @@ TYPE_KEYS = {
     "IfElse": ("condition",), "Switch": ("expression", "cases", "default"),
     "ForEach": ("items", "body", "maxParallelism"), "While": ("condition", "body", "maxIterations"),
     "Subflow": ("workflowId", "version"), "Wait": ("duration", "until"),
-    "WaitForSignal": ("signal",), "Timer": ("cron", "interval", "catchUp", "timezone"),
+    "WaitForSignal": ("signal",),
+    "Timer": ("cron", "interval", "catchUp", "timezone", "misfireGrace", "overlap", "maxCatchUp"),
     "Event": ("event",),
 }
 REQUIRED_KEYS = {
@@ -223,20 +224,28 @@ class _Checker:
                         "(e.g. 2026-11-27T09:00:00Z) nor a ${ expression }")
 
     def timer(self, config: Mapping, where: str) -> None:
+        from durableflow.timing import check_cron, check_zone  # croniter: only Timer nodes pay
         if ("cron" in config) == ("interval" in config):
             self.report(where, None, "Timer node needs exactly one of 'cron', 'interval'")
         cron = config.get("cron")
-        if isinstance(cron, str) and cron.strip() not in _CRON_WORDS:
-            parts = cron.split()
-            if len(parts) not in (5, 6) or not all(_CRON_FIELD.match(p) for p in parts):
-                self.report(where, "cron", f"{cron!r} is not a cron expression "
-                            "(5 fields: minute hour day month weekday, or @daily, @hourly, ...)")
+        if isinstance(cron, str):
+            problem = check_cron(cron)
+            if problem is not None:
+                self.report(where, "cron", f"{cron!r} is not a cron expression ({problem}; 5 fields: "
+                            f"minute hour day month weekday, or @daily, @hourly, ...)")
+        for key in ("interval", "misfireGrace"):
+            value = config.get(key)
+            if value is None:
+                continue
+            try:
+                if duration(value) <= 0 and key == "interval":
+                    self.report(where, key, f"{value!r} must be longer than zero")
+            except ValueError:
+                self.report(where, key, f"{value!r} is not a duration (e.g. 30s, 10m, 1h)")
         zone = config.get("timezone")
-        if isinstance(zone, str):
-            import zoneinfo  # only Timer nodes pay for the tz database scan
-            known = zoneinfo.available_timezones()
-            if known and zone not in known and zone != "UTC":
-                self.report(where, "timezone", f"unknown IANA time zone {zone!r}")
+        if isinstance(zone, str) and not check_zone(zone):
+            self.report(where, "timezone", f"unknown IANA time zone {zone!r} (e.g. 'Europe/Berlin', "
+                                           f"'America/New_York', 'UTC')")
 
     # --- connections ------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class AttemptLifecycle:
             payload = json.loads(c.payload) if c.payload else {}
             tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
                               payload.get("inputs") or {}, json.loads(state.variables or "{}"),
-                              state.retries_used, payload=payload))
+                              state.retries_used, payload=payload, scheduled_at=state.scheduled_at))
         return tasks
 
     def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:

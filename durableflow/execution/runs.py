@@ -30,7 +30,11 @@ class RunLifecycle:
     def start_run(self, conn, plan: Plan, run_id: str, inputs: Any, now: float, *,
                   idempotency_key: str | None = None, priority: int = 1,
                   parent_run_id: str | None = None, parent_node_id: str | None = None,
-                  rerun_of: str | None = None) -> tuple[str, bool]:
+                  rerun_of: str | None = None, entries: tuple[str, ...] | None = None,
+                  scheduled_at: float | None = None) -> tuple[str, bool]:
+        """Insert the run and queue its entry nodes: `entries` (a Timer's fire, an emitted
+        event's listeners), by default those a run started by hand starts from; the workflow's
+        other entry nodes are skipped, with what only they feed."""
         if idempotency_key is not None:
             existing = runs.run_id_for_key(conn, idempotency_key)
             if existing is not None:
@@ -43,14 +47,19 @@ class RunLifecycle:
                             workflow_version=plan.version, inputs=inputs_json,
                             variables=dumps(dict(d.variables)), priority=priority,
                             idempotency_key=idempotency_key, deadline_at=deadline,
-                            parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s)
+                            parent_run_id=parent_run_id, parent_node_id=parent_node_id, now=now_s,
+                            scheduled_at=iso(scheduled_at) if scheduled_at is not None else None)
         runs.run_transition_txn(conn, run_id, "start", "pending", now_s,
                                 data={"rerunOf": rerun_of, "from": None} if rerun_of else None)
         if rerun_of:
             runs.record_rerun_txn(conn, run_id, rerun_of, None, fresh=True)
+        start_from = plan.started_by_hand if entries is None else entries
+        how = EnqueueAs(False, priority)
         for node_id in plan.entries:
-            self.routing.enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}",
-                                      EnqueueAs(False, priority), now)
+            if node_id in start_from:
+                self.routing.enqueue_node(conn, plan, run_id, node_id, 0, inputs_json, "{}", how, now)
+            else:
+                self.routing.skip(conn, plan, run_id, node_id, 0, how, now)
         return run_id, True
 
     def rerun(self, conn, plan: Plan, old_run_id: str, run_id: str, from_node: str | None,

@@ -58,6 +58,7 @@ class Context:
         self.node_id = request["node_id"]
         self.attempt = request["attempt"]
         self.iteration = request["iteration"]
+        self.scheduled_at = request.get("scheduled_at")
         self._channel = channel
         self.log = logging.getLogger("durableflow.node." + str(self.node_id))
         self.log.setLevel(logging.DEBUG)    # the parent's logger decides what is kept

@@ -46,7 +46,8 @@ class NodeContext:
                  cancel_event: threading.Event | None = None,
                  progress_cb: ProgressCallback | None = None,
                  logger: logging.Logger | None = None, iteration: int = 0,
-                 clock: Clock | None = None, max_stream_bytes: int = DEFAULT_MAX_OUTPUT):
+                 clock: Clock | None = None, max_stream_bytes: int = DEFAULT_MAX_OUTPUT,
+                 scheduled_at: str | None = None):
         if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) \
                 or max_stream_bytes < 1:
             raise ValueError(f"max_stream_bytes must be a whole number of bytes > 0, "
@@ -57,6 +58,9 @@ class NodeContext:
         self.node_id = node_id
         self.attempt = attempt
         self.iteration = iteration
+        # The fire time a scheduled run stands for (ISO-8601 UTC), so a catch-up or backfill
+        # run processes its own day, not today; None for a run not started by a schedule.
+        self.scheduled_at = scheduled_at
         self.input = input
         self.inputs = inputs if inputs is not None else {}
         # Keep the caller's dict itself (not a copy) so in-place writes reach the engine.

@@ -17,19 +17,19 @@ from durableflow.storage.events import event_txn
 RUN_COLUMNS = ("run_id", "workflow_id", "workflow_version", "parent_run_id", "parent_node_id",
                "status", "inputs", "variables", "outputs", "error", "priority", "idempotency_key",
                "paused_until", "deadline_at", "retries_used", "created_at", "started_at",
-               "finished_at")
+               "finished_at", "scheduled_at")
 _FINISHED = ("completed", "failed", "cancelled")
 
 
 def insert_run_txn(conn, *, run_id: str, workflow_id: str, workflow_version: int, inputs: str,
                    variables: str, priority: int, idempotency_key: str | None,
                    deadline_at: str | None, parent_run_id: str | None, parent_node_id: str | None,
-                   now: str) -> None:
+                   now: str, scheduled_at: str | None = None) -> None:
     conn.execute(conn.sql.runs.run_insert, {
         "run_id": run_id, "workflow_id": workflow_id, "workflow_version": workflow_version,
         "parent_run_id": parent_run_id, "parent_node_id": parent_node_id, "inputs": inputs,
         "variables": variables, "priority": priority, "idempotency_key": idempotency_key,
-        "deadline_at": deadline_at, "now": now,
+        "deadline_at": deadline_at, "now": now, "scheduled_at": scheduled_at,
     })
     event_txn(conn, run_id, None, "run.pending",
               {"workflowId": workflow_id, "version": workflow_version}, now)

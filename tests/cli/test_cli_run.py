@@ -86,7 +86,7 @@ def test_run_inputs_checked_against_inputs_schema(invoke, write):
         "type": "object", "required": ["day"], "properties": {"day": {"type": "string"}}}))
     result = invoke("run", path, "--input", "day=3")
     assert result.exit_code == 2
-    assert result.stderr.startswith("durableflow: error: run inputs: day: ")
+    assert result.stderr.startswith("durableflow: error: inputs.day: ")
     assert invoke("run", path, "--input", "day=monday").exit_code == 0
 
 

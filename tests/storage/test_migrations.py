@@ -195,15 +195,19 @@ def _v2_database_with_rows(db_path, clock) -> None:
 
 def test_0003_rebuilds_tables_keeping_rows_references_and_cascades(db_path, clock):
     _v2_database_with_rows(db_path, clock)
-    before = {t: sqlite3.connect(db_path).execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-              for t in ("runs", "node_instances", "messages", "leases", "dead_letters", "circuit_breakers")}
+    tables = ("runs", "node_instances", "messages", "leases", "dead_letters", "circuit_breakers")
+    old = sqlite3.connect(db_path)
+    # The columns each table had then: later migrations may add some, which 0003 did not touch.
+    columns = {t: ", ".join(r[1] for r in old.execute(f"PRAGMA table_info({t})")) for t in tables}
+    before = {t: old.execute(f"SELECT {columns[t]} FROM {t} ORDER BY 1").fetchall() for t in tables}
+    old.close()
     with Store(db_path, clock=clock) as store:
         assert store.schema_version() == LATEST
         conn = store._writer
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA legacy_alter_table").fetchone()[0] == 0
         for table, rows in before.items():
-            assert conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == rows, table
+            assert conn.execute(f"SELECT {columns[table]} FROM {table} ORDER BY 1").fetchall() == rows, table
         assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%before_0003%'").fetchall()
         assert conn.execute("SELECT count(*) FROM run_summary").fetchone()[0] == 2
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

@@ -68,6 +68,7 @@ def definitions(draw) -> dict:
              for node_id in ids]
     connections, seen = [], set()
     for target in range(1, len(nodes)):  # edges only point forward: always acyclic
+        keys: set[str] = set()   # an all-join keeps one input per key: two under one are refused
         for source in draw(st.lists(st.integers(0, target - 1), max_size=2, unique=True)):
             trigger = draw(st.sampled_from(["Complete", "Fail", "Any"]))
             conn = {"sourceNodeId": ids[source], "targetNodeId": ids[target],
@@ -78,6 +79,10 @@ def definitions(draw) -> dict:
                 conn["condition"] = "output.rows > vars.min"
             if draw(st.booleans()):
                 conn["targetPort"] = draw(IDS)
+            input_key = conn.get("targetPort", conn["sourceNodeId"])
+            if input_key in keys:
+                continue
+            keys.add(input_key)
             key = tuple(sorted(conn.items()))
             if key not in seen:
                 seen.add(key)

@@ -6,9 +6,9 @@
 
 -- name: run_insert
 INSERT INTO runs (run_id, workflow_id, workflow_version, parent_run_id, parent_node_id, status,
-                  inputs, variables, priority, idempotency_key, deadline_at, created_at)
+                  inputs, variables, priority, idempotency_key, deadline_at, created_at, scheduled_at)
 VALUES (:run_id, :workflow_id, :workflow_version, :parent_run_id, :parent_node_id, 'pending',
-        :inputs, :variables, :priority, :idempotency_key, :deadline_at, :now);
+        :inputs, :variables, :priority, :idempotency_key, :deadline_at, :now, :scheduled_at);
 
 -- name: run_by_idempotency_key
 SELECT run_id FROM runs WHERE idempotency_key = ?;
@@ -16,11 +16,12 @@ SELECT run_id FROM runs WHERE idempotency_key = ?;
 -- name: run_get
 SELECT run_id, workflow_id, workflow_version, parent_run_id, parent_node_id, status, inputs,
        variables, outputs, error, priority, idempotency_key, paused_until, deadline_at,
-       retries_used, created_at, started_at, finished_at
+       retries_used, created_at, started_at, finished_at, scheduled_at
 FROM runs WHERE run_id = ?;
 
 -- name: run_state
-SELECT status, workflow_id, workflow_version, variables, retries_used, priority FROM runs WHERE run_id = ?;
+SELECT status, workflow_id, workflow_version, variables, retries_used, priority, scheduled_at
+FROM runs WHERE run_id = ?;
 
 -- name: run_transition
 UPDATE runs SET status = :to,
