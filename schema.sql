@@ -127,8 +127,10 @@ CREATE INDEX messages_claimable ON messages (priority DESC, id, visible_at)
     WHERE status = 'ready' AND held = 0;
 -- Messages parked until their visible time (timers, signals, child runs, retries in backoff):
 -- out of the claim index, so a claim never walks past them; each claim transaction moves the
--- ones that are due into it (see migrations/0005).
-CREATE INDEX messages_due_later ON messages (visible_at) WHERE status = 'ready' AND held = 3;
+-- ones that are due into it (see migrations/0005). Only ready messages have held = 3 (what ends
+-- one sets held = 0), so the WHERE leaves out status, which every claim and ack changes: SQLite
+-- then never looks at this index for them.
+CREATE INDEX messages_due_later ON messages (visible_at) WHERE held = 3;
 -- Open (ready or leased) messages of a run. Keyed so that a claim, which changes only status,
 -- does not rewrite it; finished_at is set exactly when a message is acked or dead.
 CREATE INDEX messages_open_by_run ON messages (run_id) WHERE run_id IS NOT NULL AND finished_at IS NULL;

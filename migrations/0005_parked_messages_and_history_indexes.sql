@@ -7,7 +7,9 @@
 --    ones that are due (one probe of that index when none is), then picks from
 --    messages_claimable as before. A claim used to walk past every parked message of its
 --    priority under the write lock: 1.24 ms a claim+ack with 20,000 parked, 7.5 ms with 100,000.
---    :now is the engine's clock at migration time: messages already due stay claimable.
+--    :now is the engine's clock at migration time: messages already due stay claimable. Only a
+--    ready message has held = 3 (discarding or burying one sets held = 0), so the index's WHERE
+--    need not name status, which each claim and ack changes: they never touch this index.
 -- 2. Upkeep reads what it looks for from partial indexes holding only that: runs that are active
 --    with a deadline (runs_deadlines), paused runs that resume by themselves (runs_pause_ends),
 --    live workers (workers_live). Each pass used to visit every running or paused run (17 ms
@@ -19,7 +21,7 @@
 --    290 ms on 100,000 runs: run_summary was computed for every run before the LIMIT.
 -- 4. run_summary shows parent_run_id, so the history can ask for top-level runs.
 
-CREATE INDEX messages_due_later ON messages (visible_at) WHERE status = 'ready' AND held = 3;
+CREATE INDEX messages_due_later ON messages (visible_at) WHERE held = 3;
 UPDATE messages SET held = 3 WHERE status = 'ready' AND held = 0 AND visible_at > :now;
 
 CREATE INDEX runs_by_created ON runs (created_at);

@@ -356,6 +356,8 @@ def import_message_txn(conn, row: dict, now: str) -> int:
     message due later is parked, whatever the export says (older ones did not park)."""
     if row.get("status") == "ready" and row.get("held") in (None, CLAIMABLE, LATER):
         row = dict(row, held=LATER if str(row.get("visible_at")) > now else CLAIMABLE)
+    elif row.get("status") != "ready" and row.get("held") == LATER:
+        row = dict(row, held=CLAIMABLE)   # only a ready message waits in messages_due_later
     return insert_rows(conn, "messages", [row])
 
 

@@ -86,8 +86,9 @@ WHERE id = :id AND status = 'leased'
 RETURNING run_id, target_node_id;
 
 -- name: message_bury
+-- held = 0: only a ready message may be parked (held 3), see messages_due_later.
 UPDATE messages SET status = 'dead', attempts = attempts + :counted, last_error = :error,
-                    finished_at = :now
+                    finished_at = :now, held = 0
 WHERE id = :id AND status = :from
 RETURNING id, run_id, kind, target_node_id, iteration, payload, attempts;
 
@@ -162,7 +163,8 @@ SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_open_by_run
                WHERE run_id = ? AND finished_at IS NULL);
 
 -- name: run_messages_discard
-UPDATE messages INDEXED BY messages_open_by_run SET status = 'acked', finished_at = :now
+-- held = 0: only a ready message may be parked (held 3), see messages_due_later.
+UPDATE messages INDEXED BY messages_open_by_run SET status = 'acked', finished_at = :now, held = 0
 WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready'
 RETURNING id, target_node_id;
 
