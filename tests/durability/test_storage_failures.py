@@ -139,18 +139,24 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_run_over_a_file_size_limit_exits_within_seconds_naming_the_error(tmp_path):
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_file_size_limit_stops_run_or_worker_within_seconds_naming_the_error(tmp_path, command):
     """`ulimit -f` reached while the run goes on: every later write of the WAL fails (EFBIG).
     The first node's body sets the limit on its first attempt, as a shell's ulimit would."""
     db, ledger = tmp_path / "limit.db", tmp_path / "ledger"
     limit = ("import resource\nif ctx.attempt == 1:\n"
              "    resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))\n")
     (tmp_path / "wf.json").write_text(json.dumps(workflow("limit", limit)))
+    if command == "worker":
+        assert _cli(db, "start", "wf.json").returncode == 0
+        argv = ["worker", "--until-idle"]
+    else:
+        argv = ["run", "wf.json"]
     started = time.monotonic()
-    result = _cli(db, "run", "wf.json", env=_env(ledger), timeout=180)
+    result = _cli(db, *argv, env=_env(ledger), timeout=180)
     took = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
-    assert took < 20, f"`run` took {took:.1f}s to give up"
+    assert took < 20, f"`{command}` took {took:.1f}s to give up"
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     (line,) = _error_lines(result.stderr)
     assert "could not record the result of node 'a'" in line
