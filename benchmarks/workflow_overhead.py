@@ -8,7 +8,8 @@ against a floor that plain `sqlite3` reaches on the same machine in the same run
     python benchmarks/workflow_overhead.py --only memory,history   # 100,000 runs, several minutes
     python benchmarks/workflow_overhead.py --only runs --profile   # cProfile the dispatcher thread
 
-Measurements (each on fresh database files in a temporary folder, timings repeated, median kept).
+Measurements (each on fresh database files in a temporary folder, timings repeated: chain and
+fanout 5 times, the others 3, or --repeats; median kept).
 The default set is floor, chain, fanout, runs, statements, latency; memory and history (100,000
 runs, longer than all the others together) run when named in --only, or with --all.
 
@@ -633,7 +634,7 @@ class Bench:
         n = self.args.chain
         m = Measurement()
         floors, ratios, loads = [], [], []
-        for i in range(self.args.repeats):
+        for i in range(self.args.short_repeats):
             fl, secs = self.paired(lambda pre, post: self.single_run("chain", chain_def(n), n, pre, post))
             rate = m.add(n, secs)
             loads.append(self.loads[-1])
@@ -653,7 +654,7 @@ class Bench:
         nodes = width + 2
         m = Measurement()
         floors, ratios, loads = [], [], []
-        for i in range(self.args.repeats):
+        for i in range(self.args.short_repeats):
             fl, secs = self.paired(
                 lambda pre, post: self.single_run("fanout", fanout_def(width), nodes, pre, post))
             rate = m.add(nodes, secs)
@@ -1232,7 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the JSON document here ('-' = stdout)")
     p.add_argument("--profile", nargs="?", const="dfbench-profiles", metavar="DIR",
                    help="cProfile the dispatcher thread(s); .prof files go to DIR (default ./dfbench-profiles)")
-    p.add_argument("--repeats", type=int, help="repeats of each timing (default 3)")
+    p.add_argument("--repeats", type=int, help="repeats of each timing (default: chain and fanout 5, the others 3)")
     p.add_argument("--chain", type=int, help="chain length (default 1000)")
     p.add_argument("--fanout", type=int, help="fan-out width (default 1000)")
     p.add_argument("--floor-nodes", type=int, help="nodes of the floor's chain (default: the chain length)")
@@ -1254,6 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", help="folder for the temporary database files (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the database files")
     args = p.parse_args(argv)
+    # chain and fan-out take a second a repeat: 5 of them; runs, history: 3 (or --repeats for all)
+    args.short_repeats = args.repeats or 5
     args.repeats = args.repeats or 3
     args.chain = args.chain or 1000
     args.fanout = args.fanout or 1000
@@ -1300,6 +1303,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
         "loadavg_at_start": LOAD_AT_START, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "settings": {"quick": args.quick, "synchronous": args.sync, "repeats": args.repeats,
+                     "repeats_chain_fanout": args.short_repeats,
                      "chain": args.chain, "fanout": args.fanout, "floor_nodes": args.floor_nodes,
                      "floor_chains_before_and_after": args.floor_chains,
                      "drain_runs": args.drain, "procs": args.procs, "statement_runs": args.statement_runs,
