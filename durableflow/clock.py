@@ -15,6 +15,10 @@ def iso(ts: float) -> str:
     it), but the date-and-time part is formatted once per distinct second: a queue transaction stamps
     several columns, and strftime was a tenth of its Python time.
     """
+    global _last
+    last = _last
+    if last[0] == ts:   # a transaction stamps one moment on many rows
+        return last[1]
     frac, whole = math.modf(ts)
     us = round(frac * 1e6)  # as datetime does: half-even to the microsecond, then carry
     if us >= 1_000_000:
@@ -29,10 +33,13 @@ def iso(ts: float) -> str:
         if len(_seconds) >= 64:
             _seconds.clear()
         prefix = _seconds[sec] = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{prefix}{us // 1000:03d}Z"
+    text = f"{prefix}{us // 1000:03d}Z"
+    _last = (ts, text)   # one assignment: another thread sees the old pair or the new
+    return text
 
 
 _seconds: dict[int, str] = {}
+_last: tuple[float, str] = (math.nan, "")
 
 
 def parse_iso(text: str) -> float:

@@ -10,7 +10,11 @@ calling `notify`.
 
 from __future__ import annotations
 
+import logging
 import threading
+from typing import Callable
+
+log = logging.getLogger("durableflow.notify")
 
 WORK = "work"
 FINISHED = "finished"
@@ -43,3 +47,52 @@ class Notifier:
             if self._counts[topic] == generation:
                 cond.wait(timeout)
             return self._counts[topic] != generation
+
+
+class ChangeWatcher:
+    """Wakes this process's idle workers when another process commits: it looks at a number
+    the database moves on every commit (SQLite's data_version) every `interval` seconds, on a
+    thread of its own, and notifies WORK when it moved. A worker in another process picks new
+    work up within a few milliseconds, without a loop of claim transactions."""
+
+    def __init__(self, version: Callable[[], int], notifier: Notifier, interval: float = 0.002):
+        self._version = version
+        self._notifier = notifier
+        self._interval = interval
+        self._users = 0
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Watch while at least one caller has started it and not stopped it."""
+        with self._lock:
+            self._users += 1
+            if self._stop is None:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._watch, args=(self._stop,),
+                                                name="durableflow-watcher", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users or self._stop is None:
+                return
+            self._stop.set()
+            thread, self._stop, self._thread = self._thread, None, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _watch(self, stop: threading.Event) -> None:
+        seen = None
+        while not stop.wait(self._interval):
+            try:
+                version = self._version()
+            except Exception:   # a closed or broken store: the workers' own polls go on
+                log.debug("change watcher: cannot read the data version", exc_info=True)
+                continue
+            if version != seen:
+                if seen is not None:
+                    self._notifier.work()
+                seen = version

@@ -10,10 +10,10 @@ import logging
 import os
 from typing import Any, Callable, Protocol
 
-from durableflow.clock import Clock, iso
+from durableflow.clock import Clock, iso, parse_iso
 from durableflow.errors import DatabaseBusy, DiskFull, DurableflowError, StaleLease
 from durableflow.execution import Execution
-from durableflow.notify import WORK, Notifier
+from durableflow.notify import WORK, ChangeWatcher, Notifier
 from durableflow.procs import pid_started
 from durableflow.storage import Store, nodes, queue, workers
 from durableflow.tasks import Outcome, Task
@@ -34,6 +34,10 @@ class Registered(Protocol):
 log = logging.getLogger("durableflow.service")
 
 MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
+# Rounds of cheap nodes run and recorded within one recording transaction, and how long that
+# transaction may take at most: it holds the write lock meanwhile.
+CHEAP_STEPS = 64
+CHEAP_SECONDS = 0.01
 
 
 class WorkerService:
@@ -55,6 +59,8 @@ class WorkerService:
         self.upkeep = Upkeep(store, execution, clock, self.write,
                              local_workers=lambda: {w.worker_id for w in self.workers})
         self.scheduler = Scheduler(store, firing, clock, self.write)
+        # Commits of other processes wake this process's idle workers (while any runs).
+        self.watcher = ChangeWatcher(store.data_version, notifier)
 
     @property
     def path(self) -> str:
@@ -74,6 +80,12 @@ class WorkerService:
         return self.notifier.generation(WORK)
 
     def wait_for_work(self, generation: int, timeout: float) -> None:
+        """Wait until something was written (here, or in another process: the change watcher),
+        at most `timeout` seconds, and at most until the next parked message is due (a timer,
+        a retry's backoff: nothing is written when it comes due)."""
+        due = self.store.next_visible_at()
+        if due is not None:
+            timeout = min(timeout, max(0.0, parse_iso(due) - self.clock.now()))
         self.notifier.wait(generation, timeout, WORK)
 
     # --- claim, record, give back ----------------------------------------------------------
@@ -88,11 +100,20 @@ class WorkerService:
             raise error
 
     def record_many(self, items: list[tuple[Task, Outcome]],
-                    claim: tuple[str, int, float] | None = None) -> tuple[list, list[Task]]:
+                    claim: tuple[str, int, float] | None = None,
+                    cheap: Callable[[list[Task]], tuple[list, list[Task]]] | None = None
+                    ) -> tuple[list, list[Task]]:
         """Record results in one transaction; each is guarded on its own (a stale lease on one
         does not undo the others). With `claim` = (worker_id, limit, lease_seconds), the same
         transaction also claims what is ready next. Returns (per-item None or the error that
-        refused it, claimed tasks)."""
+        refused it, claimed tasks).
+
+        With `cheap(tasks) -> (outcomes of the cheap ones, the others)`, cheap nodes the claim
+        brought (Noop, routing: pure, no I/O) are run and recorded in this same transaction too,
+        and what they lead to claimed, up to CHEAP_STEPS rounds and CHEAP_SECONDS: a chain of
+        cheap nodes costs one commit per CHEAP_STEPS steps instead of one per step (the commit
+        is most of a step's cost). The claim still takes the highest priority first, so other
+        runs' work is not passed over."""
         for task, _outcome in items:
             self._progress_last.pop(task.instance_id, None)
         if self._progress_unsaved:
@@ -100,7 +121,25 @@ class WorkerService:
 
         def txn(conn, now):
             results = self.execution.record_many(conn, items, now)
-            tasks = self.execution.attempts.claim(conn, *claim, now) if claim else []
+            if not claim:
+                return results, []
+            tasks = self.execution.attempts.claim(conn, *claim, now)
+            if cheap is None:
+                return results, tasks
+            until = self.clock.monotonic() + CHEAP_SECONDS
+            for _ in range(CHEAP_STEPS):
+                if not tasks or self.clock.monotonic() > until:
+                    break
+                done, others = cheap(tasks)
+                if not done:
+                    break
+                now = self.clock.now()
+                for (task, _outcome), err in zip(done, self.execution.record_many(conn, done, now)):
+                    if err is not None:
+                        log.warning("result of %s of run %s discarded: %s", task.node_id, task.run_id, err)
+                if others:
+                    return results, others
+                tasks = self.execution.attempts.claim(conn, *claim, now)
             return results, tasks
         return self.write(txn, self.clock.now())
 
@@ -162,11 +201,13 @@ class WorkerService:
         self.store.write(workers.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
                          worker.concurrency, self.clock.now_iso())
         self.workers.append(worker)
+        self.watcher.start()
 
     def unregister_worker(self, worker: Registered) -> None:
         if worker not in self.workers:
             return  # never registered (e.g. a read-only file refused it): nothing to record
         self.workers.remove(worker)
+        self.watcher.stop()
         try:
             self.store.write(workers.worker_stopped_txn, worker.worker_id, self.clock.now_iso())
         except DurableflowError as exc:  # read-only or closed: recovery tells the pid is gone

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("durableflow.worker")
 
 _INLINE = INLINE_RUNTIMES | BUILTIN_TYPES | NOT_YET
+# Run and recorded within the transaction that claimed them (see WorkerService.record_many):
+# pure and quick. IfElse and Switch are, when their expression has no comprehension.
+_CHEAP = INLINE_RUNTIMES | {"Manual", "Timer", "Event", "Wait"}
+_CHEAP_EXPRESSION = {"IfElse": "condition", "Switch": "expression"}
+# Nodes run on the dispatcher are never told to cancel: they are over before anyone could.
+_NEVER_CANCELLED = threading.Event()
 _STOPPED_RUN = frozenset({"cancelled", "failed", "completed"})
 
 # Storage errors that may pass (a full disk freed, a lock let go): a write that failed with one
@@ -62,7 +68,7 @@ def new_worker_id() -> str:
 
 class Worker:
     def __init__(self, service: "WorkerService", *, concurrency: int = 4, lease_seconds: float | None = None,
-                 batch: int = 64, worker_id: str | None = None, poll_max: float = 0.1,
+                 batch: int = 64, worker_id: str | None = None, poll_max: float = 1.0,
                  quick_check: bool = True, schedules: bool = True):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"worker concurrency must be a whole number of at least 1, "
@@ -238,13 +244,14 @@ class Worker:
             inline, surplus = [], []
             slots = self._free_slots(block=False)
             for task in tasks:
-                task.cancel_event = threading.Event()
                 if task.node.runtime_type in _INLINE:
+                    task.cancel_event = _NEVER_CANCELLED
                     inline.append((task, self._outcome(task)))
                 elif slots <= 0:
                     surplus.append(task)
                 else:
                     slots -= 1
+                    task.cancel_event = threading.Event()
                     with self._lock:
                         self._inflight[task.instance_id] = task
                     try:
@@ -378,10 +385,11 @@ class Worker:
             return Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
 
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
-        """Record results (and, in the same transaction, claim up to `claim_next` new tasks)."""
+        """Record results (and, in the same transaction, claim up to `claim_next` new tasks, and
+        run and record the cheap ones among them, and so on for a few rounds)."""
         claim = (self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None
         try:
-            results, tasks = self.service.record_many(items, claim=claim)
+            results, tasks = self.service.record_many(items, claim=claim, cheap=self._cheap_outcomes)
         except DurableflowError as exc:
             got = self._record_again(items, claim, exc)
             if got is None:
@@ -391,6 +399,23 @@ class Worker:
             if err is not None:
                 log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, err)
         return tasks
+
+    def _cheap_outcomes(self, tasks: list[Task]) -> tuple[list[tuple[Task, Outcome]], list[Task]]:
+        """The outcomes of the cheap nodes among `tasks` (run here, inside the transaction that
+        claimed them), and the other tasks, for the dispatcher."""
+        done, others = [], []
+        stopping = self._stopping.is_set()
+        for task in tasks:
+            node = task.node
+            kind = node.runtime_type
+            key = _CHEAP_EXPRESSION.get(kind)
+            if stopping or not (kind in _CHEAP or (key is not None and not getattr(
+                    task.plan.compiled.get(f"{node.node_id}.{key}"), "loops", True))):
+                others.append(task)
+                continue
+            task.cancel_event = _NEVER_CANCELLED
+            done.append((task, self._outcome(task)))
+        return done, others
 
     def _record_again(self, items: list[tuple[Task, Outcome]], claim, exc: DurableflowError):
         """Writing results failed and its transaction rolled back. Keep the outcomes and write

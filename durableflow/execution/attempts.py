@@ -68,7 +68,8 @@ class AttemptLifecycle:
             instance_id, attempt = got
             payload = json.loads(c.payload) if c.payload else {}
             tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
-                              payload.get("inputs") or {}, json.loads(state.variables or "{}"),
+                              payload.get("inputs") or {},
+                              {} if state.variables in (None, "{}") else json.loads(state.variables),
                               state.retries_used, payload=payload, scheduled_at=state.scheduled_at))
         return tasks
 
@@ -115,9 +116,10 @@ class AttemptLifecycle:
         except ExpressionError as exc:
             self.runs.fail_run(conn, c.run_id, status, f"node '{c.target_node_id}': {exc}", now)
             return
-        self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
-                           outcome.output, EnqueueAs.of(state), now)
-        self.runs.settle(conn, task.plan, c.run_id, status, now)
+        if not self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                                  outcome.output, EnqueueAs.of(state), now, outcome.output_json):
+            # A delivery queued a node: the run has an open message and does not settle now.
+            self.runs.settle(conn, task.plan, c.run_id, status, now)
 
     def retry_decision(self, task: Task, outcome: Outcome, state: RunState) -> retry_policy.Decision:
         """The one place a failed attempt is judged: its node's retry policy, the failure, and

@@ -5,6 +5,7 @@ inputs will come is skipped, and so on down). Runs inside the transaction that r
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from durableflow.clock import iso
@@ -15,6 +16,12 @@ from durableflow.records import NewMessage
 from durableflow.storage import joins, nodes, queue
 from durableflow.storage.events import dumps
 from durableflow.tasks import EnqueueAs
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_json(key: str) -> str:
+    """The JSON of an input key (a node id or a port): the same few, over and over."""
+    return dumps(key)
 
 
 class Routing:
@@ -49,37 +56,43 @@ class Routing:
         return out
 
     def route(self, conn, plan: Plan, run_id: str, source: str, iteration: int,
-              deliveries: list[tuple[Edge, bool]], value: Any, how: EnqueueAs, now: float) -> None:
-        value_json = None
+              deliveries: list[tuple[Edge, bool]], value: Any, how: EnqueueAs, now: float,
+              value_json: str | None = None) -> bool:
+        """Deliver `value` (whose JSON the caller may have already) over the connections that
+        match, rule the others out. Returns whether a node was queued."""
+        queued = False
         for edge, ok in deliveries:
             if ok and value_json is None:
                 value_json = dumps(value)
-            self.resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, how, now)
+            queued = self.resolve(conn, plan, run_id, edge, iteration, ok, value, value_json, how, now) or queued
+        return queued
 
     def resolve(self, conn, plan: Plan, run_id: str, edge: Edge, iteration: int, delivered: bool,
-                value: Any, value_json: str | None, how: EnqueueAs, now: float) -> None:
-        """One incoming connection of a node delivered or was ruled out: run, wait, or skip it."""
+                value: Any, value_json: str | None, how: EnqueueAs, now: float) -> bool:
+        """One incoming connection of a node delivered or was ruled out: run, wait, or skip it.
+        Returns whether the node was queued."""
         target = edge.conn.target_node_id
         incoming = plan.incoming[target]
         key = plan.input_key(edge)
         mode = plan.nodes[target].join_mode
         if len(incoming) == 1 and mode != "each":
             if delivered:
-                inputs_json = "{" + dumps(key) + ":" + value_json + "}"
+                inputs_json = "{" + _key_json(key) + ":" + value_json + "}"
                 self.enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
-            else:
-                self.skip(conn, plan, run_id, target, iteration, how, now)
-            return
+                return True
+            self.skip(conn, plan, run_id, target, iteration, how, now)
+            return False
         join_iteration = 0 if mode == "each" else iteration
         resolved, count, fired = joins.join_get(conn, run_id, target, join_iteration)
         resolved += 1
         if delivered:
             count += 1
         done = resolved >= len(incoming)
-        one_input = "{" + dumps(key) + ":" + value_json + "}" if delivered else None
+        one_input = "{" + _key_json(key) + ":" + value_json + "}" if delivered else None
+        queued = False
         if mode == "each":
             if delivered:  # fires on every delivery
-                fired = True
+                fired = queued = True
                 self.enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
             elif done and not fired:
                 # Skipped once: behind another `each` node, every iteration up there rules this
@@ -88,7 +101,7 @@ class Routing:
                 self.skip(conn, plan, run_id, target, 0, how, now)
         elif mode == "any":
             if delivered and not fired:
-                fired = True
+                fired = queued = True
                 self.enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now)
             elif done and not fired:
                 fired = True
@@ -100,12 +113,14 @@ class Routing:
                 fired = True
                 if count:
                     got = joins.join_inputs_get(conn, run_id, target, join_iteration)
-                    inputs_json = "{" + ",".join(dumps(k) + ":" + v for k, v in got) + "}"
+                    inputs_json = "{" + ",".join(_key_json(k) + ":" + v for k, v in got) + "}"
                     self.enqueue_node(conn, plan, run_id, target, iteration,
                                       got[0][1] if len(got) == 1 else inputs_json, inputs_json, how, now)
+                    queued = True
                 else:
                     self.skip(conn, plan, run_id, target, iteration, how, now)
         joins.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
+        return queued
 
     def skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, how: EnqueueAs,
              now: float) -> None:

@@ -124,13 +124,14 @@ class StoreBase:
         raise translate(exc, self.path) from exc
 
     def _txn(self, conn: Connection, fn, args, kwargs):
-        conn._after_commit = None
+        conn._after_commit = conn._events = None
         conn.execute(conn.sql.database.begin_write)
         try:
             result = fn(conn, *args, **kwargs)
+            conn.flush_events()
             conn.execute("COMMIT")
         except BaseException:
-            conn._after_commit = None
+            conn._after_commit = conn._events = None
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -194,6 +195,15 @@ class StoreBase:
         return self.clock.now_iso()
 
     # --- upkeep --------------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """A number that moves whenever another connection (another process, or this
+        process's writer) commits to the file: no transaction, no lock, a few microseconds."""
+        conn = self._reader()
+        try:
+            return conn.execute(conn.sql.database.data_version).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
 
     def quick_check(self) -> list[str]:
         return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.quick_check).fetchall()])

@@ -25,8 +25,9 @@ def event_txn(conn, run_id, node_id, type_: str, data: dict | None, at: str, seq
     """Append one event. `seq` is given only where the number itself matters (see prune)."""
     text = None if data is None else dumps(data)
     if seq is None:
-        conn.execute(conn.sql.events.event_insert, (run_id, node_id, type_, text, at))
+        conn.add_event((run_id, node_id, type_, text, at))
     else:
+        conn.flush_events()
         conn.execute(conn.sql.events.event_insert_at, (seq, run_id, node_id, type_, text, at))
 
 
@@ -38,6 +39,7 @@ def _event_row(row) -> dict:
 
 
 def events_after(conn, after: int = 0, run_id: str | None = None, limit: int = 1000) -> list[dict]:
+    _written(conn)
     if run_id is None:
         rows = conn.execute(conn.sql.events.events_after, {"after": after, "limit": limit})
     else:
@@ -46,15 +48,25 @@ def events_after(conn, after: int = 0, run_id: str | None = None, limit: int = 1
 
 
 def last_event_seq(conn) -> int:
+    _written(conn)
     return conn.execute(conn.sql.events.last_event_seq).fetchone()[0]
+
+
+def _written(conn) -> None:
+    """Inside a write transaction, its events not yet written go in before this reads them."""
+    flush = getattr(conn, "flush_events", None)
+    if flush is not None:
+        flush()
 
 
 def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
     """(node_id, data) of each completion of the run, in commit order."""
+    _written(conn)
     return conn.execute(conn.sql.events.node_completion_events, (run_id,)).fetchall()
 
 
 def last_event_data(conn, run_id: str, type_: str) -> dict | None:
     """The data of the run's newest event of this type, or None."""
+    _written(conn)
     row = conn.execute(conn.sql.events.last_event_of_type, {"run_id": run_id, "type": type_}).fetchone()
     return json.loads(row[0]) if row and row[0] else None

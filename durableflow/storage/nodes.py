@@ -20,10 +20,11 @@ def insert_node_txn(conn, run_id: str, node_id: str, iteration: int, attempt: in
                     data: dict | None = None) -> int:
     cur = conn.execute(conn.sql.nodes.node_insert, (run_id, node_id, iteration, attempt, status,
                                                     message_id, input_json, now))
-    payload = {"id": cur.lastrowid, "attempt": attempt, "iteration": iteration}
     if data:
-        payload.update(data)
-    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node." + status, dumps(payload), now))
+        text = dumps({"id": cur.lastrowid, "attempt": attempt, "iteration": iteration, **data})
+    else:
+        text = f'{{"id":{cur.lastrowid},"attempt":{attempt},"iteration":{iteration}}}'
+    conn.add_event((run_id, node_id, "node." + status, text, now))
     return cur.lastrowid
 
 
@@ -50,8 +51,7 @@ def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: 
     if row is None:
         return None
     instance_id, attempt, _ = row
-    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node.running",
-                                                f'{{"id":{instance_id},"attempt":{attempt}}}', now))
+    conn.add_event((run_id, node_id, "node.running", f'{{"id":{instance_id},"attempt":{attempt}}}', now))
     return instance_id, attempt
 
 
@@ -77,7 +77,7 @@ def finish_node_txn(conn, instance_id: int, run_id: str, node_id: str, trigger: 
         if data:
             payload.update(data)
         text = dumps(payload)
-    conn.execute(conn.sql.events.event_insert, (run_id, node_id, "node." + to, text, now))
+    conn.add_event((run_id, node_id, "node." + to, text, now))
     return to
 
 

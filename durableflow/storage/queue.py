@@ -73,7 +73,6 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     expires_s = iso(expires)
     who = _json_text(worker_id)
     q = conn.sql.queue
-    event_insert = conn.sql.events.event_insert
     if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None:
         conn.execute(q.promote_due, {"now": now_s, "limit": PROMOTE_BATCH})
     if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
@@ -82,7 +81,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
             return []
         token = secrets.token_hex(8)
         conn.execute(q.lease_insert, (r[0], worker_id, token, now_s, expires_s))
-        conn.execute(event_insert, (r[1], r[3], _LEASED_EVENT,
+        conn.add_event((r[1], r[3], _LEASED_EVENT,
                                 f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
         return [Claimed(*r, token, worker_id, expires)]
     rows = conn.execute(q.claim, {"now": now_s, "limit": limit}).fetchall()
@@ -92,7 +91,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     rows.sort(key=lambda r: (-r[6], r[0]))
     token = secrets.token_hex(8)
     conn.executemany(q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
-    conn.executemany(event_insert, [
+    conn.add_events([
         (r[1], r[3], _LEASED_EVENT, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
         for r in rows
     ])
@@ -125,7 +124,7 @@ def ack_txn(conn, message_id: int, token: str, now: float, run_id=_UNKNOWN, node
         run_id, node_id = row
     elif conn.execute(conn.sql.queue.message_ack_known, (now_s, message_id)).rowcount != 1:
         raise InvalidTransition(f"message {message_id}: cannot 'ack', it is not leased")
-    conn.execute(conn.sql.events.event_insert, (run_id, node_id, _ACKED_EVENT, f'{{"id":{message_id},"from":"leased"}}', now_s))
+    conn.add_event((run_id, node_id, _ACKED_EVENT, f'{{"id":{message_id},"from":"leased"}}', now_s))
 
 
 def ack_and_claim_txn(conn, done: Claimed, limit: int, lease_seconds: float, now: float) -> list[Claimed]:
@@ -144,7 +143,7 @@ def ack_many_txn(conn, items: list[Claimed], now: float) -> None:
                          f"lease tokens are stale (expired or taken over); nothing was acked")
     if conn.executemany(conn.sql.queue.message_ack_known, [(now_s, c.id) for c in items]).rowcount != len(items):
         raise InvalidTransition(f"ack of {len(items)} messages refused: not all of them are leased")
-    conn.executemany(conn.sql.events.event_insert, [(c.run_id, c.target_node_id, "message." + _ACK,
+    conn.add_events([(c.run_id, c.target_node_id, "message." + _ACK,
                                        f'{{"id":{c.id},"from":"leased"}}', now_s) for c in items])
 
 
@@ -308,7 +307,7 @@ def discard_run_messages_txn(conn, run_id: str, now: str) -> list[tuple[int, str
     """Ack every ready message of a run that will not run (cancelled or failed run)."""
     machines.target(MSG, "discard", "ready")
     rows = conn.execute(conn.sql.queue.run_messages_discard, {"run_id": run_id, "now": now}).fetchall()
-    conn.executemany(conn.sql.events.event_insert, [
+    conn.add_events([
         (run_id, nid, "message.acked", f'{{"id":{mid},"from":"ready","discarded":true}}', now)
         for mid, nid in rows])
     return rows

@@ -7,7 +7,7 @@ from durableflow.storage.events import dumps
 
 def insert_signal_txn(conn, run_id: str, name: str, payload_json: str, now: str) -> int:
     cur = conn.execute(conn.sql.signals.signal_insert, (run_id, name, payload_json, now))
-    conn.execute(conn.sql.events.event_insert, (run_id, None, "signal.received",
+    conn.add_event((run_id, None, "signal.received",
                                                 dumps({"id": cur.lastrowid, "name": name}), now))
     return cur.lastrowid
 

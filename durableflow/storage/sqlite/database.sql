@@ -16,3 +16,7 @@ PRAGMA integrity_check;
 
 -- name: table_columns
 SELECT name FROM pragma_table_info(:table);
+
+-- name: data_version
+-- Moves when another connection commits: a cheap look for news from other processes.
+PRAGMA data_version;
