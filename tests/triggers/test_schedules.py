@@ -194,3 +194,45 @@ def test_backfill_runs_each_fire_time_once_and_may_run_a_skipped_one(engine, clo
         engine.backfill_schedule("nightly:tick", "2027-01-10T00:00:00Z", "2027-02-10T00:00:00Z")
     with pytest.raises(ValidationError, match="time zone"):
         engine.backfill_schedule("nightly:tick", "2027-01-10T00:00:00", "2027-01-11T00:00:00Z")
+
+
+def test_execute_and_run_do_not_fire_schedules(engine, clock):
+    engine.register(timed(interval="1m"))
+    clock.set(T0 + 3600)                        # many fire times are due
+    other = {"workflowId": "other", "nodes": [{"nodeId": "a", "runtimeType": "Noop"}]}
+    assert engine.execute(other, timeout=30).status == "completed"
+    assert engine.schedule("nightly:tick")["fires"] == []
+
+
+def test_schedules_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+    db = tmp_path / "cli.db"
+    with Engine(db) as engine:
+        engine.register(timed(cron="0 2 * * *", timezone="Europe/Berlin"))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "durableflow", "--db", str(db), "schedules", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["schedule_id"], row["expression"], row["timezone"], row["state"]) == (
+        "nightly:tick", "0 2 * * *", "Europe/Berlin", "active")
+    assert cli("pause", "nightly:tick").stdout.strip() == "schedule nightly:tick paused"
+    assert json.loads(cli("--json").stdout)[0]["state"] == "paused"
+    assert cli("resume", "nightly:tick").returncode == 0
+    fired = cli("trigger", "nightly:tick")
+    assert fired.returncode == 0 and len(fired.stdout.strip()) == 32
+    shown = cli("show", "nightly:tick", "--json")
+    assert [f["status"] for f in json.loads(shown.stdout)["fires"]] == ["started"]
+    back = cli("backfill", "nightly:tick", "--from", "2026-12-01T00:00:00Z", "--to", "2026-12-03T00:00:00Z",
+               "--json")
+    assert back.returncode == 0, back.stderr
+    report = json.loads(back.stdout)
+    assert report["fire_times"] == 2 and len(report["started"]) + report["buffered"] == 2
+    missing = cli("pause", "nightly")
+    assert missing.returncode == 1 and "workflow_id:node_id" in missing.stderr
+    bad = cli("backfill", "nightly:tick", "--from", "yesterday", "--to", "2026-12-03T00:00:00Z")
+    assert bad.returncode == 2 and "not an ISO-8601 time" in bad.stderr
