@@ -131,6 +131,12 @@ class Client:
         return self.post(f"/runs/{run_id}/{action}", {"csrf": token, "confirm": "yes", **fields})
 
 
+def node_status(engine, run_id: str, node_id: str) -> str | None:
+    """The status of the node's latest attempt (None before it has one)."""
+    node = engine.get_run(run_id).node(node_id)
+    return None if node is None else node.status
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
     """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
