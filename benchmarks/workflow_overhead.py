@@ -7,6 +7,7 @@ against a floor that plain `sqlite3` reaches on the same machine in the same run
     python benchmarks/workflow_overhead.py --only chain,fanout --json out.json
     python benchmarks/workflow_overhead.py --only memory,history   # 100,000 runs, several minutes
     python benchmarks/workflow_overhead.py --only runs --profile   # cProfile the dispatcher thread
+    PYTHONPATH=/path/to/older/checkout python benchmarks/workflow_overhead.py   # measure older code
 
 Measurements (each on fresh database files in a temporary folder, timings repeated: chain and
 fanout 5 times, the others 3, or --repeats; median kept).
@@ -1298,9 +1299,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             progress(f"database files kept in {workdir}")
 
+    import durableflow
+    measured = os.path.dirname(os.path.dirname(os.path.abspath(durableflow.__file__)))
     doc = {
         "benchmark": "workflow_overhead",
         "environment": environment(),
+        "durableflow_measured": measured,   # PYTHONPATH=/other/checkout measures other code
         "loadavg_at_start": LOAD_AT_START, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "settings": {"quick": args.quick, "synchronous": args.sync, "repeats": args.repeats,
                      "repeats_chain_fanout": args.short_repeats,
@@ -1341,7 +1345,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(memory_table(results["memory"]))
     print(f"\nload average (1/5/15 min) at start {LOAD_AT_START}, at end {doc['loadavg_at_end']}; "
-          f"{doc['environment'].get('cpus')} CPUs; {doc['seconds']} s")
+          f"{doc['environment'].get('cpus')} CPUs; {doc['seconds']} s; durableflow from {measured}")
     if errors:
         print()
         for k, v in errors.items():
