@@ -2,11 +2,14 @@
 read transaction (`store.read(fn, ...)`), so a page is one consistent snapshot.
 
 Lists page by cursor, never by OFFSET: a page of runs continues after the (created_at, rowid) of
-the last run shown, a timeline before the oldest event shown, dead letters before the last id.
-Each page reads the rows it shows from an index in its order, whatever the history holds.
+the last run read, a timeline before the oldest event shown, dead letters before the last id.
+Each page reads the rows it shows from an index in its order, whatever the history holds, and
+no more than SCAN_CAP rows it does not show.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from durableflow.storage.runs import get_run_row, rerun_of
 
@@ -25,42 +28,105 @@ ATTEMPT_FIELDS = ("input", "output", "error")
 
 # Past every stored created_at and rowid: the first page.
 _NEWEST = ("~", 2**63 - 1)
+CHUNK = 500         # at most this many rows read at a time from an index, filtered here
+SCAN_CAP = 5000     # rows one page may read without finding what it shows: then it stops there
+
+
+@dataclass
+class RunsPage:
+    """Up to `limit` runs, newest first. `next` is where the following page starts (None at the
+    end); `stopped` says the page stopped at SCAN_CAP rows read, short of `limit`."""
+    runs: list[dict]
+    next: tuple | str | None
+    stopped: bool = False
 
 
 def runs_page(conn, *, status: str | None = None, workflow_id: str | None = None,
               top_level: bool = True, before: tuple[str, int] | None = None,
-              limit: int = 50) -> list[dict]:
-    """Runs newest first, continuing after `before` ((created_at, rowid) of the last run shown)."""
+              limit: int = 50) -> RunsPage:
+    """Runs newest first, continuing after `before` ((created_at, rowid) of the last run read).
+    Each list comes from the index that holds its order: runs_top_level, runs_by_created,
+    runs_by_status for a status, runs_by_workflow for a workflow (one list per version,
+    merged). What the index does not hold (a status within a workflow, top-level runs only
+    within a status) is filtered here."""
     q = conn.sql.ui
-    at, rowid = before or _NEWEST
-    args = {"status": status, "workflow_id": workflow_id, "top_level": 1 if top_level else 0,
-            "at": at, "rowid": rowid, "limit": limit}
+
+    def keep(r: tuple) -> bool:
+        return (status is None or r[3] == status) and (not top_level or r[8] is None)
+
     if workflow_id is not None:
-        # One page per version of the workflow (each from runs_by_workflow), merged.
-        rows = [r for (version,) in conn.execute(conn.sql.workflows.workflow_versions, (workflow_id,))
-                for r in conn.execute(q.runs_page_of_version, {**args, "version": version})]
-        rows.sort(key=lambda r: (r[4], r[-1]), reverse=True)
-        rows = rows[:limit]
-    elif status is not None:
-        rows = conn.execute(q.runs_page_in_status, args).fetchall()
+        walks = [_walk(conn, q.runs_page_of_version, {"workflow_id": workflow_id, "version": version},
+                       keep, before, limit + 1)
+                 for (version,) in conn.execute(conn.sql.workflows.workflow_versions, (workflow_id,))]
+        rows = sorted((r for found, _ in walks for r in found), key=_position, reverse=True)
+        stops = [stop for _, stop in walks if stop is not None]
+        if stops:   # one version's walk stopped there: older rows of the others would skip its rest
+            rows = [r for r in rows if _position(r) > max(stops)]
+        stop = max(stops) if stops and len(rows) <= limit else None
     else:
-        rows = conn.execute(q.runs_page_top if top_level else q.runs_page_all, args).fetchall()
-    return [dict(zip(RUN_COLUMNS, r)) for r in rows]
+        sql = (q.runs_page_in_status if status is not None
+               else q.runs_page_top if top_level else q.runs_page_all)
+        rows, stop = _walk(conn, sql, {"status": status}, keep, before, limit + 1)
+    runs = [dict(zip(RUN_COLUMNS, r)) for r in rows[:limit]]
+    if len(rows) > limit:
+        return RunsPage(runs, _position(rows[limit - 1]))
+    return RunsPage(runs, stop, stop is not None)
+
+
+def _position(row: tuple) -> tuple[str, int]:
+    return row[4], row[-1]      # created_at, rowid
+
+
+def _walk(conn, sql: str, args: dict, keep, before: tuple[str, int] | None, wanted: int):
+    """Rows of `sql` that `keep` accepts, read CHUNK at a time from `before` on, until `wanted`
+    are found, the index ends, or SCAN_CAP rows were read: then also where it stopped."""
+    at, rowid = before or _NEWEST
+    found: list[tuple] = []
+    read, size = 0, wanted      # the first read is the page itself: most filters keep every row
+    while True:
+        chunk = conn.execute(sql, {**args, "at": at, "rowid": rowid, "limit": size}).fetchall()
+        read += len(chunk)
+        for row in chunk:
+            if keep(row):
+                found.append(row)
+                if len(found) == wanted:
+                    return found, None
+        if len(chunk) < size:
+            return found, None
+        at, rowid = _position(chunk[-1])
+        if read >= SCAN_CAP:
+            return found, (at, rowid)
+        size = min(CHUNK, SCAN_CAP - read, size * 4)
 
 
 def runs_by_id_prefix(conn, prefix: str, *, status: str | None = None, workflow_id: str | None = None,
-                      top_level: bool = True, before: str | None = None, limit: int = 50) -> list[dict]:
+                      top_level: bool = True, before: str | None = None, limit: int = 50) -> RunsPage:
     """Runs whose id starts with `prefix`, newest first (ids are time-ordered), continuing below
-    the id `before`. An empty prefix matches nothing: that is the plain listing's job."""
+    the id `before`; filtered here, a chunk at a time, as runs_page is. An empty prefix matches
+    nothing: that is the plain listing's job."""
     if not prefix:
-        return []
+        return RunsPage([], None)
     high = _after_prefix(prefix)
     if before is not None and before < high:
         high = before
-    rows = conn.execute(conn.sql.ui.runs_by_id_prefix, {
-        "low": prefix, "high": high, "status": status, "workflow_id": workflow_id,
-        "top_level": 1 if top_level else 0, "limit": limit}).fetchall()
-    return [dict(zip(RUN_COLUMNS, r)) for r in rows]
+    found: list[tuple] = []
+    read, size = 0, limit + 1
+    while True:
+        chunk = conn.execute(conn.sql.ui.runs_by_id_prefix,
+                             {"low": prefix, "high": high, "limit": size}).fetchall()
+        read += len(chunk)
+        for row in chunk:
+            if ((status is None or row[3] == status) and (workflow_id is None or row[1] == workflow_id)
+                    and (not top_level or row[8] is None)):
+                found.append(row)
+                if len(found) > limit:
+                    return RunsPage([dict(zip(RUN_COLUMNS, r)) for r in found[:limit]], found[limit - 1][0])
+        if len(chunk) < size:
+            return RunsPage([dict(zip(RUN_COLUMNS, r)) for r in found], None)
+        high = chunk[-1][0]
+        if read >= SCAN_CAP:
+            return RunsPage([dict(zip(RUN_COLUMNS, r)) for r in found], high, True)
+        size = min(CHUNK, SCAN_CAP - read, size * 4)
 
 
 def _after_prefix(prefix: str) -> str:

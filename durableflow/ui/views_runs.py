@@ -54,23 +54,24 @@ def runs_list(ctx) -> Markup:
 
     def txn(conn):
         if search:
-            rows = reads.runs_by_id_prefix(conn, search, before=before, limit=limit + 1, **filters)
+            found = reads.runs_by_id_prefix(conn, search, before=before, limit=limit, **filters)
         else:
-            rows = reads.runs_page(conn, before=_cursor(before), limit=limit + 1, **filters)
-        return rows, reads.workflow_ids(conn)
-    rows, workflow_ids = ctx.dash.read(txn)
-    more, rows = len(rows) > limit, rows[:limit]
+            found = reads.runs_page(conn, before=_cursor(before), limit=limit, **filters)
+        return found, reads.workflow_ids(conn)
+    found, workflow_ids = ctx.dash.read(txn)
+    rows = found.runs
 
     keep = {"status": status, "workflow": workflow_id, "q": search or None,
             "children": None if top_level else "1", "limit": None if limit == 50 else limit}
     older = Markup("")
-    if more and rows:
-        last = rows[-1]
-        cursor = last["run_id"] if search else f"{last['created_at']}~{last['rowid']}"
+    if found.next is not None:
+        cursor = found.next if search else f"{found.next[0]}~{found.next[1]}"
         older = link(url("/runs", **keep, before=cursor), "Older →", "button")
+    stopped = (html('<p class="hint">Looked through {} runs without filling this page; Older → goes on '
+                    'from there.</p>', f"{reads.SCAN_CAP:,}") if found.stopped else Markup(""))
     newest = link(url("/runs", **keep), "← Newest", "button") if before else Markup("")
-    body = html('<h1>Runs</h1>{}{}<div class="pager">{}{}</div>',
-                _filters(status, workflow_id, search, top_level, limit, workflow_ids),
+    body = html('<h1>Runs</h1>{}{}{}<div class="pager">{}{}</div>',
+                _filters(status, workflow_id, search, top_level, limit, workflow_ids), stopped,
                 table(("run", "workflow", "status", "created", "took", "from", "error"),
                       (_run_row(r) for r in rows), cls="runs",
                       empty="no runs match" if (status or workflow_id or search or before) else "no runs yet"),

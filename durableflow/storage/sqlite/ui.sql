@@ -4,9 +4,12 @@
 -- "-- name: NAME" and runs as one statement.
 --
 -- Pages of runs are read from an index in its order and continue after a cursor, the
--- (created_at, rowid) of the last row shown: `created_at <= :at` is a range of the index, the
--- rest of the condition drops the rows of that same instant already shown. No OFFSET (which
--- walks every row it skips) and no count(*) of the whole history.
+-- (created_at, rowid) of the last row read: `created_at <= :at` is a range of the index, the
+-- rest of the condition drops the rows of that same instant already read. No OFFSET (which
+-- walks every row it skips) and no count(*) of the whole history. A filter the index does not
+-- hold (top-level runs only, in runs_by_status) is applied by storage/ui.py to what these
+-- return, a chunk at a time, so one page reads a bounded number of rows however rare the
+-- runs it looks for.
 
 -- name: runs_page_top
 SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
@@ -26,8 +29,7 @@ ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
 SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
        parent_run_id, parent_node_id, x.rerun_of, r.rowid
 FROM runs r INDEXED BY runs_by_status LEFT JOIN reruns x ON x.run_id = r.run_id
-WHERE status = :status AND (:top_level = 0 OR parent_run_id IS NULL)
-  AND created_at <= :at AND (created_at < :at OR r.rowid < :rowid)
+WHERE status = :status AND created_at <= :at AND (created_at < :at OR r.rowid < :rowid)
 ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
 
 -- name: runs_page_of_version
@@ -36,19 +38,17 @@ SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, 
        parent_run_id, parent_node_id, x.rerun_of, r.rowid
 FROM runs r INDEXED BY runs_by_workflow LEFT JOIN reruns x ON x.run_id = r.run_id
 WHERE workflow_id = :workflow_id AND workflow_version = :version
-  AND (:status IS NULL OR status = :status) AND (:top_level = 0 OR parent_run_id IS NULL)
   AND created_at <= :at AND (created_at < :at OR r.rowid < :rowid)
 ORDER BY created_at DESC, r.rowid DESC LIMIT :limit;
 
 -- name: runs_by_id_prefix
--- Search: run ids from :low (the text typed) up to :high (the first id past that prefix), from
--- the primary key's index. Run ids are time-ordered, so the newest come first.
+-- Search: run ids from :low (the text typed) up to, not including, :high (the first id past that
+-- prefix, or the last id read), from the primary key's index. Run ids are time-ordered, so the
+-- newest come first.
 SELECT r.run_id, workflow_id, workflow_version, status, created_at, started_at, finished_at, error,
        parent_run_id, parent_node_id, x.rerun_of, r.rowid
 FROM runs r INDEXED BY sqlite_autoindex_runs_1 LEFT JOIN reruns x ON x.run_id = r.run_id
 WHERE r.run_id >= :low AND r.run_id < :high
-  AND (:status IS NULL OR status = :status) AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
-  AND (:top_level = 0 OR parent_run_id IS NULL)
 ORDER BY r.run_id DESC LIMIT :limit;
 
 -- name: workflow_ids
