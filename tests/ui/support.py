@@ -131,6 +131,18 @@ class Client:
         return self.post(f"/runs/{run_id}/{action}", {"csrf": token, "confirm": "yes", **fields})
 
 
+def insert_breaker(conn, key: str, status: str, **values) -> None:
+    """A circuit_breakers row, whatever columns the table has (its required ones get a value)."""
+    row = {"key": key, "status": status}
+    for _cid, name, kind, notnull, default, _pk in conn.execute("PRAGMA table_info(circuit_breakers)"):
+        if name in values:
+            row[name] = values[name]
+        elif name not in row and notnull and default is None:
+            row[name] = 1 if kind.upper() in ("INTEGER", "REAL") else "x"
+    conn.execute(f"INSERT INTO circuit_breakers ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                 list(row.values()))
+
+
 def node_status(engine, run_id: str, node_id: str) -> str | None:
     """The status of the node's latest attempt (None before it has one)."""
     node = engine.get_run(run_id).node(node_id)

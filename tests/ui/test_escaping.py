@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.ui.support import edge, node_status, noop, py, wait_for, workflow
+from tests.ui.support import edge, insert_breaker, node_status, noop, py, wait_for, workflow
 
 SCRIPT = "<script>alert('xss')</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -59,8 +59,7 @@ def hostile(engine, db):
                            "VALUES (?, 'node', ?, 'dead', 'x', 'x')", (run_id, SCRIPT)).lastrowid
         conn.execute("INSERT INTO dead_letters (message_id, run_id, kind, target_node_id, payload, error, attempts, "
                      "created_at) VALUES (?, ?, ?, ?, ?, ?, 5, 'x')", (mid, run_id, IMG, SCRIPT, SCRIPT, IMG))
-        conn.execute("INSERT INTO circuit_breakers (key, status, updated_at, calls) VALUES (?, 'open', ?, ?)",
-                     (SCRIPT, IMG, '[["%s", 0]]' % SCRIPT))
+        insert_breaker(conn, SCRIPT, "open", updated_at=IMG)
         conn.execute("INSERT INTO workflows (workflow_id, version, checksum, definition, source_path, created_at) "
                      "VALUES (?, 1, ?, '{\"workflowId\": \"x\"}', ?, 'x')", (IMG, SCRIPT, SCRIPT))
     conn.close()
