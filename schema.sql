@@ -91,7 +91,8 @@ CREATE TABLE node_instances (
     worker_id         TEXT,
     created_at        TEXT NOT NULL,
     started_at        TEXT,
-    finished_at       TEXT
+    finished_at       TEXT,
+    limit_key         TEXT                -- the concurrency key it holds a slot of while it runs
 );
 CREATE UNIQUE INDEX node_instances_one_completed
     ON node_instances (run_id, node_id, iteration) WHERE status = 'completed';
@@ -99,6 +100,9 @@ CREATE INDEX node_instances_by_run ON node_instances (run_id, node_id, iteration
 CREATE INDEX node_instances_by_message ON node_instances (message_id);
 -- Keeps maxConcurrency checks cheap on runs with thousands of nodes.
 CREATE INDEX node_instances_running ON node_instances (run_id) WHERE status = 'running';
+-- The running attempts of a concurrency key: how many slots are taken.
+CREATE INDEX node_instances_by_limit ON node_instances (limit_key)
+    WHERE status = 'running' AND limit_key IS NOT NULL;
 
 -- The queue. A message is one delivery of work: run a node (kind 'node'), or an engine task.
 CREATE TABLE messages (
@@ -115,7 +119,8 @@ CREATE TABLE messages (
     visible_at      TEXT NOT NULL,
     held            INTEGER NOT NULL DEFAULT 0,   -- why a ready message is not claimable: 0 it is,
                                                   -- 1 its run is paused, 2 its run's maxConcurrency
-                                                  -- is reached, 3 it is due later (visible_at)
+                                                  -- is reached, 3 it is due later (visible_at),
+                                                  -- 4 it waits for a concurrency key's slot
     attempts        INTEGER NOT NULL DEFAULT 0,   -- deliveries lost (lease expired or nacked as failed)
     max_attempts    INTEGER NOT NULL DEFAULT 5,   -- past this, the message is dead-lettered
     last_error      TEXT,
@@ -223,7 +228,9 @@ CREATE TABLE workers (
     started_at    TEXT NOT NULL,
     heartbeat_at  TEXT NOT NULL,
     stopped_at    TEXT,
-    host_id       TEXT                    -- host name/boot id/PID namespace (procs.host_identity)
+    host_id       TEXT,                   -- host name/boot id/PID namespace (procs.host_identity)
+    cpu           REAL,                   -- what the worker offers nodes' `resources`
+    memory_mb     INTEGER
 );
 -- Upkeep looks for live workers of its host every second; a worker's start prunes the rows of
 -- workers stopped long ago (storage/workers.py says how long).
@@ -295,24 +302,51 @@ CREATE TABLE signals (
 );
 CREATE INDEX signals_by_run ON signals (run_id, name);
 
-CREATE TABLE circuit_breakers (
-    key            TEXT PRIMARY KEY,
-    status         TEXT NOT NULL CHECK (
-                        status = 'closed' OR status = 'open' OR status = 'half_open'),
-    calls          TEXT NOT NULL DEFAULT '[]',   -- recent outcomes in the window: [[at, ok], ...]
-    opened_at      TEXT,
-    half_open_ok   INTEGER NOT NULL DEFAULT 0,
-    updated_at     TEXT NOT NULL
+-- Who waits for a concurrency key's slot (its message is held, 4, until a slot frees), oldest
+-- first; give_up_at is the node's maxWait.
+CREATE TABLE limit_waiters (
+    message_id  INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    limit_key   TEXT NOT NULL,
+    max_running INTEGER NOT NULL,
+    since       TEXT NOT NULL,
+    give_up_at  TEXT
 );
+CREATE INDEX limit_waiters_by_key ON limit_waiters (limit_key, message_id);
+CREATE INDEX limit_waiters_give_up ON limit_waiters (give_up_at) WHERE give_up_at IS NOT NULL;
 
+-- A token bucket per rate-limit key, refilled by the clock when a claim looks at it.
 CREATE TABLE rate_limits (
     key          TEXT PRIMARY KEY,
     tokens       REAL NOT NULL,
     rate         REAL NOT NULL,          -- tokens added per `per_s` seconds
     per_s        REAL NOT NULL,
-    burst        REAL NOT NULL,
+    burst        REAL NOT NULL,          -- the most tokens the bucket holds
+    declared_by  TEXT NOT NULL,          -- workflow_id:node_id that declared these settings
     updated_at   TEXT NOT NULL
 );
+
+-- A circuit breaker per key, shared by every process; calls are the recent attempts it counts.
+CREATE TABLE circuit_breakers (
+    key                  TEXT PRIMARY KEY,
+    status               TEXT NOT NULL CHECK (
+                             status = 'closed' OR status = 'open' OR status = 'half_open'),
+    failure_threshold    REAL NOT NULL,
+    minimum_calls        INTEGER NOT NULL,
+    window_s             REAL NOT NULL,
+    open_duration_s      REAL NOT NULL,
+    half_open_successes  INTEGER NOT NULL,
+    opened_at            TEXT,           -- when it last opened; it probes open_duration_s later
+    trials               INTEGER NOT NULL DEFAULT 0,   -- half-open: trial calls let through
+    successes            INTEGER NOT NULL DEFAULT 0,   -- half-open: of those, succeeded
+    declared_by          TEXT NOT NULL,
+    updated_at           TEXT NOT NULL
+);
+CREATE TABLE breaker_calls (
+    key  TEXT NOT NULL,
+    at   TEXT NOT NULL,
+    ok   INTEGER NOT NULL
+);
+CREATE INDEX breaker_calls_by_key ON breaker_calls (key, at);
 
 -- What happened in a run, one row per run (parent_run_id: NULL for a top-level run).
 CREATE VIEW run_summary AS

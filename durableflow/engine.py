@@ -17,14 +17,15 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import jsonschema
 
-from durableflow.clock import Clock, iso
+from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import load_definition, storable
 from durableflow.definitions.notices import notices
 from durableflow.durations import parse_duration
 from durableflow.errors import (
-    DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, ValidationError,
+    DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, NotFound, ValidationError,
     WaitTimeout)
 from durableflow.execution import Execution
+from durableflow.execution.limits import declare_txn as declare_limits_txn
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.notify import FINISHED, WORK, Notifier
 from durableflow.plan import Plans
@@ -32,7 +33,7 @@ from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
 from durableflow.runtimes.base import DEFAULT_MAX_OUTPUT
 from durableflow.service import WorkerService
-from durableflow.storage import Store, history, queue, runs, schedules, workflows
+from durableflow.storage import Store, history, limits, queue, runs, schedules, workflows
 from durableflow.timing import OVERLAP
 from durableflow.triggers import events as trigger_events
 from durableflow.triggers.schedules import Firing, sync_txn, timing_of_row
@@ -116,6 +117,7 @@ class Engine:
                                                                 src, defn.version, iso(now))
             # The latest version's Timer and Event nodes are the workflow's triggers.
             sync_txn(conn, defn, version, now)
+            declare_limits_txn(conn, defn, now)
             return version
         version = self._write(txn, self.clock.now())
         self.plans.add(defn, version)
@@ -428,6 +430,43 @@ class Engine:
             return self._write(self.firing.backfill_txn, schedule_id, start_s, end_s, overlap, self.clock.now())
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+
+    # --- circuit breakers --------------------------------------------------------------------
+
+    def breakers(self) -> list[dict]:
+        """Every circuit breaker: its state, the calls and failures in its window, and when an
+        open one lets a trial call through."""
+        now = self.clock.now()
+
+        def txn(conn):
+            out = []
+            for row in limits.all_breakers(conn):
+                calls, failed = limits.calls_in_window(conn, row["key"], iso(now - row["window_s"]))
+                probe = (iso(parse_iso(row["opened_at"]) + row["open_duration_s"])
+                         if row["status"] == "open" and row["opened_at"] else None)
+                out.append({"key": row["key"], "state": row["status"], "calls": calls, "failed": failed,
+                            "failure_threshold": row["failure_threshold"], "minimum_calls": row["minimum_calls"],
+                            "window_s": row["window_s"], "open_duration_s": row["open_duration_s"],
+                            "opened_at": row["opened_at"], "probe_at": probe, "trials": row["trials"],
+                            "successes": row["successes"], "declared_by": row["declared_by"]})
+            return out
+        return self.store.read(txn)
+
+    def reset_breaker(self, key: str) -> bool:
+        """Close a breaker by hand (its counted calls are forgotten). False if it was closed."""
+        def txn(conn, now):
+            row = limits.breaker(conn, key)
+            if row is None:
+                known = [r["key"] for r in limits.all_breakers(conn)]
+                raise NotFound(f"circuit breaker {key!r} not found"
+                               + (f" (breakers: {', '.join(known[:10])})" if known else " (there are none)"))
+            if row["status"] == "closed":
+                return False
+            limits.breaker_transition_txn(conn, key, "close", row["status"], iso(now), opened_at=None,
+                                          data={"by": "hand"})
+            limits.forget_calls_txn(conn, key, iso(now))
+            return True
+        return self._write(txn, self.clock.now())
 
     # --- history ---------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ BREAKER = _machine("circuit_breaker", ["closed", "open", "half_open"], [
     ["trip", ["closed", "half_open"], "open"],
     ["probe", "open", "half_open"],
     ["reset", "half_open", "closed"],
+    ["close", ["open", "half_open"], "closed"],   # by hand: `durableflow breakers reset KEY`
 ], "closed")
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from durableflow.definitions.topology import entry_points, handler_nodes
 from durableflow.expressions import Expression, compile_expression
+from durableflow.limits import Limits, limits_of
 from durableflow.model import PRIORITIES, TRIGGER_RUNTIMES, Connection, NodeDef, WorkflowDef
 
 
@@ -46,6 +47,7 @@ class Plan:
     # The entry nodes a run started by hand (start, run, execute) starts from: all but Timer and
     # Event nodes, which fire and emit start; a workflow with no other entry starts from them all.
     started_by_hand: tuple = ()
+    limits: dict[str, Limits] = field(default_factory=dict)   # nodes with limits or a breaker
 
     @property
     def workflow_id(self) -> str:
@@ -90,8 +92,9 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
                 compiled[f"{n.node_id}.{key}"] = expr
     priorities = {nid: PRIORITIES.get(n.priority, 1) for nid, n in nodes.items()}
     by_hand = tuple(e for e in entries if nodes[e].runtime_type not in ("Timer", "Event")) or tuple(entries)
+    limits = {n.node_id: found for n in definition.nodes if (found := limits_of(n, definition.workflow_id))}
     return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities,
-                helpers, compiled, by_hand)
+                helpers, compiled, by_hand, limits)
 
 
 def is_trigger(node: NodeDef) -> bool:

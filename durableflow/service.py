@@ -27,6 +27,7 @@ class Registered(Protocol):
 
     worker_id: str
     concurrency: int
+    capacity: tuple[float, int]        # the cpu and memory (MB) it offers nodes' `resources`
     errors: list   # what stopped it, if anything did
 
     def stop(self, timeout: float | None = None) -> None: ...
@@ -90,9 +91,11 @@ class WorkerService:
 
     # --- claim, record, give back ----------------------------------------------------------
 
-    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
+    def claim(self, worker_id: str, limit: int, lease_seconds: float,
+              free: tuple[float, float] | None = None) -> list[Task]:
+        """Claim up to `limit` nodes; `free`: the cpu and memory (MB) the worker has free."""
         return self.store.write(self.execution.attempts.claim, worker_id, limit, lease_seconds,
-                                self.clock.now())
+                                self.clock.now(), free)
 
     def record(self, task: Task, outcome: Outcome) -> None:
         (error,), _ = self.record_many([(task, outcome)])
@@ -100,11 +103,11 @@ class WorkerService:
             raise error
 
     def record_many(self, items: list[tuple[Task, Outcome]],
-                    claim: tuple[str, int, float] | None = None,
+                    claim: tuple[str, int, float, tuple | None] | None = None,
                     cheap: Callable[[list[Task]], tuple[list, list[Task]]] | None = None
                     ) -> tuple[list, list[Task]]:
         """Record results in one transaction; each is guarded on its own (a stale lease on one
-        does not undo the others). With `claim` = (worker_id, limit, lease_seconds), the same
+        does not undo the others). With `claim` = (worker_id, limit, lease_seconds, free), the same
         transaction also claims what is ready next. Returns (per-item None or the error that
         refused it, claimed tasks).
 
@@ -123,7 +126,8 @@ class WorkerService:
             results = self.execution.record_many(conn, items, now)
             if not claim:
                 return results, []
-            tasks = self.execution.attempts.claim(conn, *claim, now)
+            worker_id, limit, lease_seconds, free = claim
+            tasks = self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
             if cheap is None:
                 return results, tasks
             until = self.clock.monotonic() + CHEAP_SECONDS
@@ -139,7 +143,7 @@ class WorkerService:
                         log.warning("result of %s of run %s discarded: %s", task.node_id, task.run_id, err)
                 if others:
                     return results, others
-                tasks = self.execution.attempts.claim(conn, *claim, now)
+                tasks = self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
             return results, tasks
         return self.write(txn, self.clock.now())
 
@@ -198,8 +202,9 @@ class WorkerService:
     # --- workers ---------------------------------------------------------------------------
 
     def register_worker(self, worker: Registered) -> None:
+        cpu, memory_mb = worker.capacity
         self.store.write(workers.register_worker_txn, worker.worker_id, os.getpid(), pid_started(os.getpid()),
-                         worker.concurrency, self.clock.now_iso())
+                         worker.concurrency, self.clock.now_iso(), cpu, memory_mb)
         self.workers.append(worker)
         self.watcher.start()
 

@@ -40,6 +40,8 @@ class Task:
     retries_used: int
     cancel_event: Any = None
     scheduled_at: str | None = None               # the fire time its run stands for (a schedule's)
+    limit_key: str | None = None                  # the concurrency key whose slot it holds
+    breaker_key: str | None = None                # the circuit breaker its call counts for
     payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
 
     @property

@@ -15,7 +15,7 @@ from typing import Callable
 from durableflow.clock import Clock, iso
 from durableflow.execution import Execution
 from durableflow.procs import host_identity, kill_left_behind, process_alive
-from durableflow.storage import Store, queue, runs, workers
+from durableflow.storage import Store, limits, queue, runs, workers
 
 
 class Upkeep:
@@ -40,6 +40,8 @@ class Upkeep:
                 self._write(self.execution.runs.resume, run_id, self.clock.now())
         for run_id in self.store.read(runs.past_deadline, now_s):
             self._write(self.execution.runs.time_out, run_id, now)
+        if self.store.read(limits.waiters_given_up, now_s, 1):
+            self._write(self.execution.attempts.give_up_waiting, now)
 
     def recover(self) -> dict:
         """Reclaim leases of dead workers on this host at once and of others when expired."""

@@ -69,12 +69,14 @@ def new_worker_id() -> str:
 class Worker:
     def __init__(self, service: "WorkerService", *, concurrency: int = 4, lease_seconds: float | None = None,
                  batch: int = 64, worker_id: str | None = None, poll_max: float = 1.0,
-                 quick_check: bool = True, schedules: bool = True):
+                 quick_check: bool = True, schedules: bool = True, resources: dict | None = None):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"worker concurrency must be a whole number of at least 1, "
                                   f"not {concurrency!r}")
         self.service = service
         self.clock = service.clock
+        # What this worker offers nodes that declare `resources`: as given, else the machine's.
+        self.capacity = _capacity(resources)
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds or service.lease_seconds
         self.batch = batch
@@ -217,7 +219,7 @@ class Worker:
                 limit = max(free, self.batch) if self._inline_streak else free
                 gen = service.work_generation()
                 try:
-                    tasks = service.claim(self.worker_id, limit, self.lease_seconds)
+                    tasks = service.claim(self.worker_id, limit, self.lease_seconds, self._free_resources())
                 except DurableflowError as exc:
                     # Nothing was claimed (the transaction rolled back): nothing is lost by
                     # trying again, after the same waits as when there is no work. A damaged
@@ -289,6 +291,17 @@ class Worker:
             except DurableflowError as exc:
                 log.error("worker %s: could not give back %d claimed node(s), their leases will "
                           "expire: %s", self.worker_id, len(tasks), exc)
+
+    def _free_resources(self) -> tuple[float, float]:
+        """The cpu and memory (MB) the nodes in hand leave free."""
+        cpu, memory = self.capacity
+        with self._lock:
+            for task in self._inflight.values():
+                need = task.plan.limits.get(task.node_id)
+                if need is not None and need.resources is not None:
+                    cpu -= need.resources.cpu or 0.0
+                    memory -= need.resources.memory_mb or 0
+        return cpu, memory
 
     def _free_slots(self, block: bool = True) -> int:
         with self._lock:
@@ -387,7 +400,8 @@ class Worker:
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
         """Record results (and, in the same transaction, claim up to `claim_next` new tasks, and
         run and record the cheap ones among them, and so on for a few rounds)."""
-        claim = (self.worker_id, claim_next, self.lease_seconds) if claim_next > 0 else None
+        claim = ((self.worker_id, claim_next, self.lease_seconds, self._free_resources())
+                 if claim_next > 0 else None)
         try:
             results, tasks = self.service.record_many(items, claim=claim, cheap=self._cheap_outcomes)
         except DurableflowError as exc:
@@ -588,3 +602,23 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _capacity(resources: dict | None) -> tuple[float, int]:
+    """(cpu, memory MB) a worker offers: what it declares, else this machine's cores and memory."""
+    given = dict(resources or {})
+    unknown = set(given) - {"cpu", "memoryMb"}
+    if unknown:
+        raise ValidationError(f"worker resources: unknown key {sorted(unknown)[0]!r} (keys: cpu, memoryMb)")
+    cpu, memory = given.get("cpu"), given.get("memoryMb")
+    for name, value in (("cpu", cpu), ("memoryMb", memory)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ValidationError(f"worker resources: {name} must be a number above 0, not {value!r}")
+    if cpu is None:
+        cpu = float(os.cpu_count() or 1)
+    if memory is None:
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+        except (ValueError, OSError, AttributeError):
+            memory = 1024
+    return float(cpu), int(memory)

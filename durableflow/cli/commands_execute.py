@@ -10,7 +10,7 @@ import click
 from durableflow.cli.app import EXIT_FAILED, State, error_line, note
 from durableflow.cli.formatting import (compact, node_table, print_json, run_to_dict, seconds,
                                         show, status_text)
-from durableflow.cli.params import DURATION, POSITIVE_DURATION, build_inputs, input_options
+from durableflow.cli.params import DURATION, MEMORY, POSITIVE_DURATION, build_inputs, input_options
 from durableflow.cli.output import node_output_to_stderr
 from durableflow.cli.signals import EXIT_INTERRUPTED, StopOnSignal
 from durableflow.clock import parse_iso
@@ -156,8 +156,14 @@ def start(state: State, workflow: str, input_pairs, inputs_file, idempotency_key
 @click.option("--max-wait", type=DURATION, default="60s", show_default=True, metavar="DURATION",
               help="With --until-idle: wait for work due within DURATION (a retry's backoff), "
                    "not for work due later (a 3-day Wait).")
+@click.option("--cpu", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+              help="CPUs this worker offers nodes that declare `resources` (default: the "
+                   "machine's cores).")
+@click.option("--memory", type=MEMORY, default=None, metavar="SIZE",
+              help="Memory it offers them, e.g. 8G or 512M (default: the machine's).")
 @click.pass_obj
-def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_wait: float) -> None:
+def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_wait: float,
+           cpu: float | None, memory: int | None) -> None:
     """Work on runs until stopped (or idle, with --until-idle).
 
     SIGTERM or Ctrl-C: stop claiming, finish the nodes in hand, exit 0.
@@ -166,7 +172,8 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
     those of other hosts once they expire. Several workers may share one database.
     """
     engine = state.engine(check=True)   # a damaged file is refused before anything is written
-    w = engine.worker(concurrency=concurrency, lease_seconds=lease)
+    offered = {k: v for k, v in (("cpu", cpu), ("memoryMb", memory)) if v is not None}
+    w = engine.worker(concurrency=concurrency, lease_seconds=lease, resources=offered or None)
     with StopOnSignal(w) as signals, node_output_to_stderr():
         w.start()
         recovered = w.recovered
@@ -176,8 +183,9 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
                  f"{len(recovered['dead_workers'])} dead worker(s)"
                  + (f", stopping {stopped} node process(es) they left running" if stopped else ""))
         try:
+            cpus, megabytes = w.capacity
             note(f"worker {w.worker_id} started on {engine.path} (concurrency {concurrency}, "
-                 f"lease {format_duration(lease)})")
+                 f"lease {format_duration(lease)}, offers {cpus:g} cpu and {megabytes} MB)")
             while not signals.requested.wait(TICK):
                 if w.errors:
                     break

@@ -1,4 +1,5 @@
-"""Commands about what starts runs by itself: emit (Event nodes) and schedules (Timer nodes)."""
+"""Commands about what starts, holds back or fails fast runs by itself: emit (Event nodes),
+schedules (Timer nodes) and breakers (circuit breakers)."""
 
 from __future__ import annotations
 
@@ -138,4 +139,34 @@ def backfill_schedule(state: State, schedule_id: str, start: str, end: str, over
                f"{report['buffered']} waiting their turn, {report['already']} run before", err=True)
 
 
-COMMANDS = (emit, schedules)
+
+
+
+@click.group(invoke_without_command=True)
+@_JSON
+@click.pass_context
+def breakers(ctx: click.Context, as_json: bool) -> None:
+    """List circuit breakers: state, calls and failures in the window, when one probes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = ctx.obj.engine(create=False).breakers()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no circuit breakers (a registered node with a circuitBreaker has one)")
+        return
+    show(table(["key", "state", "calls", "failed", "threshold", "window", "opened", "probes at"],
+               ([r["key"], r["state"], r["calls"], r["failed"],
+                 f"{r['failure_threshold']:g} of >= {r['minimum_calls']}", f"{r['window_s']:g}s",
+                 when(r["opened_at"]), when(r["probe_at"])] for r in rows), no_wrap=("key",)))
+
+
+@breakers.command("reset")
+@click.argument("key")
+@click.pass_obj
+def reset_breaker(state: State, key: str) -> None:
+    """Close breaker KEY by hand; the calls it counted are forgotten."""
+    changed = state.engine(create=False).reset_breaker(key)
+    click.echo(f"circuit breaker {key!r} {'closed' if changed else 'was closed already'}")
+COMMANDS = (emit, schedules, breakers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,30 @@ DURATION = Duration()
 POSITIVE_DURATION = Duration(positive=True)
 # For what cannot be undone (prune): `--older-than 30` must not quietly mean 30 seconds.
 AGE_WITH_UNIT = Duration(positive=True, unit_required=True)
+
+
+class MemorySize(click.ParamType):
+    """`8G`, `512M`, `1.5GB` or a bare number of megabytes; converts to whole megabytes."""
+
+    name = "size"
+    _UNITS = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024,
+              "t": 1024 ** 2, "tb": 1024 ** 2, "tib": 1024 ** 2}
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match and self._UNITS.get(match.group(2).lower())
+        if not unit:
+            self.fail(f"{value!r} is not a size; write e.g. 512M, 8G or a number of megabytes",
+                      param, ctx)
+        megabytes = int(float(match.group(1)) * unit)
+        if megabytes <= 0:
+            self.fail(f"must be at least 1 megabyte, not {value!r}", param, ctx)
+        return megabytes
+
+
+MEMORY = MemorySize()
 
 
 class KeyValue(click.ParamType):

@@ -40,7 +40,7 @@ RETRY_FIELDS = {
 }
 # durations kept verbatim in NodeDef.config: checked here so that consumers can call
 # parse_duration on them without a failure path
-CONFIG_DURATIONS = (("duration",), ("interval",), ("rateLimit", "per"),
+CONFIG_DURATIONS = (("duration",), ("interval",), ("maxWait",), ("rateLimit", "per"),
                     ("circuitBreaker", "window"), ("circuitBreaker", "openDuration"))
 BUILTIN_DEFAULTS = {"timeout": None, "retry": None, "priority": "normal", "isolation": "thread"}
 

@@ -21,7 +21,7 @@ from durableflow.definitions.topology import entry_points, find_cycles, handler_
 from durableflow.definitions.report import (
     connection_label, field, line, node_label, suggest, unique)
 from durableflow.errors import ExpressionError
-from durableflow.expressions import compile_expression, iter_templates, validate_names
+from durableflow.expressions import compile_expression, iter_templates, template_expression, validate_names
 from durableflow.model import RUNTIME_TYPES, TRIGGER_RUNTIMES, NodeDef, WorkflowDef
 
 # the names each kind of expression sees (SPEC section 9)
@@ -132,8 +132,22 @@ class _Checker:
             self.type_keys(node, where)
             self.node_ref(node.compensation_node_id, where, "compensationNodeId", node.node_id)
             self.node_ref(node.fallback_node_id, where, "fallbackNodeId", node.node_id)
+            self.limits(node, where)
             for path, text in iter_templates(node.inputs or {}):
                 self.expression(text, NODE_NAMES, where, f"inputs.{path}")
+
+    def limits(self, node: NodeDef, where: str) -> None:
+        """Limits that could never act: a key without a limit, a fallback without a breaker."""
+        config = node.config
+        if "concurrencyKey" in config and "maxConcurrentExecutions" not in config:
+            self.report(where, "concurrencyKey", "needs maxConcurrentExecutions (how many may run at once)")
+        key = config.get("concurrencyKey")
+        if isinstance(key, str) and template_expression(key) is not None:
+            self.expression(template_expression(key), NODE_NAMES, where, "concurrencyKey")
+        if "maxWait" in config and not any(k in config for k in ("maxConcurrentExecutions", "rateLimit",
+                                                                   "resources")):
+            self.report(where, "maxWait", "bounds a wait for maxConcurrentExecutions, rateLimit or "
+                        "resources; the node has none")
 
     def script_keys(self, node: NodeDef, where: str) -> None:
         given = {

@@ -12,12 +12,18 @@ from durableflow.clock import iso
 from durableflow.errors import DefinitionError, ExpressionError
 from durableflow.plan import Plan, Plans
 from durableflow.records import Claimed, Reclaimed, RunState
-from durableflow.storage import nodes, queue, runs, signals
+from durableflow.storage import limits as limit_rows, nodes, queue, runs, signals, workers
 from durableflow.storage.events import dumps
+from durableflow.execution.limits import FAIL, FALLBACK, WAIT, Admission, Batch, LimitGate
 from durableflow.execution.routing import Routing
 from durableflow.execution.runs import RunLifecycle
 from durableflow.execution.variables import event_delta, merge_variables, vars_delta
 from durableflow.tasks import ACTIVE, SIGNAL_RECHECK, EnqueueAs, Outcome, Task
+
+
+# A node whose fallback runs waits for it; its own message is parked this long, i.e. for good:
+# the fallback's end takes it away.
+FALLBACK_PARK = 10 * 365 * 86400.0
 
 
 class AttemptLifecycle:
@@ -25,10 +31,14 @@ class AttemptLifecycle:
         self.routing = routing
         self.runs = runs_
         self.plans = plans
+        self.gate = LimitGate()
 
     # --- claiming --------------------------------------------------------------------------
 
-    def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float) -> list[Task]:
+    def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float,
+              free: tuple[float, float] | None = None) -> list[Task]:
+        """Lease up to `limit` ready messages and start their nodes. `free`: the cpu and memory
+        (MB) the worker has free, for nodes with `resources`."""
         claimed = queue.claim_txn(conn, worker_id, limit, lease_seconds, now)
         if not claimed:
             return []
@@ -36,6 +46,7 @@ class AttemptLifecycle:
         tasks: list[Task] = []
         states: dict[str, RunState] = {}
         started: dict[str, int] = {}
+        batch: Batch | None = None
         for c in claimed:
             state = states.get(c.run_id)
             if state is None:
@@ -58,6 +69,20 @@ class AttemptLifecycle:
                     self._throttle(conn, c, limit_run, now_s)
                     continue
                 started[c.run_id] = running + 1
+            admission = None
+            limits = plan.limits.get(c.target_node_id)
+            if limits:
+                if batch is None:
+                    batch = Batch(free, workers.largest_live(conn) if free is not None else None)
+                try:
+                    admission = self.gate.admit(conn, c, plan, limits, json.loads(c.payload) if c.payload else {},
+                                                now, batch)
+                except ExpressionError as exc:
+                    admission = Admission(FAIL, error=f"node '{c.target_node_id}': {exc}", error_type="ExpressionError")
+                if admission.verdict == WAIT:
+                    continue
+                if admission.payload is not None:
+                    c = c._replace(payload=admission.payload)
             got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
             if got is None:
                 # No pending row (an imported run, or a requeued dead letter): make one, start it.
@@ -67,10 +92,20 @@ class AttemptLifecycle:
                 got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
             instance_id, attempt = got
             payload = json.loads(c.payload) if c.payload else {}
-            tasks.append(Task(c, plan, instance_id, attempt, payload.get("input"),
-                              payload.get("inputs") or {},
-                              {} if state.variables in (None, "{}") else json.loads(state.variables),
-                              state.retries_used, payload=payload, scheduled_at=state.scheduled_at))
+            task = Task(c, plan, instance_id, attempt, payload.get("input"), payload.get("inputs") or {},
+                        {} if state.variables in (None, "{}") else json.loads(state.variables),
+                        state.retries_used, payload=payload, scheduled_at=state.scheduled_at)
+            if admission is not None:
+                if admission.verdict == FAIL:    # fast: the body does not run, nor retries
+                    self.fail(conn, task, Outcome(False, error=admission.error, error_type=admission.error_type),
+                              now, may_retry=False)
+                    continue
+                if admission.verdict == FALLBACK:
+                    self._to_fallback(conn, task, admission.error, now)
+                    continue
+                self.gate.started(conn, c, instance_id, admission)
+                task.limit_key, task.breaker_key = admission.limit_key, admission.breaker_key
+            tasks.append(task)
         return tasks
 
     def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
@@ -95,6 +130,9 @@ class AttemptLifecycle:
         c = task.message
         now_s = iso(now)
         queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+        if task.limit_key is not None or task.breaker_key is not None:
+            self.gate.leave(conn, task)
+            self.gate.call(conn, task, True, now)
         delta = vars_delta(task.variables, outcome.variables)
         # The change to the variables goes in the node's event too: `rerun --from` replays those
         # of the nodes it keeps, to start from the variables as they stood then.
@@ -116,8 +154,11 @@ class AttemptLifecycle:
         except ExpressionError as exc:
             self.runs.fail_run(conn, c.run_id, status, f"node '{c.target_node_id}': {exc}", now)
             return
-        if not self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
-                                  outcome.output, EnqueueAs.of(state), now, outcome.output_json):
+        queued = self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                                    outcome.output, EnqueueAs.of(state), now, outcome.output_json)
+        if "fallbackFor" in task.payload:
+            queued = self._fallback_done(conn, task, outcome, None, state, now) or queued
+        if not queued:
             # A delivery queued a node: the run has an open message and does not settle now.
             self.runs.settle(conn, task.plan, c.run_id, status, now)
 
@@ -140,6 +181,10 @@ class AttemptLifecycle:
         error = outcome.error or "node failed"
         if task.plan.definition.max_concurrency:
             queue.release_throttled_txn(conn, c.run_id)   # a node in backoff holds no slot
+        if task.limit_key is not None or task.breaker_key is not None:
+            self.gate.leave(conn, task)
+            if not outcome.cancelled:
+                self.gate.call(conn, task, False, now)
         state = runs.run_state(conn, c.run_id)
         status = state.status
         decision = self.retry_decision(task, outcome, state) if may_retry else None
@@ -164,8 +209,11 @@ class AttemptLifecycle:
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "fail", "running",
                               now_s, error=error, error_type=outcome.error_type, data=data)
         if status in ACTIVE:
-            self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
-                             outcome.error_type, task.attempt, state, task.inputs, now)
+            if "fallbackFor" in task.payload:   # the node it stood in for fails instead
+                self._fallback_done(conn, task, outcome, error, state, now)
+            else:
+                self.node_failed(conn, task.plan, c.run_id, c.target_node_id, c.iteration, error,
+                                 outcome.error_type, task.attempt, state, task.inputs, now)
         return False
 
     def _redeliver(self, conn, task: Task, trigger: str, error: str, error_type: str | None,
@@ -201,6 +249,68 @@ class AttemptLifecycle:
         self.routing.route(conn, plan, run_id, node_id, iteration, deliveries, value, EnqueueAs.of(state), now)
         self.runs.settle(conn, plan, run_id, status, now)
 
+    def give_up_waiting(self, conn, now: float) -> int:
+        """Nodes that waited for a concurrency slot longer than their maxWait fail, with why."""
+        now_s = iso(now)
+        gave_up = 0
+        for message_id, key, since in limit_rows.waiters_given_up(conn, now_s):
+            limit_rows.drop_waiter_txn(conn, message_id)
+            found = queue.discard_message_txn(conn, message_id, now_s)
+            row = nodes.open_node_of_message(conn, message_id)
+            if found is None or row is None:
+                continue
+            run_id, node_id = found
+            instance_id, node_status, attempt, _nid, iteration, _key = row
+            why = (f"node '{node_id}' waited longer than its maxWait for a slot of concurrencyKey "
+                   f"{key!r} (since {since})")
+            nodes.finish_node_txn(conn, instance_id, run_id, node_id, "fail", node_status, now_s,
+                                  error=why, error_type="LimitTimeout")
+            state = runs.run_state(conn, run_id)
+            if state.status in ACTIVE:
+                plan = self.plans.get(state.workflow_id, state.version, conn)
+                self.node_failed(conn, plan, run_id, node_id, iteration, why, "LimitTimeout", attempt,
+                                 state, {}, now)
+            gave_up += 1
+        return gave_up
+
+    # --- fallbacks ---------------------------------------------------------------------------
+
+    def _to_fallback(self, conn, task: Task, why: str, now: float) -> None:
+        """The node's circuit is open: its fallback node runs instead, on the same input, and its
+        outcome stands for the node's. The node waits for it (its message parked until then)."""
+        c = task.message
+        fallback = task.node.fallback_node_id
+        state = runs.run_state(conn, c.run_id)
+        queue.nack_txn(conn, c.id, c.token, now, delay=FALLBACK_PARK, run_id=c.run_id, node_id=c.target_node_id)
+        nodes.wait_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "running",
+                            f"{why}; its fallback {fallback!r} runs instead", iso(now))
+        self.routing.enqueue_node(conn, task.plan, c.run_id, fallback, c.iteration, dumps(task.input),
+                                  dumps(task.inputs), EnqueueAs.of(state), now,
+                                  extra={"fallbackFor": [c.target_node_id, task.instance_id, c.id]})
+
+    def _fallback_done(self, conn, fallback: Task, outcome: Outcome, error: str | None,
+                       state: RunState, now: float) -> bool:
+        """A fallback ended (completed, or failed for good): the node it stood in for ends so
+        too, and routes as if it had. Returns whether that queued a node."""
+        node_id, instance_id, message_id = fallback.payload["fallbackFor"]
+        run_id, plan, now_s = fallback.run_id, fallback.plan, iso(now)
+        queue.discard_message_txn(conn, message_id, now_s)
+        if error is None:
+            nodes.finish_node_txn(conn, instance_id, run_id, node_id, "complete", "waiting", now_s,
+                                  output=outcome.output_json, port=outcome.port,
+                                  data={"fallback": fallback.node_id})
+            deliveries = self.routing.deliveries(plan, node_id, "Complete", outcome.port, {
+                "output": outcome.output, "inputs": fallback.inputs,
+                "vars": json.loads(state.variables or "{}")})
+            return self.routing.route(conn, plan, run_id, node_id, fallback.message.iteration, deliveries,
+                                      outcome.output, EnqueueAs.of(state), now, outcome.output_json)
+        why = f"its fallback {fallback.node_id!r} failed: {error}"
+        nodes.finish_node_txn(conn, instance_id, run_id, node_id, "fail", "waiting", now_s,
+                              error=why, error_type=outcome.error_type)
+        self.node_failed(conn, plan, run_id, node_id, fallback.message.iteration, why, outcome.error_type,
+                         1, state, fallback.inputs, now)
+        return False
+
     # --- waiting ---------------------------------------------------------------------------
 
     def park(self, conn, task: Task, until: float, now: float, *, reason: str | None = None,
@@ -208,6 +318,8 @@ class AttemptLifecycle:
         """A timer: the node waits, its message visible again at `until` with the moment kept
         in its payload. No thread sleeps; a restart or a pause does not move it."""
         c = task.message
+        if task.limit_key is not None:
+            self.gate.leave(conn, task)   # a waiting node holds no slot of its concurrency key
         payload = dict(task.payload, **(keep or {"wakeAt": until}))
         queue.nack_txn(conn, c.id, c.token, now, delay=max(0.0, until - now),
                        run_id=c.run_id, node_id=c.target_node_id)
@@ -245,6 +357,7 @@ class AttemptLifecycle:
         queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
                               iso(now), data={"reason": f"run {status}"})
+        self.gate.leave(conn, task)
         return True
 
     # --- giving back and losing ------------------------------------------------------------
@@ -255,6 +368,7 @@ class AttemptLifecycle:
         c = task.message
         queue.nack_txn(conn, c.id, c.token, now, error=why, run_id=c.run_id, node_id=c.target_node_id)
         nodes.release_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, iso(now))
+        self.gate.leave(conn, task)
 
     def after_reclaim(self, conn, lost: list[Reclaimed], now: float) -> None:
         """Deliveries whose worker died or overran: fail that attempt, and retry or fail the node."""
@@ -266,9 +380,11 @@ class AttemptLifecycle:
             why = f"worker {r.worker_id} lost the lease (process died or overran)"
             attempt = 1
             if row is not None:
-                instance_id, node_status, attempt, _nid, _it = row
+                instance_id, node_status, attempt, _nid, _it, limit_key = row
                 nodes.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
                                       now_s, error=why, error_type="WorkerLost")
+                if limit_key is not None:
+                    limit_rows.free_slots_txn(conn, limit_key)
             state = runs.run_state(conn, r.run_id)
             queue.release_throttled_txn(conn, r.run_id)  # the lost attempt held a maxConcurrency slot
             if state.status not in ACTIVE:

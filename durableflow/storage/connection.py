@@ -32,6 +32,7 @@ class Connection(sqlite3.Connection):
     owner_pid: int = 0
     label: str = ""
     sql = SQLITE
+    claims = 0   # claim transactions so far: queue.claim_txn serves the oldest every FAIR_EVERY
     _after_commit: list | None = None
 
     def on_commit(self, fn) -> None:

@@ -111,7 +111,8 @@ def open_nodes(conn, run_id: str) -> list[tuple[int, str, str, int | None]]:
 
 
 def open_node_of_message(conn, message_id: int):
-    """(id, status, attempt, node_id, iteration) of the open attempt a message delivers, or None."""
+    """(id, status, attempt, node_id, iteration, limit_key) of the open attempt a message
+    delivers, or None."""
     return conn.execute(conn.sql.nodes.node_open_by_message, (message_id,)).fetchone()
 
 
@@ -125,3 +126,8 @@ def running_count(conn, run_id: str) -> int:
 
 def completed_outputs(conn, run_id: str) -> list[tuple[str, str]]:
     return conn.execute(conn.sql.nodes.run_completed_outputs, (run_id,)).fetchall()
+
+
+def set_waiting_reason_txn(conn, instance_id: int, reason: str) -> None:
+    """A waiting attempt waits for something else now (a limit it meets again)."""
+    conn.execute(conn.sql.nodes.node_waiting_reason, {"id": instance_id, "reason": reason})

@@ -31,10 +31,14 @@ _LEASED_EVENT = "message." + _LEASE
 _ACKED_EVENT = "message." + _ACK
 
 # messages.held: why a ready message is out of the claim index (see sqlite/queue.sql).
-CLAIMABLE, PAUSED, THROTTLED, LATER = 0, 1, 2, 3
+CLAIMABLE, PAUSED, THROTTLED, LATER, LIMITED = 0, 1, 2, 3, 4
 # Parked messages that come due join the claim index this many per claim transaction, so a
 # hundred thousand timers ringing at once cost a claim no more than this many row updates.
 PROMOTE_BATCH = 500
+# Priorities with aging: one claim transaction in this many (per connection) starts with the
+# oldest claimable message whatever its priority. Under a steady high-priority load, normal and
+# low work still gets a tenth of the claims, oldest first, so nothing waits forever.
+FAIR_EVERY = 10
 
 
 # --- transaction helpers -----------------------------------------------------------------------
@@ -75,8 +79,12 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     q = conn.sql.queue
     if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None:
         conn.execute(q.promote_due, {"now": now_s, "limit": PROMOTE_BATCH})
+    # Priority with aging: every FAIR_EVERY-th claim on a connection leads with the oldest
+    # claimable message, whatever its priority.
+    conn.claims += 1
+    fair = conn.claims % FAIR_EVERY == 0
     if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
-        r = conn.execute(q.claim_one, {"now": now_s}).fetchone()
+        r = conn.execute(q.claim_oldest if fair else q.claim_one, {"now": now_s}).fetchone()
         if r is None:
             return []
         token = secrets.token_hex(8)
@@ -84,11 +92,13 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
         conn.add_event((r[1], r[3], _LEASED_EVENT,
                                 f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
         return [Claimed(*r, token, worker_id, expires)]
-    rows = conn.execute(q.claim, {"now": now_s, "limit": limit}).fetchall()
-    if not rows:
-        return []
+    first = conn.execute(q.claim_oldest, {"now": now_s}).fetchall() if fair else []
+    rows = conn.execute(q.claim, {"now": now_s, "limit": limit - len(first)}).fetchall()
     # RETURNING gives no order guarantee; callers get the claim order.
     rows.sort(key=lambda r: (-r[6], r[0]))
+    rows = first + rows
+    if not rows:
+        return []
     token = secrets.token_hex(8)
     conn.executemany(q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
     conn.add_events([
@@ -301,6 +311,29 @@ def throttle_message_txn(conn, message_id: int, token: str, run_id: str, node_id
     if conn.execute(conn.sql.queue.message_throttle, (message_id,)).rowcount != 1:
         raise InvalidTransition(f"message {message_id}: cannot 'nack', it is not leased")
     event_txn(conn, run_id, node_id, "message.ready", {"id": message_id, "from": "leased", "throttled": True}, now)
+
+
+def wait_for_limit_txn(conn, message_id: int, token: str, run_id: str, node_id: str, key: str, now: str) -> None:
+    """Give a claimed message back to wait (held, unclaimable) for a slot of concurrency key `key`."""
+    release_txn(conn, message_id, token)
+    machines.target(MSG, "nack", "leased")
+    if conn.execute(conn.sql.queue.message_wait_for_limit, (message_id,)).rowcount != 1:
+        raise InvalidTransition(f"message {message_id}: cannot 'nack', it is not leased")
+    event_txn(conn, run_id, node_id, "message.ready", {"id": message_id, "from": "leased", "waitsFor": key}, now)
+
+
+def limit_free_txn(conn, message_id: int) -> bool:
+    """A message that waited for a concurrency slot is claimable again."""
+    return conn.execute(conn.sql.queue.message_limit_free, (message_id,)).rowcount == 1
+
+
+def discard_message_txn(conn, message_id: int, now: str) -> tuple[str, str] | None:
+    """Ack a ready message that will not be delivered; (run_id, node_id), or None if it was not ready."""
+    machines.target(MSG, "discard", "ready")
+    row = conn.execute(conn.sql.queue.message_discard, {"id": message_id, "now": now}).fetchone()
+    if row is not None:
+        event_txn(conn, row[0], row[1], "message.acked", {"id": message_id, "from": "ready", "discarded": True}, now)
+    return row
 
 
 def discard_run_messages_txn(conn, run_id: str, now: str) -> list[tuple[int, str]]:

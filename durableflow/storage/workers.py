@@ -15,11 +15,18 @@ STOPPED_WORKERS_KEPT_S = 7 * 86400.0
 
 
 def register_worker_txn(conn, worker_id: str, pid: int, pid_started: str | None, concurrency: int,
-                        now: str) -> None:
+                        now: str, cpu: float | None = None, memory_mb: int | None = None) -> None:
     conn.execute(conn.sql.workers.workers_prune_stopped,
                  {"before": iso(parse_iso(now) - STOPPED_WORKERS_KEPT_S)})
     conn.execute(conn.sql.workers.worker_register,
-                 (worker_id, socket.gethostname(), pid, pid_started, concurrency, now, now, host_identity()))
+                 (worker_id, socket.gethostname(), pid, pid_started, concurrency, now, now, host_identity(),
+                  cpu, memory_mb))
+
+
+def largest_live(conn) -> tuple[float, float] | None:
+    """The most cpu and memory (MB) any live worker offers, or None when none says."""
+    cpu, memory = conn.execute(conn.sql.workers.workers_largest_live).fetchone()
+    return None if cpu is None and memory is None else (cpu or 0.0, memory or 0)
 
 
 def worker_heartbeat_txn(conn, worker_id: str, now: str) -> None:

@@ -255,7 +255,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Referrer-Policy", "no-referrer")
+            # Not no-referrer: under it Chromium sends `Origin: null` with the controls' forms.
+            self.send_header("Referrer-Policy", "same-origin")
             self.send_header("X-Frame-Options", "DENY")
             if response.content_type.startswith("text/html"):
                 self.send_header("Content-Security-Policy", PAGE_CSP)

@@ -162,19 +162,25 @@ def test_workflows_on_an_empty_database(invoke, db):
     assert invoke("workflows", "--json").stdout.strip() == "[]"
 
 
-def test_fields_accepted_but_not_enforced_yet_are_warned_about(invoke, write):
-    path = write({"workflowId": "mce", "nodes": [{"nodeId": "a", "runtimeType": "Noop",
-                                                  "maxConcurrentExecutions": 1, "concurrencyKey": "k",
-                                                  "rateLimit": {"rate": 1, "per": "10s"}}]}, "mce.yaml")
+def test_limits_validate_without_a_not_enforced_warning(invoke, write):
+    path = write({"workflowId": "mce", "nodes": [
+        {"nodeId": "a", "runtimeType": "Noop", "maxConcurrentExecutions": 1, "concurrencyKey": "k",
+         "rateLimit": {"rate": 1, "per": "10s"}, "resources": {"cpu": 1, "memoryMb": 64},
+         "circuitBreaker": {"failureThreshold": 0.5}, "fallbackNodeId": "b", "maxWait": "1m"},
+        {"nodeId": "b", "runtimeType": "Noop"}]}, "mce.yaml")
     result = invoke("validate", str(path))
     assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
-    warnings = result.stderr.strip().splitlines()
-    assert warnings == [
-        f"warning: {path}: node 'a': field 'rateLimit': the rate limit is not enforced by this version",
-        f"warning: {path}: node 'a': field 'maxConcurrentExecutions': the cross-run concurrency limit "
-        f"is not enforced by this version",
-        f"warning: {path}: node 'a': field 'concurrencyKey': the cross-run concurrency limit is not "
-        f"enforced by this version"]
+    assert result.stderr.strip() == ""
+
+
+def test_fields_accepted_but_not_enforced_yet_are_warned_about(invoke, write):
+    path = write({"workflowId": "comp", "nodes": [
+        {"nodeId": "a", "runtimeType": "Noop", "compensationNodeId": "undo"},
+        {"nodeId": "undo", "runtimeType": "Noop"}]}, "comp.yaml")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
+    assert result.stderr.strip().splitlines() == [
+        f"warning: {path}: node 'a': field 'compensationNodeId': compensation is not run by this version"]
 
 
 def test_a_program_or_module_missing_on_this_machine_is_warned_about_not_refused(invoke, write):

@@ -44,7 +44,7 @@ def test_start_then_worker_until_idle_completes_the_run(invoke, chain, db):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     notes = result.stderr.splitlines()
-    assert "started on" in notes[0] and "(concurrency 2, lease 30s)" in notes[0]
+    assert "started on" in notes[0] and "(concurrency 2, lease 30s, offers " in notes[0]
     assert notes[-2].endswith("idle, exiting") and notes[-1].endswith("stopped")
     assert status_of(db, run_id) == "completed"
 

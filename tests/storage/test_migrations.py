@@ -195,7 +195,9 @@ def _v2_database_with_rows(db_path, clock) -> None:
 
 def test_0003_rebuilds_tables_keeping_rows_references_and_cascades(db_path, clock):
     _v2_database_with_rows(db_path, clock)
-    tables = ("runs", "node_instances", "messages", "leases", "dead_letters", "circuit_breakers")
+    # circuit_breakers is left out: 0003 rebuilt it with its rows, and 0008 makes it again (the
+    # engine had never written it).
+    tables = ("runs", "node_instances", "messages", "leases", "dead_letters")
     old = sqlite3.connect(db_path)
     # The columns each table had then: later migrations may add some, which 0003 did not touch.
     columns = {t: ", ".join(r[1] for r in old.execute(f"PRAGMA table_info({t})")) for t in tables}

@@ -20,6 +20,7 @@ POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_m
 EXPECTED = {
     "claim": "messages_claimable",
     "claim_one": "messages_claimable",
+    "claim_oldest": "messages_claimable",
     "due_later_first": "messages_due_later",
     "promote_due": "messages_due_later",
     "next_visible": "messages_due_later",
@@ -49,6 +50,12 @@ EXPECTED = {
     "stats_workers": "workers_live",
     "workers_prune_stopped": "workers_stopped",
     "events_delete_of_runs": "events_by_run",
+    # Limits: the running count of a key, its waiters, expired waits, a breaker's window.
+    "running_with_key": "node_instances_by_limit",
+    "waiters_first": "limit_waiters_by_key",
+    "waiters_given_up": "limit_waiters_give_up",
+    "breaker_window": "breaker_calls_by_key",
+    "breaker_calls_forget": "breaker_calls_by_key",
 }
 
 

@@ -113,6 +113,35 @@ def test_claim_takes_highest_priority_first_then_oldest(store):
     assert store.claim("w1", limit=10) == []
 
 
+def test_a_steady_high_priority_load_does_not_starve_lower_priorities(store):
+    """Aging: one claim in FAIR_EVERY takes the oldest claimable message whatever its priority,
+    so under a stream of high-priority work normal and low messages are served, oldest first."""
+    from durableflow.storage.queue import FAIR_EVERY
+    low, normal = store.enqueue(msg(priority=0), msg(priority=1))
+    store.enqueue(*[msg(priority=2) for _ in range(FAIR_EVERY)])
+    served = []
+    for _ in range(4 * FAIR_EVERY):
+        store.enqueue(msg(priority=2))   # the high-priority stream never dries up
+        [claimed] = store.claim("w1", limit=1)
+        served.append(claimed.id)
+    assert low in served and normal in served
+    assert served.index(low) < served.index(normal) < 2 * FAIR_EVERY
+    # Between those, the stream's own order holds: highest priority, oldest first.
+    highs = [i for i in served if i not in (low, normal)]
+    assert highs == sorted(highs)
+
+
+def test_the_oldest_first_claim_leads_a_batch(store):
+    from durableflow.storage.queue import FAIR_EVERY
+    [low] = store.enqueue(msg(priority=0))
+    for _ in range(FAIR_EVERY - 1):
+        store.enqueue(msg(priority=2))
+        assert [m.priority for m in store.claim("w1", limit=1)] == [2]
+    store.enqueue(msg(priority=2), msg(priority=2))
+    batch = store.claim("w1", limit=2)
+    assert [m.id for m in batch][0] == low and [m.priority for m in batch] == [0, 2]
+
+
 def test_claim_returns_up_to_n_and_never_the_same_message_twice(store):
     ids = store.enqueue(*[msg() for _ in range(7)])
     got = [store.claim(f"w{i}", limit=3) for i in range(4)]
@@ -581,6 +610,7 @@ LIFECYCLES = {
         "trip": {"closed": "open", "half_open": "open"},
         "probe": {"open": "half_open"},
         "reset": {"half_open": "closed"},
+        "close": {"open": "closed", "half_open": "closed"},
     },
 }
 STATES = {

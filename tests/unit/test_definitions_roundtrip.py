@@ -57,7 +57,14 @@ def kind_keys(kind: str) -> st.SearchStrategy:
     required = {k: v for k, v in extra.items() if k in ("script", "command", "duration", "signal",
                                                          "condition")}
     optional = {k: v for k, v in {**COMMON, **extra}.items() if k not in required}
-    return st.fixed_dictionaries({"runtimeType": st.just(kind), **required}, optional=optional)
+    return st.fixed_dictionaries({"runtimeType": st.just(kind), **required}, optional=optional).map(_coherent)
+
+
+def _coherent(node: dict) -> dict:
+    """A concurrencyKey alone is refused (it names a limit without a size): give it one."""
+    if "concurrencyKey" in node and "maxConcurrentExecutions" not in node:
+        return {**node, "maxConcurrentExecutions": 1}
+    return node
 
 
 @st.composite

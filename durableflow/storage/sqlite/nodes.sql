@@ -23,7 +23,7 @@ WHERE message_id = :message_id AND status IN ('pending', 'waiting')
 RETURNING id, attempt, status;
 
 -- name: node_open_by_message
-SELECT id, status, attempt, node_id, iteration FROM node_instances
+SELECT id, status, attempt, node_id, iteration, limit_key FROM node_instances
 WHERE message_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running')
 ORDER BY id DESC LIMIT 1;
 
@@ -69,3 +69,6 @@ SELECT count(*) FROM node_instances WHERE run_id = ? AND status = 'running';
 -- name: run_completed_outputs
 SELECT node_id, output FROM node_instances
 WHERE run_id = ? AND status = 'completed' ORDER BY id;
+
+-- name: node_waiting_reason
+UPDATE node_instances SET waiting_reason = :reason WHERE id = :id AND status = 'waiting';

@@ -34,6 +34,26 @@ WHERE id = (
     LIMIT 1)
 RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
 
+-- name: claim_oldest
+-- The oldest claimable message whatever its priority: one in every FAIR_EVERY claims takes it,
+-- so a steady stream of high-priority work cannot starve the rest. Priorities are 0, 1 and 2;
+-- the oldest of each is one seek in messages_claimable, so this never scans.
+UPDATE messages SET status = 'leased'
+WHERE id = (
+    SELECT min(id) FROM (
+        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
+            WHERE status = 'ready' AND held = 0 AND priority = 2 AND visible_at <= :now
+            ORDER BY id LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
+            WHERE status = 'ready' AND held = 0 AND priority = 1 AND visible_at <= :now
+            ORDER BY id LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
+            WHERE status = 'ready' AND held = 0 AND priority = 0 AND visible_at <= :now
+            ORDER BY id LIMIT 1)))
+RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+
 -- name: due_later_first
 -- Is a parked message due? One probe of messages_due_later, in every claim transaction.
 SELECT 1 FROM messages INDEXED BY messages_due_later
@@ -185,3 +205,18 @@ WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
 
 -- name: message_throttle
 UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased';
+
+-- name: message_wait_for_limit
+-- A claimed message whose concurrency key has no free slot waits (held 4) until one frees.
+UPDATE messages SET status = 'ready', held = 4 WHERE id = ? AND status = 'leased';
+
+-- name: message_limit_free
+-- Its slot is free: claimable (held while its run is paused).
+UPDATE messages SET held = coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), 0)
+WHERE id = ? AND status = 'ready' AND held = 4;
+
+-- name: message_discard
+-- A ready message that will not be delivered (its node gave up waiting for a limit).
+UPDATE messages SET status = 'acked', finished_at = :now, held = 0
+WHERE id = :id AND status = 'ready'
+RETURNING run_id, target_node_id;

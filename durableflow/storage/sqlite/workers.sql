@@ -5,8 +5,9 @@
 -- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
 
 -- name: worker_register
-INSERT INTO workers (worker_id, host, pid, pid_started, concurrency, started_at, heartbeat_at, host_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO workers (worker_id, host, pid, pid_started, concurrency, started_at, heartbeat_at, host_id,
+                     cpu, memory_mb)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL;
 
 -- name: worker_heartbeat
@@ -25,3 +26,7 @@ DELETE FROM workers INDEXED BY workers_stopped WHERE stopped_at IS NOT NULL AND 
 
 -- name: workers_mark_gone
 UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
+
+-- name: workers_largest_live
+-- The most cpu and memory any live worker offers (for a node asking more than all of them).
+SELECT max(cpu), max(memory_mb) FROM workers INDEXED BY workers_live WHERE stopped_at IS NULL;
