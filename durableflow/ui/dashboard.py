@@ -34,7 +34,7 @@ class Dashboard:
         if not text.startswith("file:") and not Path(text).exists():
             raise StorageError(f"{text}: no such database (use --db PATH or $DURABLEFLOW_DB)")
         self.path = text
-        self.label = text
+        self.label = text if text.startswith("file:") else Path(text).name   # the header's; the CLI prints the path
         self.read_only = read_only
         self.secrets = Secrets(token)
         self.cookie_names = CookieNames()

@@ -27,10 +27,11 @@ def gate(name: str) -> threading.Event:
 
 
 def hold(ctx) -> dict:
-    """Runs until the test opens the gate named by the run's input `gate` (at most 60 s)."""
-    name = (ctx.input or {}).get("gate", "default") if isinstance(ctx.input, dict) else "default"
-    opened = gate(name).wait(60)
-    return {"released": opened}
+    """Runs until the test opens the gate named by the run's input `batch` (at most 60 s); its
+    output carries the run's input `note`."""
+    inputs = ctx.input if isinstance(ctx.input, dict) else {}
+    opened = gate(inputs.get("batch", "default")).wait(60)
+    return {"released": opened, "rows": 3, "note": inputs.get("note")}
 
 
 def reset_gates() -> None:
@@ -58,13 +59,21 @@ def workflow(workflow_id: str, *nodes: dict, connections=(), **top) -> dict:
     return {"workflowId": workflow_id, "nodes": list(nodes), "connections": list(connections), **top}
 
 
-def held_flow(workflow_id: str = "held") -> dict:
-    """start -> hold (runs until released) -> gate (waits for the signal 'go') -> done."""
-    return workflow(workflow_id, noop("start"),
-                    {"nodeId": "hold", "runtimeType": "Python", "callable": "tests.ui.support:hold"},
-                    {"nodeId": "gate", "runtimeType": "WaitForSignal", "signal": "go"},
-                    noop("done"),
-                    connections=[edge("start", "hold"), edge("hold", "gate"), edge("gate", "done")])
+def review_flow(workflow_id: str = "nightly-report") -> dict:
+    """fetch -> check (IfElse) -> transform (held until released) or skip_empty; fetch -> audit;
+    transform and audit -> approve (waits for the signal 'go') -> publish."""
+    return workflow(
+        workflow_id,
+        py("fetch", "output = dict(ctx.input, rows=3)"),
+        {"nodeId": "check", "runtimeType": "IfElse", "condition": "input.rows > 0"},
+        {"nodeId": "transform", "runtimeType": "Python", "callable": "tests.ui.support:hold"},
+        noop("skip_empty"),
+        py("audit", "output = {'checked': ctx.input['rows']}"),
+        {"nodeId": "approve", "runtimeType": "WaitForSignal", "signal": "go"},
+        noop("publish"),
+        connections=[edge("fetch", "check"), edge("check", "transform", sourcePort="true"),
+                     edge("check", "skip_empty", sourcePort="false"), edge("fetch", "audit"),
+                     edge("transform", "approve"), edge("audit", "approve"), edge("approve", "publish")])
 
 
 def signal_flow(workflow_id: str = "signalled") -> dict:
