@@ -122,6 +122,24 @@ RATIO_NAMES = ("chain", "fanout", "runs")
 LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds every process of the machine has used since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are work
+    ticks = sum(int(x) for i, x in enumerate(fields[1:9]) if i not in (3, 4))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (worker subprocesses)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 # --- the floor: plain sqlite3, two transactions per node ------------------------------------------
 
 FLOOR_SCHEMA = """
@@ -1277,6 +1295,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     t_start = now()
+    machine_cpu0, own_cpu0 = machine_cpu_seconds(), own_cpu_seconds()
     progress(f"workflow_overhead: synchronous={args.sync}, measurements {', '.join(n for n in NAMES if n in only)}; "
              f"load average {LOAD_AT_START}")
     with scratch_dir(args.dir, keep=args.keep, prefix="dfbench-overhead-") as workdir:
@@ -1301,11 +1320,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import durableflow
     measured = os.path.dirname(os.path.dirname(os.path.abspath(durableflow.__file__)))
+    wall = now() - t_start
+    machine_cpu1 = machine_cpu_seconds()
+    others = (None if machine_cpu0 is None or machine_cpu1 is None
+              else max(0.0, (machine_cpu1 - machine_cpu0) - (own_cpu_seconds() - own_cpu0)))
     doc = {
         "benchmark": "workflow_overhead",
         "environment": environment(),
         "durableflow_measured": measured,   # PYTHONPATH=/other/checkout measures other code
         "loadavg_at_start": LOAD_AT_START, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        # CPU the rest of the machine used while this ran (all CPU time less this process's and its
+        # ended children's): near 0 on a quiet machine. In CPU seconds and in cores on average.
+        "other_processes_cpu_s": None if others is None else round(others, 1),
+        "other_processes_cores": None if others is None else round(others / wall, 2),
         "settings": {"quick": args.quick, "synchronous": args.sync, "repeats": args.repeats,
                      "repeats_chain_fanout": args.short_repeats,
                      "chain": args.chain, "fanout": args.fanout, "floor_nodes": args.floor_nodes,
@@ -1346,6 +1373,9 @@ def main(argv: list[str] | None = None) -> int:
         print(memory_table(results["memory"]))
     print(f"\nload average (1/5/15 min) at start {LOAD_AT_START}, at end {doc['loadavg_at_end']}; "
           f"{doc['environment'].get('cpus')} CPUs; {doc['seconds']} s; durableflow from {measured}")
+    if others is not None:
+        print(f"other processes used {others:.1f} CPU seconds meanwhile ({others / wall:.2f} cores on "
+              f"average): {'a quiet machine' if others / wall < 0.1 else 'not a quiet machine'}")
     if errors:
         print()
         for k, v in errors.items():
