@@ -139,9 +139,6 @@ def backfill_schedule(state: State, schedule_id: str, start: str, end: str, over
                f"{report['buffered']} waiting their turn, {report['already']} run before", err=True)
 
 
-
-
-
 @click.group(invoke_without_command=True)
 @_JSON
 @click.pass_context
@@ -169,4 +166,6 @@ def reset_breaker(state: State, key: str) -> None:
     """Close breaker KEY by hand; the calls it counted are forgotten."""
     changed = state.engine(create=False).reset_breaker(key)
     click.echo(f"circuit breaker {key!r} {'closed' if changed else 'was closed already'}")
+
+
 COMMANDS = (emit, schedules, breakers)

@@ -144,6 +144,15 @@ class _Checker:
         key = config.get("concurrencyKey")
         if isinstance(key, str) and template_expression(key) is not None:
             self.expression(template_expression(key), NODE_NAMES, where, "concurrencyKey")
+        for path in (("rateLimit", "per"), ("circuitBreaker", "window")):
+            value = config.get(path[0])
+            value = value.get(path[1]) if isinstance(value, Mapping) else None
+            try:
+                zero = value is not None and duration(value) <= 0
+            except ValueError:
+                zero = False        # parse reports it
+            if zero:
+                self.report(where, ".".join(path), f"{value!r} must be longer than zero")
         if "maxWait" in config and not any(k in config for k in ("maxConcurrentExecutions", "rateLimit",
                                                                    "resources")):
             self.report(where, "maxWait", "bounds a wait for maxConcurrentExecutions, rateLimit or "

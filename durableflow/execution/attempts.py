@@ -12,7 +12,7 @@ from durableflow.clock import iso
 from durableflow.errors import DefinitionError, ExpressionError
 from durableflow.plan import Plan, Plans
 from durableflow.records import Claimed, Reclaimed, RunState
-from durableflow.storage import limits as limit_rows, nodes, queue, runs, signals, workers
+from durableflow.storage import limits as limit_rows, nodes, queue, runs, signals
 from durableflow.storage.events import dumps
 from durableflow.execution.limits import FAIL, FALLBACK, WAIT, Admission, Batch, LimitGate
 from durableflow.execution.routing import Routing
@@ -73,7 +73,7 @@ class AttemptLifecycle:
             limits = plan.limits.get(c.target_node_id)
             if limits:
                 if batch is None:
-                    batch = Batch(free, workers.largest_live(conn) if free is not None else None)
+                    batch = Batch(free)
                 try:
                     admission = self.gate.admit(conn, c, plan, limits, json.loads(c.payload) if c.payload else {},
                                                 now, batch)
@@ -384,7 +384,7 @@ class AttemptLifecycle:
                 nodes.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
                                       now_s, error=why, error_type="WorkerLost")
                 if limit_key is not None:
-                    limit_rows.free_slots_txn(conn, limit_key)
+                    limit_rows.free_slots_txn(conn, limit_key, instance_id)
             state = runs.run_state(conn, r.run_id)
             queue.release_throttled_txn(conn, r.run_id)  # the lost attempt held a maxConcurrency slot
             if state.status not in ACTIVE:

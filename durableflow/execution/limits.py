@@ -19,7 +19,7 @@ from durableflow.limits import Limits, limits_of
 from durableflow.model import WorkflowDef
 from durableflow.plan import Plan
 from durableflow.records import Claimed
-from durableflow.storage import limits as rows, nodes, queue
+from durableflow.storage import limits as rows, nodes, queue, workers
 from durableflow.storage.events import dumps
 from durableflow.tasks import Task
 
@@ -40,10 +40,10 @@ class Admission(NamedTuple):
 class Batch:
     """What the claims of one transaction took so far: slots per key, and resources."""
 
-    def __init__(self, free: tuple[float, float] | None, max_live: tuple[float, float] | None):
+    def __init__(self, free: tuple[float, float] | None):
         self.slots: dict[str, int] = {}
         self.free = list(free) if free is not None else None
-        self.max_live = max_live
+        self.fits: dict[tuple[float, float], bool] = {}   # does some live worker have room for it
 
 
 class LimitGate:
@@ -54,15 +54,25 @@ class LimitGate:
         if limits.resources is not None and batch.free is not None:
             need = limits.resources
             cpu, memory = need.cpu or 0.0, need.memory_mb or 0
-            most = batch.max_live
-            if most is not None and (cpu > most[0] or memory > most[1]):
+            fits = batch.fits.get((cpu, memory))
+            if fits is None:
+                fits = batch.fits[cpu, memory] = workers.live_one_fits(conn, cpu, memory)
+            if not fits:
+                most = workers.largest_live(conn) or (0.0, 0)
                 return Admission(FAIL, error=(
                     f"node '{node_id}' needs {_resources(cpu, memory)}, more than any live worker offers "
-                    f"(the most: {_resources(*most)}); give a worker more (worker --cpu N --memory SIZE)"),
+                    f"(the most: cpu {most[0]:g}, memory {most[1]:g} MB); give a worker more "
+                    f"(worker --cpu N --memory SIZE)"),
                     error_type="ResourcesUnavailable")
             if cpu > batch.free[0] or memory > batch.free[1]:
+                since = payload.get("limitSince", now)
+                if limits.max_wait is not None and now - since > limits.max_wait:
+                    return Admission(FAIL, error=(
+                        f"node '{node_id}' waited longer than maxWait {limits.max_wait:g}s for a worker "
+                        f"with {_resources(cpu, memory)} free"), error_type="LimitTimeout")
                 self._park(conn, c, now, now + RESOURCE_RETRY,
-                           f"needs {_resources(cpu, memory)}; this worker has {_resources(*batch.free)} free")
+                           f"needs {_resources(cpu, memory)}; this worker has cpu {batch.free[0]:g} and "
+                           f"{batch.free[1]:g} MB free", keep={"limitSince": since})
                 return Admission(WAIT)
         breaker_key = None
         if limits.breaker is not None:
@@ -139,7 +149,7 @@ class LimitGate:
     def leave(self, conn, task: Task) -> None:
         """The attempt stopped running (ended, parked, given back, lost): its slot frees."""
         if task.limit_key is not None:
-            rows.free_slots_txn(conn, task.limit_key)
+            rows.free_slots_txn(conn, task.limit_key, task.instance_id)
 
     # --- circuit breakers --------------------------------------------------------------------
 
@@ -286,4 +296,6 @@ def _loads(text: str | None) -> dict[str, Any]:
 
 
 def _resources(cpu: float, memory_mb: float) -> str:
-    return f"cpu {cpu:g}, memory {memory_mb:g} MB"
+    """What a node asks for (only what it names) or a worker offers."""
+    parts = ([f"cpu {cpu:g}"] if cpu else []) + ([f"memory {memory_mb:g} MB"] if memory_mb else [])
+    return ", ".join(parts) or "nothing"

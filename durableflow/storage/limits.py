@@ -38,13 +38,15 @@ def drop_waiter_txn(conn, message_id: int) -> None:
     conn.execute(conn.sql.limits.waiter_delete, (message_id,))
 
 
-def free_slots_txn(conn, key: str) -> int:
-    """A slot of `key` freed: its oldest waiters, as many as there are free slots, become
-    claimable (oldest first: none is passed over for ever). Returns how many."""
+def free_slots_txn(conn, key: str, leaving: int) -> int:
+    """Attempt `leaving` gives back its slot of `key` (before or after its row stops saying
+    running): the oldest waiters, as many as there are free slots, become claimable (oldest
+    first: none is passed over for ever). Returns how many."""
     rows = conn.execute(conn.sql.limits.waiters_first, (key, 64)).fetchall()
     if not rows:
         return 0
-    free = rows[0][1] - running_with_key(conn, key)
+    running = conn.execute(conn.sql.limits.running_with_key_but, (key, leaving)).fetchone()[0]
+    free = rows[0][1] - running
     woken = 0
     for message_id, _max in rows[:max(0, free)]:
         woken += queue.limit_free_txn(conn, message_id)   # its waiter row goes when it starts

@@ -23,6 +23,10 @@ def register_worker_txn(conn, worker_id: str, pid: int, pid_started: str | None,
                   cpu, memory_mb))
 
 
+def live_one_fits(conn, cpu: float, memory_mb: float) -> bool:
+    return conn.execute(conn.sql.workers.workers_live_fit, (cpu, memory_mb)).fetchone() is not None
+
+
 def largest_live(conn) -> tuple[float, float] | None:
     """The most cpu and memory (MB) any live worker offers, or None when none says."""
     cpu, memory = conn.execute(conn.sql.workers.workers_largest_live).fetchone()

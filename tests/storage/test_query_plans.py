@@ -52,6 +52,7 @@ EXPECTED = {
     "events_delete_of_runs": "events_by_run",
     # Limits: the running count of a key, its waiters, expired waits, a breaker's window.
     "running_with_key": "node_instances_by_limit",
+    "running_with_key_but": "node_instances_by_limit",
     "waiters_first": "limit_waiters_by_key",
     "waiters_given_up": "limit_waiters_give_up",
     "breaker_window": "breaker_calls_by_key",

@@ -5,6 +5,11 @@
 SELECT count(*) FROM node_instances INDEXED BY node_instances_by_limit
 WHERE limit_key = ? AND status = 'running';
 
+-- name: running_with_key_but
+-- The same, leaving out an attempt that is stopping (its row may still say running).
+SELECT count(*) FROM node_instances INDEXED BY node_instances_by_limit
+WHERE limit_key = ? AND status = 'running' AND id <> ?;
+
 -- name: node_set_limit_key
 UPDATE node_instances SET limit_key = ? WHERE id = ?;
 

@@ -27,6 +27,11 @@ DELETE FROM workers INDEXED BY workers_stopped WHERE stopped_at IS NOT NULL AND 
 -- name: workers_mark_gone
 UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL;
 
+-- name: workers_live_fit
+-- Does one live worker offer this much cpu and memory at once?
+SELECT 1 FROM workers INDEXED BY workers_live
+WHERE stopped_at IS NULL AND cpu >= ? AND memory_mb >= ? LIMIT 1;
+
 -- name: workers_largest_live
 -- The most cpu and memory any live worker offers (for a node asking more than all of them).
 SELECT max(cpu), max(memory_mb) FROM workers INDEXED BY workers_live WHERE stopped_at IS NULL;
