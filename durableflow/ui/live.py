@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from durableflow.storage import ui as reads
 
-POLL = 0.2            # seconds between looks at data_version
+POLL = 0.1            # seconds between looks at data_version (each costs microseconds)
 KEEPALIVE = 10.0      # seconds of silence before a comment line
 RETRY_MS = 2000       # how long a browser waits before it reconnects
 FINISHED = ("completed", "failed", "cancelled")
