@@ -84,7 +84,9 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     conn.claims += 1
     fair = conn.claims % FAIR_EVERY == 0
     if limit == 1:  # the worker loop's case, kept lean: one row, no sort, no lists
-        r = conn.execute(q.claim_oldest if fair else q.claim_one, {"now": now_s}).fetchone()
+        r = conn.execute(q.claim_oldest, {"now": now_s}).fetchone() if fair else None
+        if r is None:
+            r = conn.execute(q.claim_one, {"now": now_s}).fetchone()
         if r is None:
             return []
         token = secrets.token_hex(8)

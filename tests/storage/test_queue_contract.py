@@ -114,14 +114,15 @@ def test_claim_takes_highest_priority_first_then_oldest(store):
 
 
 def test_a_steady_high_priority_load_does_not_starve_lower_priorities(store):
-    """Aging: one claim in FAIR_EVERY takes the oldest claimable message whatever its priority,
-    so under a stream of high-priority work normal and low messages are served, oldest first."""
+    """Aging: one claim in FAIR_EVERY takes the oldest claimable message whatever its priority
+    (0..8: node x 3 + run), so under a stream of top-priority work the rest is served, oldest
+    first."""
     from durableflow.storage.queue import FAIR_EVERY
-    low, normal = store.enqueue(msg(priority=0), msg(priority=1))
-    store.enqueue(*[msg(priority=2) for _ in range(FAIR_EVERY)])
+    low, normal = store.enqueue(msg(priority=0), msg(priority=4))
+    store.enqueue(*[msg(priority=8) for _ in range(FAIR_EVERY)])
     served = []
     for _ in range(4 * FAIR_EVERY):
-        store.enqueue(msg(priority=2))   # the high-priority stream never dries up
+        store.enqueue(msg(priority=8))   # the high-priority stream never dries up
         [claimed] = store.claim("w1", limit=1)
         served.append(claimed.id)
     assert low in served and normal in served
@@ -131,15 +132,23 @@ def test_a_steady_high_priority_load_does_not_starve_lower_priorities(store):
     assert highs == sorted(highs)
 
 
-def test_the_oldest_first_claim_leads_a_batch(store):
+@pytest.mark.parametrize("limit", [1, 3])
+def test_the_oldest_first_claim_leads_a_batch_and_finds_any_priority(store, limit):
     from durableflow.storage.queue import FAIR_EVERY
-    [low] = store.enqueue(msg(priority=0))
+    [old] = store.enqueue(msg(priority=5))
     for _ in range(FAIR_EVERY - 1):
-        store.enqueue(msg(priority=2))
-        assert [m.priority for m in store.claim("w1", limit=1)] == [2]
-    store.enqueue(msg(priority=2), msg(priority=2))
-    batch = store.claim("w1", limit=2)
-    assert [m.id for m in batch][0] == low and [m.priority for m in batch] == [0, 2]
+        store.enqueue(msg(priority=7))
+        assert [m.priority for m in store.claim("w1", limit=1)] == [7]
+    store.enqueue(*[msg(priority=p) for p in (7, 6, 2)])
+    batch = store.claim("w1", limit=limit)
+    assert [m.priority for m in batch] == [5, 7, 6][:limit] and batch[0].id == old
+
+
+def test_an_oldest_first_claim_on_an_empty_queue_claims_nothing(store):
+    from durableflow.storage.queue import FAIR_EVERY
+    assert [store.claim("w1", limit=1) for _ in range(FAIR_EVERY)] == [[]] * FAIR_EVERY
+    [only] = store.enqueue(msg(priority=3))
+    assert [m.id for m in store.claim("w1", limit=1)] == [only]
 
 
 def test_claim_returns_up_to_n_and_never_the_same_message_twice(store):

@@ -36,22 +36,22 @@ RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attemp
 
 -- name: claim_oldest
 -- The oldest claimable message whatever its priority: one in every FAIR_EVERY claims takes it,
--- so a steady stream of high-priority work cannot starve the rest. Priorities are 0, 1 and 2;
--- the oldest of each is one seek in messages_claimable, so this never scans.
+-- so a steady stream of high-priority work cannot starve the rest. It walks the priorities
+-- present (at most nine: node x 3 + run) one index seek each, and the oldest of each is one
+-- more seek in messages_claimable: never a scan.
 UPDATE messages SET status = 'leased'
 WHERE id = (
-    SELECT min(id) FROM (
-        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
-            WHERE status = 'ready' AND held = 0 AND priority = 2 AND visible_at <= :now
-            ORDER BY id LIMIT 1)
+    WITH RECURSIVE present(p) AS (
+        SELECT max(priority) FROM messages INDEXED BY messages_claimable
+        WHERE status = 'ready' AND held = 0
         UNION ALL
-        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
-            WHERE status = 'ready' AND held = 0 AND priority = 1 AND visible_at <= :now
-            ORDER BY id LIMIT 1)
-        UNION ALL
-        SELECT * FROM (SELECT id FROM messages INDEXED BY messages_claimable
-            WHERE status = 'ready' AND held = 0 AND priority = 0 AND visible_at <= :now
-            ORDER BY id LIMIT 1)))
+        SELECT (SELECT max(priority) FROM messages INDEXED BY messages_claimable
+                WHERE status = 'ready' AND held = 0 AND priority < present.p)
+        FROM present WHERE present.p IS NOT NULL)
+    SELECT min((SELECT id FROM messages INDEXED BY messages_claimable
+                WHERE status = 'ready' AND held = 0 AND priority = present.p AND visible_at <= :now
+                ORDER BY id LIMIT 1))
+    FROM present WHERE present.p IS NOT NULL)
 RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
 
 -- name: due_later_first
