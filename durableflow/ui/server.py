@@ -296,11 +296,15 @@ class DashboardServer(HTTPServer):
         self.hosts = HostCheck(host, allowed_hosts)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="durableflow-ui")
+        self._active: set[socket.socket] = set()      # connections in hand
+        self._active_lock = threading.Lock()
         super().__init__((host.strip("[]"), port), Handler)
         dash.cookie_names = CookieNames.for_port(self.server_address[1])
         dash.max_streams = STREAMS
 
     def process_request(self, request, client_address) -> None:
+        with self._active_lock:
+            self._active.add(request)
         self._pool.submit(self._work, request, client_address)
 
     def _work(self, request, client_address) -> None:
@@ -309,6 +313,8 @@ class DashboardServer(HTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            with self._active_lock:
+                self._active.discard(request)
             self.shutdown_request(request)
 
     def handle_error(self, request, client_address) -> None:
@@ -327,8 +333,16 @@ class DashboardServer(HTTPServer):
         self.serve_forever(poll_interval=0.2)
 
     def close(self) -> None:
-        """Stop the live views, then the pool, then the database."""
+        """Stop the live views and drop the connections in hand (a browser keeps spare ones open,
+        idle, which would hold their threads until they time out), then the pool, then the
+        database."""
         self.dash.stop.set()
         self.server_close()
+        with self._active_lock:
+            for request in list(self._active):
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.dash.close()

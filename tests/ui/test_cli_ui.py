@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
+import time
+from urllib.parse import urlsplit
 
 from tests.ui.support import Client, signal_flow
 
@@ -33,3 +36,17 @@ def test_with_a_token_it_prints_the_address_that_carries_it(engine, db, ui_proce
     client = Client(ui.url)
     assert client.get("/runs").status == 401
     assert client.get(f"/runs?token={token}").status == 303 and client.get("/runs").status == 200
+
+
+def test_an_idle_connection_does_not_hold_the_stop(engine, db, ui_process):
+    """Browsers open spare connections and leave them idle; Ctrl-C must not wait for them."""
+    ui = ui_process(db)
+    parts = urlsplit(ui.url)
+    idle = socket.create_connection((parts.hostname, parts.port))
+    try:
+        assert Client(ui.url).get("/runs").status == 200     # the server is serving; idle sits in a thread
+        started = time.monotonic()
+        code, rest = ui.stop(signal.SIGINT)
+        assert code == 0 and time.monotonic() - started < 10  # not the 30 s an idle request may take
+    finally:
+        idle.close()
