@@ -222,3 +222,15 @@ def test_the_root_goes_to_the_runs(engine, db, serve):
     _, client = serve(db)
     reply = client.get("/")
     assert reply.status == 303 and reply.header("Location") == "/runs"
+
+
+def test_a_file_an_older_durableflow_wrote_is_refused_read_only_with_what_to_do(engine, db):
+    from durableflow.errors import StorageError
+    from durableflow.ui import Dashboard
+    engine.close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)")
+    conn.close()
+    with pytest.raises(StorageError, match="run the dashboard once without --read-only"):
+        Dashboard(db, read_only=True)
