@@ -103,7 +103,7 @@ def _place(rows: list[list[str]], waypoints: dict[int, list[str]]) -> Layout:
     spans = [sum(w(n) for n in row) + GAP_X * max(0, len(row) - 1) for row in rows]
     width = 2 * MARGIN + max(spans, default=0)
     height = 2 * MARGIN + len(rows) * NODE_H + max(0, len(rows) - 1) * GAP_Y
-    at = {}
+    at: dict[str, tuple[float, float, float]] = {}
     for k, row in enumerate(rows):
         x = (width - spans[k]) / 2
         for n in row:

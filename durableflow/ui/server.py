@@ -322,14 +322,12 @@ class DashboardServer(HTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
-    def serve(self, stop: threading.Event | None = None) -> None:
-        """Serve until shutdown() (another thread) or `stop` is set."""
-        if stop is not None:
-            threading.Thread(target=lambda: (stop.wait(), self.shutdown()), daemon=True).start()
+    def serve(self) -> None:
+        """Serve until shutdown() is called from another thread."""
         self.serve_forever(poll_interval=0.2)
 
     def close(self) -> None:

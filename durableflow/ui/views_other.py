@@ -174,7 +174,7 @@ def stats(ctx) -> Markup:
     data = ctx.dash.read(reads.stats, since=since)
     by_status = data["runs_by_status"]
     total = sum(by_status.values())
-    status_rows = ((link(url("/runs", status=s, children="1"), badge(s)), n,
+    status_rows = ((link(url("/runs", status=s, children="1"), badge(s)), f"{n:,}",
                     f"{100.0 * n / total:.1f}%" if total else "") for s, n in sorted(by_status.items()))
     hours = data["finished_by_hour"]
     finished = sum(sum(h.values()) for h in hours.values())
@@ -188,8 +188,8 @@ def stats(ctx) -> Markup:
                 '<section><h2>Throughput</h2><p class="big">{}</p><p class="hint">runs finished in the last {} '
                 '({} per hour)</p>{}</section></div><section><h2>Slowest nodes</h2>'
                 '<p class="hint">average time of completed attempts in the runs started in the last {}</p>{}</section>',
-                tabs, table(("status", "runs", "share"), status_rows, empty="no runs yet"), total,
-                finished, window, f"{finished / (span / 3600):.1f}", _hours_chart(hours), window, slow)
+                tabs, table(("status", "runs", "share"), status_rows, empty="no runs yet"), f"{total:,}",
+                f"{finished:,}", window, f"{finished / (span / 3600):.1f}", _hours_chart(hours), window, slow)
     return _page(ctx, "Stats", body, "stats")
 
 
@@ -201,7 +201,7 @@ def _hours_chart(hours: dict[str, dict[str, int]]) -> Markup:
     bar_w, height = 14, 80
     bars = []
     for i, (hour, counts) in enumerate(sorted(hours.items())):
-        y = height
+        y: float = height
         for status in ("completed", "failed", "cancelled"):
             n = counts.get(status, 0)
             if not n:
