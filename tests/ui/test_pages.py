@@ -234,3 +234,13 @@ def test_a_file_an_older_durableflow_wrote_is_refused_read_only_with_what_to_do(
     conn.close()
     with pytest.raises(StorageError, match="run the dashboard once without --read-only"):
         Dashboard(db, read_only=True)
+
+
+def test_a_breaker_the_engine_opened_is_shown_open(engine, db, serve):
+    breaker = {"key": "payments", "failureThreshold": 0.5, "minimumCalls": 1, "window": "1m",
+               "openDuration": "1m", "halfOpenSuccesses": 1}
+    flaky = workflow("pay", py("charge", "raise ValueError('down')", circuitBreaker=breaker))
+    assert engine.execute(flaky, timeout=60).status == "failed"
+    _, client = serve(db)
+    text = client.get("/breakers").text
+    assert "payments" in text and '<span class="badge b-open">open</span>' in text and "pay:charge" in text
