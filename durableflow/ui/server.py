@@ -68,6 +68,11 @@ def text_response(text: str, content_type: str = "text/plain; charset=utf-8") ->
     return Response(200, text.encode("utf-8"), content_type, [("Content-Security-Policy", VALUE_CSP)])
 
 
+def _unauthorized(why: str) -> Response:
+    """Plain text: without the token, nothing of the dashboard (not even the file's name)."""
+    return Response(HTTPStatus.UNAUTHORIZED, (why + "\n").encode(), "text/plain; charset=utf-8")
+
+
 def redirect(location: str, status: int = HTTPStatus.SEE_OTHER) -> Response:
     return Response(status, b"", headers=[("Location", location)])
 
@@ -180,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             given = query.get("token")
             if given is not None:
                 if not dash.secrets.token_ok(given):
-                    return error_page(dash, HTTPStatus.UNAUTHORIZED, "wrong access token")
+                    return _unauthorized("wrong access token")
                 set_cookies.append(f"{names.token}={given}; Path=/; HttpOnly; SameSite=Strict")
                 rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
                 return redirect(parts.path + ("?" + rest if rest else ""))
@@ -188,8 +193,8 @@ class Handler(BaseHTTPRequestHandler):
             offered = (self.headers.get(TOKEN_HEADER) or (bearer[7:] if bearer.startswith("Bearer ") else None)
                        or cookies.get(names.token))
             if not dash.secrets.token_ok(offered):
-                return error_page(dash, HTTPStatus.UNAUTHORIZED, "this dashboard needs its access token: open "
-                                  "the address `durableflow ui` printed (it ends in ?token=...)")
+                return _unauthorized("this dashboard needs its access token: open the address "
+                                     "`durableflow ui` printed (it ends in ?token=...)")
         browser = cookies.get(names.browser)
         if not browser or not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", browser):
             browser = dash.secrets.new_browser_id()

@@ -62,7 +62,8 @@ def test_host_names_are_read_without_their_port():
 def test_with_a_token_every_request_needs_it(engine, db, serve, run_id):
     _, client = serve(db, token=TOKEN)
     for path in ("/runs", f"/runs/{run_id}", "/static/app.js", "/stats", f"/runs/{run_id}/events"):
-        assert client.get(path).status == 401, path
+        refused = client.get(path)
+        assert refused.status == 401 and "access token" in refused.text and "ui.db" not in refused.text, path
     assert client.get("/runs?token=wrong-token-0123456789").status == 401
     first = client.get(f"/runs?status=running&token={TOKEN}")
     assert first.status == 303 and first.header("Location") == "/runs?status=running"   # not left in the URL
