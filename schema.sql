@@ -92,10 +92,16 @@ CREATE TABLE node_instances (
     created_at        TEXT NOT NULL,
     started_at        TEXT,
     finished_at       TEXT,
-    limit_key         TEXT                -- the concurrency key it holds a slot of while it runs
+    limit_key         TEXT,               -- the concurrency key it holds a slot of while it runs
+    compensates       TEXT                -- a compensation's attempt: the node id it undoes (its
+                                          -- iteration is the undone instance's)
 );
 CREATE UNIQUE INDEX node_instances_one_completed
-    ON node_instances (run_id, node_id, iteration) WHERE status = 'completed';
+    ON node_instances (run_id, node_id, iteration) WHERE status = 'completed' AND compensates IS NULL;
+CREATE UNIQUE INDEX node_instances_one_compensation
+    ON node_instances (run_id, compensates, iteration) WHERE status = 'completed' AND compensates IS NOT NULL;
+CREATE INDEX node_instances_compensations ON node_instances (run_id, compensates, iteration, status)
+    WHERE compensates IS NOT NULL;
 CREATE INDEX node_instances_by_run ON node_instances (run_id, node_id, iteration, attempt);
 CREATE INDEX node_instances_by_message ON node_instances (message_id);
 -- Keeps maxConcurrency checks cheap on runs with thousands of nodes.
@@ -364,5 +370,5 @@ CREATE VIEW node_history AS
 SELECT n.run_id, n.node_id, n.iteration, n.attempt, n.status, n.worker_id, n.started_at,
        n.finished_at,
        (julianday(n.finished_at) - julianday(n.started_at)) * 86400.0 AS duration_s,
-       n.error_type, n.error, n.waiting_reason
+       n.error_type, n.error, n.waiting_reason, n.compensates
 FROM node_instances n;

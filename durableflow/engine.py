@@ -297,9 +297,11 @@ class Engine:
     def resume(self, run_id: str) -> str:
         return self._write(self.execution.runs.resume, run_id, self.clock.now())
 
-    def cancel(self, run_id: str, reason: str | None = None) -> str:
-        """Cancel a run; `reason` is kept as its error, so its history says who stopped it."""
-        return self._write(self.execution.runs.cancel, run_id, self.clock.now(), reason)
+    def cancel(self, run_id: str, reason: str | None = None, *, compensate: bool = False) -> str:
+        """Cancel a run; `reason` is kept as its error, so its history says who stopped it.
+        With compensate=True what it completed is undone first: it returns "compensating" and
+        the run ends `cancelled` once every compensation ran. Without, nothing is undone."""
+        return self._write(self.execution.runs.cancel, run_id, self.clock.now(), reason, compensate)
 
     def requeue_dead_letter(self, message_id: int) -> None:
         """Put a dead-lettered message back; refused when its run is finished (use rerun)."""

@@ -25,7 +25,9 @@ RUN = _machine("run", ["pending", "running", "paused", "completed", "failed", "c
     ["resume", "paused", "running"],
     ["complete", "running", "completed"],
     ["fail", ["pending", "running", "paused"], "failed"],
-    ["compensate", "running", "compensating"],
+    # A failed (or cancelled with compensation) run undoes what it did; a completed child run
+    # is undone too when its parent compensates.
+    ["compensate", ["running", "paused", "completed"], "compensating"],
     ["compensated", "compensating", "failed"],
     ["cancel", ["pending", "running", "paused", "compensating"], "cancelled"],
 ], "pending")

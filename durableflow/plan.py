@@ -8,6 +8,7 @@ function that reads a stored definition.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -48,6 +49,10 @@ class Plan:
     # Event nodes, which fire and emit start; a workflow with no other entry starts from them all.
     started_by_hand: tuple = ()
     limits: dict[str, Limits] = field(default_factory=dict)   # nodes with limits or a breaker
+    # Compensation: the nodes with a compensationNodeId (as a JSON list, for SQL), and whether
+    # a run of it can have anything to undo (those, or child runs that may have some).
+    compensated_json: str = "[]"
+    may_compensate: bool = False
 
     @property
     def workflow_id(self) -> str:
@@ -93,8 +98,14 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
     priorities = {nid: PRIORITIES.get(n.priority, 1) for nid, n in nodes.items()}
     by_hand = tuple(e for e in entries if nodes[e].runtime_type not in ("Timer", "Event")) or tuple(entries)
     limits = {n.node_id: found for n in definition.nodes if (found := limits_of(n, definition.workflow_id))}
+    compensated = [n.node_id for n in definition.nodes if n.compensation_node_id]
+    calls_children = any(n.runtime_type in CHILD_RUNTIMES for n in definition.nodes)
     return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities,
-                helpers, compiled, by_hand, limits)
+                helpers, compiled, by_hand, limits, json.dumps(compensated),
+                bool(compensated) or calls_children)
+
+
+CHILD_RUNTIMES = ("Subflow", "ForEach", "While")   # nodes whose work is child runs
 
 
 def is_trigger(node: NodeDef) -> bool:

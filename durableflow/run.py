@@ -35,6 +35,7 @@ class NodeInstance:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    compensates: str | None = None      # a compensation's attempt: the node it undoes
 
     @property
     def duration(self) -> float | None:
@@ -123,6 +124,7 @@ def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -
             waiting_reason=r["waiting_reason"], progress=r["progress"],
             progress_message=r["progress_message"], worker_id=r["worker_id"],
             created_at=r["created_at"], started_at=r["started_at"], finished_at=r["finished_at"],
+            compensates=r.get("compensates"),
         )
         for r in node_rows
     )

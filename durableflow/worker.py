@@ -372,7 +372,8 @@ class Worker:
                     cancel_event=task.cancel_event, iteration=task.message.iteration,
                     progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, msg),
                     clock=self.clock, max_stream_bytes=self.service.max_stream_bytes,
-                    scheduled_at=task.scheduled_at,
+                    scheduled_at=task.scheduled_at, failure=task.payload.get("failure"),
+                    idempotency_key=_idempotency_key(task),
                 )
                 output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
                 if kind == "Python":
@@ -512,8 +513,10 @@ class Worker:
                     log.debug("worker %s: could not read run statuses: %s", self.worker_id, exc)
                 else:
                     for t in inflight:
-                        if statuses.get(t.run_id) in _STOPPED_RUN:
-                            t.cancel_event.set()
+                        status = statuses.get(t.run_id)
+                        if status in _STOPPED_RUN or (status == "compensating"
+                                                      and "compensates" not in t.payload):
+                            t.cancel_event.set()   # a compensating run's own nodes stop too
 
     def _leases_lost(self, lost: list[Task]) -> None:
         """Bodies whose lease was taken over: another delivery of their node is the one that
@@ -602,6 +605,14 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _idempotency_key(task) -> str:
+    """run:node:iteration, and for a compensation the node it undoes (one compensation node
+    may undo several nodes at one iteration)."""
+    key = f"{task.run_id}:{task.node_id}:{task.message.iteration}"
+    undone = task.payload.get("compensates")
+    return f"{key}:undo:{undone}" if undone else key
 
 
 def _capacity(resources: dict | None) -> tuple[float, int]:

@@ -159,16 +159,23 @@ def resume(state: State, run_id: str) -> None:
 @click.argument("run_id", metavar="RUN")
 @click.option("--reason", default="cancelled with `durableflow cancel`", show_default=True,
               help="Why, kept as the run's error so its history says who stopped it.")
+@click.option("--compensate", is_flag=True,
+              help="Undo what the run completed first: each completed node's compensationNodeId "
+                   "runs, newest first (the run is compensating meanwhile, then cancelled).")
 @click.pass_obj
-def cancel(state: State, run_id: str, reason: str) -> None:
+def cancel(state: State, run_id: str, reason: str, compensate: bool) -> None:
     """Cancel a run.
 
-    Pending nodes are cancelled and running ones are told to stop.
+    Pending nodes are cancelled and running ones are told to stop. Nothing is undone unless
+    --compensate says so.
 
     Cancelling a cancelled run does nothing; exit 1 if the run had completed or failed.
     """
-    state.engine(create=False).cancel(run_id, reason=reason)
-    click.echo(f"run {run_id} cancelled")
+    status = state.engine(create=False).cancel(run_id, reason=reason, compensate=compensate)
+    if status == "compensating":
+        click.echo(f"run {run_id} compensating: it is cancelled once its compensations have run")
+    else:
+        click.echo(f"run {run_id} cancelled")
 
 
 def _data(event: dict) -> str:

@@ -132,7 +132,8 @@ def node_table(nodes, *, title: str | None = None) -> Table:
         error = n.error or (n.waiting_reason and f"waiting: {n.waiting_reason}") or ""
         if n.status == "running" and n.progress is not None:
             error = f"{n.progress:.0f}% {n.progress_message or ''}".strip()
-        rows.append([n.node_id, *([n.iteration] if loops else []), status_text(n.status),
+        name = f"{n.node_id} (undoes {n.compensates})" if getattr(n, "compensates", None) else n.node_id
+        rows.append([name, *([n.iteration] if loops else []), status_text(n.status),
                      n.attempt, seconds(n.duration), clip(error, 100)])
     return table(columns, rows, title=title, no_wrap=("node",))
 

@@ -26,6 +26,11 @@ from durableflow.tasks import ACTIVE, SIGNAL_RECHECK, EnqueueAs, Outcome, Task
 FALLBACK_PARK = 10 * 365 * 86400.0
 
 
+def _compensation(c: Claimed) -> bool:
+    """Whether a claimed message runs a compensation (the only work of a compensating run)."""
+    return bool(c.payload) and '"compensates"' in c.payload
+
+
 class AttemptLifecycle:
     def __init__(self, routing: Routing, runs_: RunLifecycle, plans: Plans):
         self.routing = routing
@@ -51,7 +56,7 @@ class AttemptLifecycle:
             state = states.get(c.run_id)
             if state is None:
                 state = states[c.run_id] = runs.run_state(conn, c.run_id)
-            if state.status != "running":
+            if state.status != "running" and not (state.status == "compensating" and _compensation(c)):
                 self._drop_claimed(conn, c, state.status, now)
                 continue
             try:
@@ -146,6 +151,8 @@ class AttemptLifecycle:
         if task.plan.definition.max_concurrency:
             queue.release_throttled_txn(conn, c.run_id)
         if status not in ACTIVE:
+            if status == "compensating":   # a compensation ended, or a node told to stop did not
+                self.runs.compensation.advance(conn, c.run_id, now)
             return
         try:
             deliveries = self.routing.deliveries(task.plan, c.target_node_id, "Complete", outcome.port,
@@ -187,18 +194,22 @@ class AttemptLifecycle:
                 self.gate.call(conn, task, False, now)
         state = runs.run_state(conn, c.run_id)
         status = state.status
+        # A compensation goes on (and is retried) while its run compensates.
+        live = status in ACTIVE or (status == "compensating" and "compensates" in task.payload)
         decision = self.retry_decision(task, outcome, state) if may_retry else None
         data = {"attempt": task.attempt, "decision": decision.reason} if decision else None
         if outcome.cancelled:
-            if status in ACTIVE:
+            if live:
                 # The run goes on: the worker let go of the node (shutting down); deliver again.
                 self._redeliver(conn, task, "cancel", error, outcome.error_type, 0.0, now, data)
                 return True
             queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
             nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
                                   now_s, error=error, error_type=outcome.error_type, data=data)
+            if status == "compensating":
+                self.runs.compensation.advance(conn, c.run_id, now)
             return False
-        if decision is not None and decision.retry and status in ACTIVE:
+        if decision is not None and decision.retry and live:
             self._redeliver(conn, task, "fail", error, outcome.error_type, decision.delay, now, data)
             runs.count_retry_txn(conn, c.run_id)
             if forget:
@@ -208,7 +219,9 @@ class AttemptLifecycle:
         queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "fail", "running",
                               now_s, error=error, error_type=outcome.error_type, data=data)
-        if status in ACTIVE:
+        if status == "compensating":   # recorded; the next compensation runs all the same
+            self.runs.compensation.advance(conn, c.run_id, now)
+        elif status in ACTIVE:
             if "fallbackFor" in task.payload:   # the node it stood in for fails instead
                 self._fallback_done(conn, task, outcome, error, state, now)
             else:
@@ -225,9 +238,11 @@ class AttemptLifecycle:
                        run_id=c.run_id, node_id=c.target_node_id)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, trigger, "running",
                               now_s, error=error, error_type=error_type, data=data)
-        nodes.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
-                              "pending", c.id, dumps(task.input), now_s,
-                              data={"retryAt": iso(now + delay)} if delay else None)
+        again = nodes.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, task.attempt + 1,
+                                      "pending", c.id, dumps(task.input), now_s,
+                                      data={"retryAt": iso(now + delay)} if delay else None)
+        if "compensates" in task.payload:
+            nodes.mark_compensation_txn(conn, again, task.payload["compensates"])
 
     def node_failed(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, error: str,
                     error_type: str | None, attempt: int, state: RunState, inputs: dict,
@@ -244,7 +259,8 @@ class AttemptLifecycle:
             # Runtime errors already start "node 'x': ..."; say the node's name once.
             own = f"node '{node_id}': "
             why = error[len(own):] if error and error.startswith(own) else error
-            self.runs.fail_run(conn, run_id, status, f"node '{node_id}' failed: {why}", now)
+            self.runs.fail_run(conn, run_id, status, f"node '{node_id}' failed: {why}", now,
+                               failure={"nodeId": node_id, "errorType": error_type, "message": why})
             return
         self.routing.route(conn, plan, run_id, node_id, iteration, deliveries, value, EnqueueAs.of(state), now)
         self.runs.settle(conn, plan, run_id, status, now)
@@ -260,7 +276,7 @@ class AttemptLifecycle:
             if found is None or row is None:
                 continue
             run_id, node_id = found
-            instance_id, node_status, attempt, _nid, iteration, _key = row
+            instance_id, node_status, attempt, _nid, iteration, _key, _comp = row
             why = (f"node '{node_id}' waited longer than its maxWait for a slot of concurrencyKey "
                    f"{key!r} (since {since})")
             nodes.finish_node_txn(conn, instance_id, run_id, node_id, "fail", node_status, now_s,
@@ -351,13 +367,15 @@ class AttemptLifecycle:
         """A node that would go on waiting (timer, signal, child run, loop) in a run that ended
         meanwhile, e.g. failed by another node recorded in this same batch: cancel it instead."""
         status = runs.run_state(conn, task.run_id).status
-        if status in ACTIVE:
+        if status in ACTIVE or (status == "compensating" and "compensates" in task.payload):
             return False
         c = task.message
         queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "cancel", "running",
                               iso(now), data={"reason": f"run {status}"})
         self.gate.leave(conn, task)
+        if status == "compensating":
+            self.runs.compensation.advance(conn, c.run_id, now)
         return True
 
     # --- giving back and losing ------------------------------------------------------------
@@ -378,15 +396,25 @@ class AttemptLifecycle:
                 continue
             row = nodes.open_node_of_message(conn, r.message_id)
             why = f"worker {r.worker_id} lost the lease (process died or overran)"
-            attempt = 1
+            attempt, compensates = 1, None
             if row is not None:
-                instance_id, node_status, attempt, _nid, _it, limit_key = row
+                instance_id, node_status, attempt, _nid, _it, limit_key, compensates = row
                 nodes.finish_node_txn(conn, instance_id, r.run_id, r.target_node_id, "fail", node_status,
                                       now_s, error=why, error_type="WorkerLost")
                 if limit_key is not None:
                     limit_rows.free_slots_txn(conn, limit_key, instance_id)
             state = runs.run_state(conn, r.run_id)
             queue.release_throttled_txn(conn, r.run_id)  # the lost attempt held a maxConcurrency slot
+            if state.status == "compensating":
+                if compensates is not None and not r.dead:   # the compensation is delivered again
+                    again = nodes.insert_node_txn(conn, r.run_id, r.target_node_id, r.iteration, attempt + 1,
+                                                  "pending", r.message_id, None, now_s, data={"redelivery": True})
+                    nodes.mark_compensation_txn(conn, again, compensates)
+                    continue
+                if not r.dead:
+                    queue.discard_message_txn(conn, r.message_id, now_s)
+                self.runs.compensation.advance(conn, r.run_id, now)
+                continue
             if state.status not in ACTIVE:
                 if not r.dead:
                     queue.discard_run_messages_txn(conn, r.run_id, now_s)

@@ -30,9 +30,9 @@ class Routing:
 
     def enqueue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
                      input_json: str, inputs_json: str, how: EnqueueAs, now: float,
-                     attempt: int = 1, extra: dict | None = None) -> None:
-        """Queue a node of a run: its message and its `pending` attempt. `extra`: more keys of
-        the message's payload (a fallback's, say)."""
+                     attempt: int = 1, extra: dict | None = None) -> int:
+        """Queue a node of a run: its message and its `pending` attempt (whose id it returns).
+        `extra`: more keys of the message's payload (a fallback's, say)."""
         payload = '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
         if extra:
             payload = payload[:-1] + "," + dumps(extra)[1:]
@@ -40,7 +40,8 @@ class Routing:
             # Node priority first; the run's priority orders messages of equal node priority.
             "node", payload, run_id, node_id, iteration, plan.priorities[node_id] * 3 + how.priority,
             None, how.held, self.max_deliveries)], now)
-        nodes.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json, iso(now))
+        return nodes.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json,
+                                     iso(now))
 
     @staticmethod
     def deliveries(plan: Plan, node_id: str, outcome: str, port: str | None,

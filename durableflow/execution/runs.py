@@ -14,6 +14,8 @@ from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
 from durableflow.storage import events, joins, nodes, queue, runs, signals
 from durableflow.storage.events import dumps
+from durableflow.errors import DurableflowError
+from durableflow.execution.compensation import CANCELLED, FAILED, Compensation
 from durableflow.execution.routing import Routing
 from durableflow.execution.variables import variables_kept
 from durableflow.tasks import EnqueueAs
@@ -26,6 +28,7 @@ class RunLifecycle:
         self.routing = routing
         self.plans = plans
         self.run_finished = run_finished
+        self.compensation = Compensation(routing, plans, self.finished, self.stop_run)
 
     def start_run(self, conn, plan: Plan, run_id: str, inputs: Any, now: float, *,
                   idempotency_key: str | None = None, priority: int = 1,
@@ -72,7 +75,10 @@ class RunLifecycle:
         downstream, and every node that failed unhandled or never finished, with theirs.
         """
         old = runs.get_run_row(conn, old_run_id)
-        latest = {n["node_id"]: n for n in nodes.node_rows_txn(conn, old_run_id) if n["iteration"] == 0}
+        rows = nodes.node_rows_txn(conn, old_run_id)
+        # Compensations are not kept, and what they undid is not settled: it runs again.
+        undone = {n["compensates"] for n in rows if n["compensates"] and n["status"] == "completed"}
+        latest = {n["node_id"]: n for n in rows if n["iteration"] == 0 and not n["compensates"]}
         if from_node is not None and latest.get(from_node, {}).get("status") == "skipped":
             # A branch the old run did not take: its inputs were ruled out, and running it now
             # would give it an input no run of this workflow could have given it.
@@ -81,7 +87,7 @@ class RunLifecycle:
                                     f"branch, or the whole run")
         redo = plan.downstream(from_node) if from_node is not None else set()
         for node_id in plan.nodes:
-            if node_id not in plan.helpers and not _settled(plan, latest, node_id):
+            if node_id not in plan.helpers and (node_id in undone or not _settled(plan, latest, node_id)):
                 redo |= plan.downstream(node_id)
         if not redo:
             raise InvalidTransition(f"rerun: run {old_run_id} {old['status']} with every node settled; "
@@ -157,12 +163,18 @@ class RunLifecycle:
         self.finished(conn, run_id, now)
         return True
 
-    def fail_run(self, conn, run_id: str, status: str, error: str, now: float) -> None:
-        self.stop_run(conn, run_id, "fail", status, now, error=error)
+    def fail_run(self, conn, run_id: str, status: str, error: str, now: float,
+                 failure: dict | None = None) -> None:
+        self.stop_run(conn, run_id, "fail", status, now, error=error, failure=failure)
 
     def stop_run(self, conn, run_id: str, trigger: str, status: str, now: float,
-                 error: str | None = None) -> None:
-        """Fail or cancel a run: no new node starts; running ones are told through the run status."""
+                 error: str | None = None, failure: dict | None = None) -> None:
+        """Fail or cancel a run: no new node starts; running ones are told through the run status.
+        A failing run with something to undo compensates first (and fails once it has)."""
+        if trigger == "fail" and status != "compensating" and self._compensate(
+                conn, run_id, status, now, FAILED, error,
+                failure or {"nodeId": None, "errorType": None, "message": error}):
+            return
         now_s = iso(now)
         # A run ends with its subruns, however deep: walked with a stack, not recursion, so a
         # workflow that calls itself thousands deep still cancels.
@@ -187,14 +199,35 @@ class RunLifecycle:
         if parent is not None:
             queue.wake_waiting_txn(conn, parent, iso(now))
 
-    def cancel(self, conn, run_id: str, now: float, reason: str | None = None) -> str:
+    def cancel(self, conn, run_id: str, now: float, reason: str | None = None,
+               compensate: bool = False) -> str:
+        """Cancel a run. With `compensate`, what it completed is undone first (the run is
+        `compensating` meanwhile, then `cancelled`); without, nothing is undone."""
         status = runs.run_state(conn, run_id).status
         if status == "cancelled":
             return status  # cancelling twice is not an error
         if status in TERMINAL_RUN_STATUSES:
             raise InvalidTransition(f"run {run_id} is already {status}; nothing to cancel")
+        if compensate and status == "compensating":
+            return status  # already undoing what it did
+        if compensate and self._compensate(conn, run_id, status, now, CANCELLED, reason, {
+                "nodeId": None, "errorType": "Cancelled", "message": reason or "run cancelled"}):
+            return "compensating"
         self.stop_run(conn, run_id, "cancel", status, now, error=reason)
         return "cancelled"
+
+    def _compensate(self, conn, run_id: str, status: str, now: float, reason: str,
+                    error: str | None, failure: dict) -> bool:
+        """Begin compensating the run if it has anything to undo; False if it has not."""
+        state = runs.run_state(conn, run_id)
+        try:
+            plan = self.plans.get(state.workflow_id, state.version, conn)
+        except DurableflowError:
+            return False   # its definition cannot be loaded: nothing can be run, nor undone
+        if not self.compensation.wanted(conn, run_id, plan):
+            return False
+        self.compensation.begin(conn, run_id, plan, status, now, reason=reason, error=error, failure=failure)
+        return True
 
     def pause(self, conn, run_id: str, now: float, until: float | None = None) -> str:
         """Pause a run and, with it, its child runs (Subflow, loop bodies), however deep. A child

@@ -59,6 +59,8 @@ class Context:
         self.attempt = request["attempt"]
         self.iteration = request["iteration"]
         self.scheduled_at = request.get("scheduled_at")
+        self.failure = request.get("failure")
+        self.idempotency_key = request.get("idempotency_key")
         self._channel = channel
         self.log = logging.getLogger("durableflow.node." + str(self.node_id))
         self.log.setLevel(logging.DEBUG)    # the parent's logger decides what is kept

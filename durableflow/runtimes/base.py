@@ -47,7 +47,8 @@ class NodeContext:
                  progress_cb: ProgressCallback | None = None,
                  logger: logging.Logger | None = None, iteration: int = 0,
                  clock: Clock | None = None, max_stream_bytes: int = DEFAULT_MAX_OUTPUT,
-                 scheduled_at: str | None = None):
+                 scheduled_at: str | None = None, failure: dict | None = None,
+                 idempotency_key: str | None = None):
         if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) \
                 or max_stream_bytes < 1:
             raise ValueError(f"max_stream_bytes must be a whole number of bytes > 0, "
@@ -61,6 +62,11 @@ class NodeContext:
         # The fire time a scheduled run stands for (ISO-8601 UTC), so a catch-up or backfill
         # run processes its own day, not today; None for a run not started by a schedule.
         self.scheduled_at = scheduled_at
+        # A compensation's: why its run is undoing what it did ({nodeId, errorType, message}).
+        self.failure = failure
+        # Stable for a (run, node, iteration) across attempts and redeliveries: a body runs at
+        # least once, and an external API given this key does its side effect once.
+        self.idempotency_key = idempotency_key or f"{run_id}:{node_id}:{iteration}"
         self.input = input
         self.inputs = inputs if inputs is not None else {}
         # Keep the caller's dict itself (not a copy) so in-place writes reach the engine.

@@ -401,6 +401,7 @@ def child_env(node, ctx, input_json: str) -> tuple[dict, str | None]:
     env["DURABLEFLOW_NODE_ID"] = str(ctx.node_id)
     env["DURABLEFLOW_ATTEMPT"] = str(ctx.attempt)
     env["DURABLEFLOW_ITERATION"] = str(ctx.iteration)
+    env["DURABLEFLOW_IDEMPOTENCY_KEY"] = str(ctx.idempotency_key)
     env.pop("DURABLEFLOW_INPUT", None)       # never leak a parent node's input
     env.pop("DURABLEFLOW_INPUT_FILE", None)
     if len(input_json) <= MAX_ENV_INPUT:     # json.dumps output is ASCII: chars == bytes

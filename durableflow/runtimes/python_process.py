@@ -44,6 +44,8 @@ def run_in_process(runner: ProcessRunner, node: NodeDef, ctx: NodeContext,
         **source, "inputs": ctx.inputs, "vars": ctx.vars, "run_id": ctx.run_id,
         "node_id": ctx.node_id, "attempt": ctx.attempt, "iteration": ctx.iteration,
         "scheduled_at": ctx.scheduled_at,
+        "failure": ctx.failure,
+        "idempotency_key": ctx.idempotency_key,
         # The child imports callables the way this process would.
         "sys_path": [p if p else os.getcwd() for p in sys.path],
     }, "ctx", ascii=True)

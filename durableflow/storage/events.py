@@ -65,6 +65,13 @@ def node_completion_events(conn, run_id: str) -> list[tuple[str, str | None]]:
     return conn.execute(conn.sql.events.node_completion_events, (run_id,)).fetchall()
 
 
+def last_seq(conn, run_id: str, type_: str, node_id: str | None = None) -> int:
+    """The seq of the run's (or its node's) newest event of this type; 0 when there is none."""
+    _written(conn)
+    row = conn.execute(conn.sql.events.last_seq_of, {"run_id": run_id, "type": type_, "node_id": node_id}).fetchone()
+    return row[0] or 0
+
+
 def last_event_data(conn, run_id: str, type_: str) -> dict | None:
     """The data of the run's newest event of this type, or None."""
     _written(conn)

@@ -12,7 +12,7 @@ from durableflow.storage.events import dumps, event_txn
 
 NODE_COLUMNS = ("id", "run_id", "node_id", "iteration", "attempt", "status", "input", "output",
                 "error", "error_type", "port", "waiting_reason", "progress", "progress_message",
-                "worker_id", "created_at", "started_at", "finished_at")
+                "worker_id", "created_at", "started_at", "finished_at", "compensates")
 
 
 def insert_node_txn(conn, run_id: str, node_id: str, iteration: int, attempt: int, status: str,
@@ -111,8 +111,8 @@ def open_nodes(conn, run_id: str) -> list[tuple[int, str, str, int | None]]:
 
 
 def open_node_of_message(conn, message_id: int):
-    """(id, status, attempt, node_id, iteration, limit_key) of the open attempt a message
-    delivers, or None."""
+    """(id, status, attempt, node_id, iteration, limit_key, compensates) of the open attempt a
+    message delivers, or None."""
     return conn.execute(conn.sql.nodes.node_open_by_message, (message_id,)).fetchone()
 
 
@@ -131,3 +131,28 @@ def completed_outputs(conn, run_id: str) -> list[tuple[str, str]]:
 def set_waiting_reason_txn(conn, instance_id: int, reason: str) -> None:
     """A waiting attempt waits for something else now (a limit it meets again)."""
     conn.execute(conn.sql.nodes.node_waiting_reason, {"id": instance_id, "reason": reason})
+
+
+# --- compensation ----------------------------------------------------------------------------
+
+def mark_compensation_txn(conn, instance_id: int, compensates: str) -> None:
+    conn.execute(conn.sql.nodes.node_mark_compensation, (compensates, instance_id))
+
+
+def next_to_compensate(conn, run_id: str, node_ids_json: str) -> list[tuple]:
+    """(id, node_id, iteration, input, output, finished_at) of the newest completed instances
+    among the given nodes that no compensation has taken up (a few, newest first)."""
+    return conn.execute(conn.sql.nodes.compensation_next, {"run_id": run_id, "nodes": node_ids_json}).fetchall()
+
+
+def compensation_open(conn, run_id: str) -> bool:
+    return conn.execute(conn.sql.nodes.compensation_open, (run_id,)).fetchone() is not None
+
+
+def plain_running(conn, run_id: str) -> bool:
+    return conn.execute(conn.sql.nodes.nodes_running_plain, (run_id,)).fetchone() is not None
+
+
+def compensations(conn, run_id: str) -> list[tuple]:
+    """(node_id, compensates, iteration, status, error) of every compensation attempt, oldest first."""
+    return conn.execute(conn.sql.nodes.compensations_of_run, (run_id,)).fetchall()

@@ -165,3 +165,12 @@ def rerun_of(conn, run_id: str) -> dict | None:
     """{"run_id", "from", "fresh"} of the run this one repeats, or None."""
     row = conn.execute(conn.sql.runs.rerun_get, (run_id,)).fetchone()
     return None if row is None else {"run_id": row[0], "from": row[1], "fresh": bool(row[2])}
+
+
+def completed_children(conn, run_id: str) -> list[tuple[str, str, int, str]]:
+    """(run_id, workflow_id, version, finished_at) of the run's child runs that completed."""
+    return conn.execute(conn.sql.runs.runs_children_completed, (run_id,)).fetchall()
+
+
+def children_compensating(conn, run_id: str) -> bool:
+    return conn.execute(conn.sql.runs.runs_children_compensating, (run_id,)).fetchone() is not None

@@ -173,14 +173,15 @@ def test_limits_validate_without_a_not_enforced_warning(invoke, write):
     assert result.stderr.strip() == ""
 
 
-def test_fields_accepted_but_not_enforced_yet_are_warned_about(invoke, write):
-    path = write({"workflowId": "comp", "nodes": [
-        {"nodeId": "a", "runtimeType": "Noop", "compensationNodeId": "undo"},
-        {"nodeId": "undo", "runtimeType": "Noop"}]}, "comp.yaml")
+def test_a_fallback_without_a_breaker_is_warned_about(invoke, write):
+    path = write({"workflowId": "fb", "nodes": [
+        {"nodeId": "a", "runtimeType": "Noop", "fallbackNodeId": "b", "compensationNodeId": "undo"},
+        {"nodeId": "b", "runtimeType": "Noop"}, {"nodeId": "undo", "runtimeType": "Noop"}]}, "fb.yaml")
     result = invoke("validate", str(path))
     assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
     assert result.stderr.strip().splitlines() == [
-        f"warning: {path}: node 'a': field 'compensationNodeId': compensation is not run by this version"]
+        f"warning: {path}: node 'a': field 'fallbackNodeId': runs only while the node's circuit breaker "
+        f"is open, and the node has no circuitBreaker"]
 
 
 def test_a_program_or_module_missing_on_this_machine_is_warned_about_not_refused(invoke, write):

@@ -14,7 +14,8 @@ STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
           "id": 1, "run_ids": '["r1"]', "status": "failed", "workflow_id": "wf", "version": 1,
-          "top_level": 1, "before": "2026-01-01T00:00:00.000Z"}
+          "top_level": 1, "before": "2026-01-01T00:00:00.000Z", "nodes": '["a"]', "type": "node.completed",
+          "node_id": "a"}
 POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
@@ -50,6 +51,14 @@ EXPECTED = {
     "stats_workers": "workers_live",
     "workers_prune_stopped": "workers_stopped",
     "events_delete_of_runs": "events_by_run",
+    # Compensation: one step of a compensating run, what it left, whose children.
+    "compensation_next": "node_instances_by_run",
+    "compensation_open": "node_instances_compensations",
+    "nodes_running_plain": "node_instances_by_run",
+    "compensations_of_run": "node_instances_compensations",
+    "runs_children_completed": "runs_by_parent",
+    "runs_children_compensating": "runs_by_parent",
+    "last_seq_of": "events_by_run",
     # Limits: the running count of a key, its waiters, expired waits, a breaker's window.
     "running_with_key": "node_instances_by_limit",
     "running_with_key_but": "node_instances_by_limit",

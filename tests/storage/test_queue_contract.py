@@ -588,7 +588,7 @@ LIFECYCLES = {
         "resume": {"paused": "running"},
         "complete": {"running": "completed"},
         "fail": {"pending": "failed", "running": "failed", "paused": "failed"},
-        "compensate": {"running": "compensating"},
+        "compensate": {"running": "compensating", "paused": "compensating", "completed": "compensating"},
         "compensated": {"compensating": "failed"},
         "cancel": {s: "cancelled" for s in ("pending", "running", "paused", "compensating")},
     },
@@ -671,9 +671,13 @@ def test_lifecycle_rejects_unknown_triggers_and_states_without_growing(name):
 
 @pytest.mark.parametrize("name", sorted(LIFECYCLES))
 def test_terminal_states_have_no_way_out(name):
+    """Except one: a completed child run is compensated when its parent compensates."""
     machine = getattr(machines, name)
     for state in TERMINAL[name]:
         for trigger in machine.events:
+            if (name, trigger, state) == ("RUN", "compensate", "completed"):
+                assert machines.target(machine, trigger, state) == "compensating"
+                continue
             with pytest.raises(InvalidTransition):
                 machines.target(machine, trigger, state)
 

@@ -36,7 +36,9 @@ COMMON = {
     "inputs": st.dictionaries(TEXT, JSON | st.just("${ input.rows }"), max_size=3),
     "maxConcurrentExecutions": st.integers(1, 5), "concurrencyKey": IDS,
     "rateLimit": st.fixed_dictionaries({"rate": st.integers(1, 50)},
-                                       optional={"per": DURATIONS, "burst": st.integers(1, 9)}),
+                                       optional={"per": DURATIONS.filter(lambda d: float(d) > 0 if not
+                                                                         isinstance(d, str) else True),
+                                                 "burst": st.integers(1, 9)}),
     "x-note": JSON,
 }
 

@@ -26,6 +26,12 @@ SELECT coalesce(max(seq), 0) FROM events;
 SELECT node_id, data FROM events INDEXED BY events_by_run
 WHERE run_id = ? AND type = 'node.completed' ORDER BY seq;
 
+-- name: last_seq_of
+-- Where in the order of everything that happened a run's (or one node's) newest event of a type
+-- stands: which of two completions in the same millisecond came last.
+SELECT max(seq) FROM events INDEXED BY events_by_run
+WHERE run_id = :run_id AND type = :type AND (:node_id IS NULL OR node_id = :node_id);
+
 -- name: last_event_of_type
 -- The newest event of one type of a run (e.g. why it was last paused).
 SELECT data FROM events INDEXED BY events_by_run

@@ -23,7 +23,7 @@ WHERE message_id = :message_id AND status IN ('pending', 'waiting')
 RETURNING id, attempt, status;
 
 -- name: node_open_by_message
-SELECT id, status, attempt, node_id, iteration, limit_key FROM node_instances
+SELECT id, status, attempt, node_id, iteration, limit_key, compensates FROM node_instances
 WHERE message_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running')
 ORDER BY id DESC LIMIT 1;
 
@@ -54,7 +54,8 @@ WHERE run_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'runn
 
 -- name: nodes_of_run
 SELECT id, run_id, node_id, iteration, attempt, status, input, output, error, error_type, port,
-       waiting_reason, progress, progress_message, worker_id, created_at, started_at, finished_at
+       waiting_reason, progress, progress_message, worker_id, created_at, started_at, finished_at,
+       compensates
 FROM node_instances WHERE run_id = ? ORDER BY id;
 
 -- name: node_completed_count
@@ -72,3 +73,37 @@ WHERE run_id = ? AND status = 'completed' ORDER BY id;
 
 -- name: node_waiting_reason
 UPDATE node_instances SET waiting_reason = :reason WHERE id = :id AND status = 'waiting';
+
+-- Compensation ------------------------------------------------------------------------------
+
+-- name: node_mark_compensation
+UPDATE node_instances SET compensates = ? WHERE id = ?;
+
+-- name: compensation_next
+-- The last completed instances (those of the newest finish time), of the nodes given (those
+-- with a compensationNodeId), that no compensation has taken up yet: compensations run in
+-- reverse order of completion.
+SELECT n.id, n.node_id, n.iteration, n.input, n.output, n.finished_at
+FROM node_instances n INDEXED BY node_instances_by_run
+WHERE n.run_id = :run_id AND n.node_id IN (SELECT value FROM json_each(:nodes))
+  AND n.status = 'completed' AND n.compensates IS NULL
+  AND NOT EXISTS (SELECT 1 FROM node_instances c INDEXED BY node_instances_compensations
+                  WHERE c.run_id = n.run_id AND c.compensates = n.node_id AND c.iteration = n.iteration)
+ORDER BY n.finished_at DESC, n.id DESC LIMIT 16;
+
+-- name: compensation_open
+-- A compensation of the run not finished yet (they run one at a time).
+SELECT 1 FROM node_instances INDEXED BY node_instances_compensations
+WHERE run_id = ? AND compensates IS NOT NULL
+  AND (status = 'pending' OR status = 'waiting' OR status = 'running')
+LIMIT 1;
+
+-- name: nodes_running_plain
+-- Attempts of the run's own nodes still running (told to stop when compensation began).
+SELECT 1 FROM node_instances INDEXED BY node_instances_by_run
+WHERE run_id = ? AND status = 'running' AND compensates IS NULL LIMIT 1;
+
+-- name: compensations_of_run
+SELECT node_id, compensates, iteration, status, error FROM node_instances
+INDEXED BY node_instances_compensations
+WHERE run_id = ? AND compensates IS NOT NULL ORDER BY id;

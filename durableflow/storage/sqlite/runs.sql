@@ -115,3 +115,12 @@ INSERT INTO reruns (run_id, rerun_of, from_node, fresh) VALUES (?, ?, ?, ?);
 
 -- name: rerun_get
 SELECT rerun_of, from_node, fresh FROM reruns WHERE run_id = ?;
+
+-- name: runs_children_completed
+-- Child runs of a run that completed: compensated, in their place, when it compensates.
+SELECT run_id, workflow_id, workflow_version, finished_at FROM runs INDEXED BY runs_by_parent
+WHERE parent_run_id = ? AND status = 'completed';
+
+-- name: runs_children_compensating
+SELECT 1 FROM runs INDEXED BY runs_by_parent
+WHERE parent_run_id = ? AND status = 'compensating' LIMIT 1;
