@@ -25,6 +25,7 @@ from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, NotFound, ValidationError,
     WaitTimeout)
 from durableflow.execution import Execution
+from durableflow.execution.children import DEFAULT_MAX_NESTING
 from durableflow.execution.limits import declare_txn as declare_limits_txn
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.notify import FINISHED, WORK, Notifier
@@ -56,11 +57,16 @@ class Engine:
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
                  max_output_bytes: int = 16 * 1024 * 1024,
-                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False):
+                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False,
+                 max_nesting: int = DEFAULT_MAX_NESTING):
         """check=True reads the whole file through (quick_check) before writing anything to it,
         migrations included, and refuses a damaged file untouched (DatabaseCorrupt). Once per
         process and file: workers and execute() check the same way, and skip a file this
-        process has already found sound."""
+        process has already found sound.
+
+        max_nesting: how deep runs started by Subflow, ForEach and While nodes may nest (a
+        top-level run is 0 deep); a node that would go deeper fails with NestingTooDeep. It
+        applies where those nodes run: the workers of this engine."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
@@ -72,6 +78,8 @@ class Engine:
         if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) or max_stream_bytes < 1:
             raise ValidationError(f"max_stream_bytes must be a whole number of bytes of at least 1, "
                                   f"not {max_stream_bytes!r}")
+        if isinstance(max_nesting, bool) or not isinstance(max_nesting, int) or max_nesting < 1:
+            raise ValidationError(f"max_nesting must be a whole number of at least 1, not {max_nesting!r}")
         self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
@@ -79,7 +87,7 @@ class Engine:
         self.path = self.store.path
         self.notifier = Notifier()
         self.plans = Plans(self._stored_definition)
-        self.execution = Execution(self.plans, max_deliveries=max_deliveries,
+        self.execution = Execution(self.plans, max_deliveries=max_deliveries, max_nesting=max_nesting,
                                    new_run_id=self._new_run_id, run_finished=self.notifier.run_finished)
         self.firing = Firing(self.execution.runs, self.plans, self._new_run_id)
         # What workers use; built here, handed to each worker this engine makes.
