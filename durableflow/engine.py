@@ -19,6 +19,7 @@ import jsonschema
 
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import load_definition, storable
+from durableflow.definitions.nesting import Drawing, nest, run_tree
 from durableflow.definitions.notices import notices
 from durableflow.durations import parse_duration
 from durableflow.errors import (
@@ -340,6 +341,25 @@ class Engine:
     def run_definition(self, run_id: str) -> WorkflowDef:
         row = self.store.get_run_row(run_id)
         return self.plans.get(row["workflow_id"], row["workflow_version"]).definition
+
+    def graph(self, source: str | WorkflowDef) -> Drawing:
+        """What `durableflow graph` draws (definitions.to_mermaid/to_dot take it): a workflow
+        (a definition, or a stored workflow id's latest version), or a run id's workflow
+        coloured by node status. Loop bodies and Subflow workflows are nested in, read from
+        the database where stored; a run's are coloured by its child runs."""
+        if isinstance(source, WorkflowDef):
+            return nest(source, self._known_definition)
+        tree, nodes = self.store.read(history.run_tree_nodes, source)
+        if not tree:
+            return nest(self.definition(source), self._known_definition)
+        run = run_tree(tree, nodes)
+        return nest(self.plans.get(run.workflow_id, run.version).definition, self._known_definition, run)
+
+    def _known_definition(self, workflow_id: str, version: int | None) -> WorkflowDef | None:
+        try:
+            return self.definition(workflow_id, version)
+        except (NotFound, DefinitionError):
+            return None
 
     def doctor(self) -> dict:
         """Integrity check of the database file, plus what the queue holds."""
