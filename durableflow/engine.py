@@ -19,12 +19,14 @@ import jsonschema
 
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import load_definition, storable
+from durableflow.definitions.nesting import Drawing, nest, run_tree
 from durableflow.definitions.notices import notices
 from durableflow.durations import parse_duration
 from durableflow.errors import (
     DatabaseCorrupt, DefinitionError, DurableflowError, InvalidTransition, NodeError, NotFound, ValidationError,
     WaitTimeout)
 from durableflow.execution import Execution
+from durableflow.execution.children import DEFAULT_MAX_NESTING
 from durableflow.execution.limits import declare_txn as declare_limits_txn
 from durableflow.model import PRIORITIES, TERMINAL_RUN_STATUSES, RunStatus, WorkflowDef, thaw
 from durableflow.notify import FINISHED, WORK, Notifier
@@ -56,11 +58,16 @@ class Engine:
                  lease_seconds: float = 30.0, synchronous: str = "NORMAL",
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
                  max_output_bytes: int = 16 * 1024 * 1024,
-                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False):
+                 max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False,
+                 max_nesting: int = DEFAULT_MAX_NESTING):
         """check=True reads the whole file through (quick_check) before writing anything to it,
         migrations included, and refuses a damaged file untouched (DatabaseCorrupt). Once per
         process and file: workers and execute() check the same way, and skip a file this
-        process has already found sound."""
+        process has already found sound.
+
+        max_nesting: how deep runs started by Subflow, ForEach and While nodes may nest (a
+        top-level run is 0 deep); a node that would go deeper fails with NestingTooDeep. It
+        applies where those nodes run: the workers of this engine."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
@@ -72,6 +79,8 @@ class Engine:
         if isinstance(max_stream_bytes, bool) or not isinstance(max_stream_bytes, int) or max_stream_bytes < 1:
             raise ValidationError(f"max_stream_bytes must be a whole number of bytes of at least 1, "
                                   f"not {max_stream_bytes!r}")
+        if isinstance(max_nesting, bool) or not isinstance(max_nesting, int) or max_nesting < 1:
+            raise ValidationError(f"max_nesting must be a whole number of at least 1, not {max_nesting!r}")
         self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
@@ -79,7 +88,7 @@ class Engine:
         self.path = self.store.path
         self.notifier = Notifier()
         self.plans = Plans(self._stored_definition)
-        self.execution = Execution(self.plans, max_deliveries=max_deliveries,
+        self.execution = Execution(self.plans, max_deliveries=max_deliveries, max_nesting=max_nesting,
                                    new_run_id=self._new_run_id, run_finished=self.notifier.run_finished)
         self.firing = Firing(self.execution.runs, self.plans, self._new_run_id)
         # What workers use; built here, handed to each worker this engine makes.
@@ -334,6 +343,25 @@ class Engine:
     def run_definition(self, run_id: str) -> WorkflowDef:
         row = self.store.get_run_row(run_id)
         return self.plans.get(row["workflow_id"], row["workflow_version"]).definition
+
+    def graph(self, source: str | WorkflowDef) -> Drawing:
+        """What `durableflow graph` draws (definitions.to_mermaid/to_dot take it): a workflow
+        (a definition, or a stored workflow id's latest version), or a run id's workflow
+        coloured by node status. Loop bodies and Subflow workflows are nested in, read from
+        the database where stored; a run's are coloured by its child runs."""
+        if isinstance(source, WorkflowDef):
+            return nest(source, self._known_definition)
+        tree, nodes = self.store.read(history.run_tree_nodes, source)
+        if not tree:
+            return nest(self.definition(source), self._known_definition)
+        run = run_tree(tree, nodes)
+        return nest(self.plans.get(run.workflow_id, run.version).definition, self._known_definition, run)
+
+    def _known_definition(self, workflow_id: str, version: int | None) -> WorkflowDef | None:
+        try:
+            return self.definition(workflow_id, version)
+        except (NotFound, DefinitionError):
+            return None
 
     def doctor(self) -> dict:
         """Integrity check of the database file, plus what the queue holds."""

@@ -189,19 +189,21 @@ class Graph:
     # --- loops and child runs ------------------------------------------------------------------
 
     def for_each(self, node_id: str, items: str, body: BodySpec, *,
-                 max_parallelism: int | None = None, body_version: int | None = None,
-                 **options: Unpack[NodeOptions]) -> NodeRef:
+                 max_parallelism: int | None = None, continue_on_error: bool | None = None,
+                 body_version: int | None = None, **options: Unpack[NodeOptions]) -> NodeRef:
         """Runs `body` once per item of the `items` expression (inputs {item, index}); its
-        output is the list of body outputs, in item order."""
+        output is the list of body outputs, in item order. With `continue_on_error=True` a
+        failed item takes its place as {"error": {"type", "message"}} instead of failing it."""
         where = caller()
-        keys = {"items": items, "maxParallelism": max_parallelism}
+        keys = {"items": items, "maxParallelism": max_parallelism, "continueOnError": continue_on_error}
         return self._loop(node_id, "ForEach", keys, body, body_version, options, where)
 
     def while_loop(self, node_id: str, condition: str, body: BodySpec, *,
                    max_iterations: int | None = None, body_version: int | None = None,
                    **options: Unpack[NodeOptions]) -> NodeRef:
-        """Runs `body` while `condition` (over `output`, `iteration`, `vars`) holds; its output
-        is the last body output."""
+        """Runs `body` while `condition` (over `output`, `iteration`, `vars`) holds (inputs
+        {input, previous, iteration}: `previous` is the last body output); its output is the
+        last body output."""
         where = caller()
         keys = {"condition": condition, "maxIterations": max_iterations}
         return self._loop(node_id, "While", keys, body, body_version, options, where)

@@ -45,9 +45,10 @@ def _is_uri(path: str) -> bool:
 class State:
     """What every command shares: the database path and the Engine opened on first use."""
 
-    def __init__(self, db: str, max_deliveries: int = 5):
+    def __init__(self, db: str, max_deliveries: int = 5, max_nesting: int | None = None):
         self.db = db
         self.max_deliveries = max_deliveries
+        self.max_nesting = max_nesting
         self._engine = None
 
     def engine(self, *, create: bool = True, check: bool = False):
@@ -60,15 +61,22 @@ class State:
         every page they read, and damage in those pages is reported the same way."""
         if self._engine is None:
             from durableflow.engine import Engine
-            if not create and not _is_uri(self.db) and not Path(self.db).exists():
+            if not create and not self.exists():
                 raise StorageError(f"{self.db}: no such database (use --db PATH or $DURABLEFLOW_DB)")
+            options = {"max_deliveries": self.max_deliveries}
+            if self.max_nesting is not None:
+                options["max_nesting"] = self.max_nesting
             try:
-                self._engine = Engine(self.db, max_deliveries=self.max_deliveries, check=check)
+                self._engine = Engine(self.db, check=check, **options)
             except DatabaseReadOnly:
                 if create:
                     raise
-                self._engine = Engine(self.db, readonly=True, max_deliveries=self.max_deliveries)
+                self._engine = Engine(self.db, readonly=True, **options)
         return self._engine
+
+    def exists(self) -> bool:
+        """Whether there is a database to open (a `file:` URI is taken to name one)."""
+        return _is_uri(self.db) or Path(self.db).exists()
 
     def close(self) -> None:
         if self._engine is not None:
@@ -113,16 +121,20 @@ class DurableflowGroup(click.Group):
                    "dead-lettered. Stored with each message when it is queued: it applies to "
                    "messages queued by this command, not to those already waiting (`start` "
                    "queues a run's first nodes; the worker queues the rest: give it there).")
+@click.option("--max-nesting", type=click.IntRange(min=1), default=None, metavar="N",
+              help="How deep runs started by Subflow, ForEach and While nodes may nest (default "
+                   "100) before such a node fails with NestingTooDeep. It applies where those "
+                   "nodes run: give it to `worker` and `run`.")
 @click.version_option(__version__, "--version", prog_name="durableflow",
                       help="Show the version and exit.")
 @click.pass_context
-def cli(ctx: click.Context, db: str, max_deliveries: int) -> None:
+def cli(ctx: click.Context, db: str, max_deliveries: int, max_nesting: int | None) -> None:
     """durableflow: a durable workflow engine that lives inside one SQLite file.
 
     Define workflows in YAML or JSON, `run` them in-process, or `start` runs and let
     `worker` processes carry them out; every state change is a row you can query.
     """
-    state = State(db, max_deliveries)
+    state = State(db, max_deliveries, max_nesting)
     worker_log = logging.getLogger("durableflow.worker")
     if _not_reported_elsewhere not in worker_log.filters:
         worker_log.addFilter(_not_reported_elsewhere)

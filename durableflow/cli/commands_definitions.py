@@ -102,30 +102,33 @@ def register(state: State, files: tuple[str, ...], as_json: bool) -> None:
 def graph(state: State, target: str, fmt: str) -> None:
     """Print the graph of a definition file or of a run.
 
-    A run's graph is coloured by the latest status of each node.
+    ForEach/While bodies and the workflows of Subflow nodes are drawn inside clusters, nested.
+    A Subflow's workflow (or a body given by workflowId) is read from the database when it is
+    stored there; otherwise the node is one box. `graph FILE` reads an existing database for
+    that and never creates one.
+
+    A run's graph is coloured by the latest status of each node; a body node by its status in
+    the child runs, the one that matters most across a loop's iterations (failed, then
+    running, waiting, pending, cancelled, completed, skipped).
 
     A stored workflow id works too (the latest version, uncoloured).
     """
     from durableflow.definitions import load_definition, to_dot, to_mermaid
+    from durableflow.definitions.nesting import nest, stored_references
     render = to_dot if fmt == "dot" else to_mermaid
     if looks_like_file(target):
         defn = load_definition(target, check_files=False, check_programs=False)
-        click.echo(render(defn), nl=False)
+        if stored_references(defn) and state.exists():
+            drawing = state.engine(create=False).graph(defn)
+        else:
+            drawing = nest(defn)
+        click.echo(render(drawing), nl=False)
         return
-    engine = state.engine(create=False)
     try:
-        run = engine.get_run(target)
-    except RunNotFound:
-        try:
-            defn = engine.definition(target)
-        except WorkflowNotFound:
-            raise RunNotFound(f"run {target} not found (nor a workflow or file of that name)") from None
-        click.echo(render(defn), nl=False)
-        return
-    statuses = {}
-    for node in run.nodes:  # oldest first, so the last attempt of each node wins
-        statuses[node.node_id] = node.status
-    click.echo(render(engine.run_definition(target), statuses), nl=False)
+        drawing = state.engine(create=False).graph(target)
+    except WorkflowNotFound:
+        raise RunNotFound(f"run {target} not found (nor a workflow or file of that name)") from None
+    click.echo(render(drawing), nl=False)
 
 
 @click.command()

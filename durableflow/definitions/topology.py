@@ -33,6 +33,23 @@ def switch_port(node: NodeDef, value: Any) -> str:
     return str(cases[key]) if key in cases else str(node.config.get("default", "default"))
 
 
+def child_reference(node: NodeDef) -> tuple[str, int | None] | None:
+    """(workflow_id, version or None for the latest) of the registered workflow a node runs as
+    child runs: a Subflow's, or a ForEach/While body's `{workflowId}`. None for other nodes and
+    for an inline body (registered as `<workflowId>.<nodeId>` when the loop first runs)."""
+    config = node.config
+    if node.runtime_type == "Subflow":
+        ref: Any = config
+    elif node.runtime_type in ("ForEach", "While"):
+        ref = config.get("body")
+    else:
+        return None
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("workflowId"), str):
+        return None
+    version = ref.get("version")
+    return ref["workflowId"], version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def handler_nodes(defn: WorkflowDef) -> frozenset:
     """Compensation and fallback nodes: run on demand, never as entry points."""
     return frozenset(ref for node in defn.nodes

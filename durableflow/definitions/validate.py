@@ -36,7 +36,7 @@ TRIGGERS = ("Complete", "Fail", "Any")
 # keys in NodeDef.config that belong to one kind of node
 TYPE_KEYS = {
     "IfElse": ("condition",), "Switch": ("expression", "cases", "default"),
-    "ForEach": ("items", "body", "maxParallelism"), "While": ("condition", "body", "maxIterations"),
+    "ForEach": ("items", "body", "maxParallelism", "continueOnError"), "While": ("condition", "body", "maxIterations"),
     "Subflow": ("workflowId", "version"), "Wait": ("duration", "until"),
     "WaitForSignal": ("signal",),
     "Timer": ("cron", "interval", "catchUp", "timezone", "misfireGrace", "overlap", "maxCatchUp"),

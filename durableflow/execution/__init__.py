@@ -21,7 +21,7 @@ from typing import Callable
 from durableflow.errors import DurableflowError, InvalidTransition
 from durableflow.plan import Plans
 from durableflow.execution.attempts import AttemptLifecycle
-from durableflow.execution.children import ChildRuns
+from durableflow.execution.children import DEFAULT_MAX_NESTING, ChildRuns
 from durableflow.execution.routing import Routing
 from durableflow.execution.runs import RunLifecycle
 from durableflow.tasks import Outcome, Task
@@ -34,12 +34,12 @@ class Execution:
     transaction that finished a run (the in-process wake-up of whoever waits for one)."""
 
     def __init__(self, plans: Plans, *, new_run_id: Callable[[], str], run_finished: Callable[[], None],
-                 max_deliveries: int = 5):
+                 max_deliveries: int = 5, max_nesting: int = DEFAULT_MAX_NESTING):
         self.plans = plans
         self.routing = Routing(max_deliveries=max_deliveries)
         self.runs = RunLifecycle(self.routing, plans, run_finished)
         self.attempts = AttemptLifecycle(self.routing, self.runs, plans)
-        self.children = ChildRuns(self.runs, self.attempts, plans, new_run_id)
+        self.children = ChildRuns(self.runs, self.attempts, plans, new_run_id, max_nesting)
 
     def record_many(self, conn, items: list[tuple[Task, Outcome]], now: float) -> list[Exception | None]:
         """Record several results in this transaction, each behind its own savepoint: a stale

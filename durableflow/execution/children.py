@@ -25,27 +25,31 @@ from durableflow.tasks import SIGNAL_RECHECK, Outcome, Task
 
 DEFAULT_PARALLELISM = 4        # ForEach body runs at once when maxParallelism is not given
 DEFAULT_MAX_ITERATIONS = 1000  # While turns when maxIterations is not given
-# Runs started by Subflow, ForEach and While nodes nest at most this deep.
-MAX_NESTING = 100
+# Runs started by Subflow, ForEach and While nodes nest at most this deep (Engine(max_nesting=)).
+DEFAULT_MAX_NESTING = 100
+# A nesting error names the chain of workflows; a long one keeps this many at each end.
+CHAIN_ENDS = 3
 
 
 class ChildRuns:
     def __init__(self, runs_: RunLifecycle, attempts: AttemptLifecycle, plans: Plans,
-                 new_run_id: Callable[[], str]):
+                 new_run_id: Callable[[], str], max_nesting: int = DEFAULT_MAX_NESTING):
         self.runs = runs_
         self.attempts = attempts
         self.plans = plans
         self.new_run_id = new_run_id
+        self.max_nesting = max_nesting
 
     def step(self, conn, task: Task, step, now: float) -> None:
         """Start the child run(s) and wait for them; when they have finished, end as they ended."""
         loop = task.node.runtime_type in ("ForEach", "While")
         starting = task.payload.get("loop") is None if loop else step.child is None
-        if starting and self._nested_too_deep(conn, task.run_id):
-            self._child_node_failed(conn, task, f"runs are already nested {MAX_NESTING} deep here; "
-                                    f"refused to start another (does a workflow start itself?)",
-                                    "NestingTooDeep", now)
-            return
+        if starting:
+            # One more than the limit allows, to tell "exactly at the limit" from "past it".
+            chain = runs.ancestry(conn, task.run_id, self.max_nesting + 2)
+            if len(chain) > self.max_nesting:
+                self._child_node_failed(conn, task, self._too_deep(task, chain), "NestingTooDeep", now)
+                return
         if loop:
             self._loop(conn, task, step, now)
         elif step.child is None:
@@ -129,6 +133,8 @@ class ChildRuns:
                 if not each:
                     state["last"], state["next"] = json.loads(row["outputs"] or "null"), index + 1
             elif row["status"] in TERMINAL_RUN_STATUSES:
+                if each and node.config.get("continueOnError"):
+                    continue    # its error takes the item's place in the results
                 self._cancel_children(conn, [other for _i, other in state["open"]], now)
                 what = "item" if each else "iteration"
                 self._child_node_failed(conn, task, f"{what} {index}: body run {child} {row['status']}: "
@@ -148,7 +154,7 @@ class ChildRuns:
                 still_open.append([index, child])
                 state["next"] += 1
             done = state["next"] == count and not still_open
-            result = [json.loads(outputs or "null") for _i, _s, outputs, _e in loops.results(conn, *key)] if done else None
+            result = [_item_result(*row) for row in loops.results(conn, *key)] if done else None
             progress = f"{state['next'] - len(still_open)}/{count} items done"
         else:
             done = False
@@ -167,8 +173,8 @@ class ChildRuns:
                                             "LoopFailed", now)
                     return
                 if go_on:
-                    child = self._start_body(conn, task, plan, {"input": task.input, "iteration": turn},
-                                             priority, now)
+                    inputs = {"input": task.input, "previous": state["last"], "iteration": turn}
+                    child = self._start_body(conn, task, plan, inputs, priority, now)
                     still_open.append([turn, child])
                 else:
                     done = True
@@ -208,17 +214,24 @@ class ChildRuns:
         # Perhaps registered by this very transaction: read through it, kept once committed.
         return [defn.workflow_id, version], self.plans.get(defn.workflow_id, version, conn)
 
-    @staticmethod
-    def _nested_too_deep(conn, run_id: str) -> bool:
-        """Whether `run_id` already has MAX_NESTING ancestors: a Subflow or loop body that
-        (directly or not) starts its own workflow would otherwise nest runs without end."""
-        depth, current = 0, run_id
-        while current is not None:
-            if depth >= MAX_NESTING:
-                return True
-            current = runs.parent_of(conn, current)
-            depth += 1
-        return False
+    def _too_deep(self, task: Task, chain: list[str]) -> str:
+        """Why a run already nested max_nesting deep starts no child run: a Subflow or loop body
+        that (directly or not) starts its own workflow would otherwise nest runs without end.
+        `chain` holds the workflow ids of the run and its ancestors, nearest first; one more
+        than the limit allows when the runs go deeper still (a limit lowered since they began)."""
+        deeper = len(chain) > self.max_nesting + 1
+        depth = f"more than {self.max_nesting}" if deeper else str(len(chain) - 1)
+        names = chain[::-1]
+        if len(names) > 2 * CHAIN_ENDS + 1:
+            names = [*names[:CHAIN_ENDS], f"... ({len(names) - 2 * CHAIN_ENDS} more)", *names[-CHAIN_ENDS:]]
+        if deeper:
+            names[0] = "..."
+        config = task.node.config
+        target = config.get("workflowId") or (config.get("body") or {}).get("workflowId") or (
+            f"{task.plan.workflow_id}.{task.node_id}")
+        return (f"runs are nested {depth} deep here (limit {self.max_nesting}): "
+                f"{' -> '.join(names)}; refused to start a run of '{target}' "
+                f"(does a workflow start itself?)")
 
     def _start_body(self, conn, task: Task, plan: Plan, inputs: dict, priority: int, now: float) -> str:
         child = self.new_run_id()
@@ -239,6 +252,17 @@ class ChildRuns:
         self.attempts.fail(conn, task, Outcome(False, error=f"node '{task.node_id}': {why}",
                                                error_type=error_type), now,
                            forget=("childRunId", "loop", "deadline"))
+
+
+def _item_result(_index: int, status: str, outputs: str | None, error: str | None,
+                 error_type: str | None, child: str | None) -> object:
+    """A ForEach item's place in the node's output: its body run's outputs, or (a body run that
+    failed or was cancelled, under continueOnError) what went wrong."""
+    if status == "completed":
+        return json.loads(outputs or "null")
+    kind = error_type or ("Cancelled" if status == "cancelled" else "BodyFailed")
+    why = f": {error}" if error else ""
+    return {"error": {"type": kind, "message": f"body run {child} {status}{why}"}}
 
 
 def _recheck(now: float, deadline: float | None) -> float:

@@ -32,6 +32,15 @@ def run_tree(conn, run_id: str) -> list[str]:
     return [r[0] for r in conn.execute(conn.sql.history.run_tree, (run_id,))]
 
 
+def run_tree_nodes(conn, run_id: str) -> tuple[list[tuple], list[tuple]]:
+    """The run and its descendants as (run_id, parent_run_id, parent_node_id, workflow_id,
+    workflow_version), parents first, and their node attempts as (run_id, node_id, status),
+    oldest first. Empty lists for a run that does not exist."""
+    tree = [tuple(r) for r in conn.execute(conn.sql.history.run_tree_runs, (run_id,))]
+    nodes = [tuple(r) for r in conn.execute(conn.sql.history.run_tree_nodes, (run_id,))] if tree else []
+    return tree, nodes
+
+
 def export_txn(conn, run_id: str) -> dict:
     db = sqlite_utils.Database(conn)
     ids = run_tree(conn, run_id)

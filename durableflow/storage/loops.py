@@ -28,5 +28,6 @@ def item_started_txn(conn, run_id: str, node_id: str, iteration: int, attempt: i
 
 
 def results(conn, run_id: str, node_id: str, iteration: int, attempt: int) -> list[tuple]:
-    """(idx, status, outputs JSON, error) of every item's body run, in item order."""
+    """(idx, status, outputs JSON, error, error type, body run id) of every item's body run,
+    in item order."""
     return conn.execute(conn.sql.loops.loop_results, (run_id, node_id, iteration, attempt)).fetchall()

@@ -101,6 +101,12 @@ def parent_of(conn, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+def ancestry(conn, run_id: str, limit: int) -> list[str]:
+    """The workflow ids of `run_id` and of the runs above it (its parent, theirs, ...), nearest
+    first, at most `limit`."""
+    return [r[0] for r in conn.execute(conn.sql.runs.run_ancestry, {"run_id": run_id, "limit": limit})]
+
+
 def active_children(conn, run_id: str) -> list[tuple[str, str]]:
     """(run_id, status) of the run's child runs that have not finished."""
     return conn.execute(conn.sql.runs.runs_active_children, (run_id,)).fetchall()

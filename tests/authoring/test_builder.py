@@ -68,7 +68,8 @@ def everything() -> Workflow:
     keep = body.python("score", flows.score, timeout="5s") >> body.if_else(
         "keep", "input.score.score > 10")
     keep.on("true") >> body.noop("kept")
-    each = wf.for_each("each", "input.items", body, max_parallelism=2, join_mode="any")
+    each = wf.for_each("each", "input.items", body, max_parallelism=2, continue_on_error=True,
+                       join_mode="any")
     loop = wf.while_loop("loop", "output == null or output.more", "page-body", body_version=2,
                          max_iterations=50)
     by_ref = wf.for_each("by_ref", "input", flows.pipeline)

@@ -226,3 +226,20 @@ def test_a_failed_shell_node_says_why_and_names_itself_once(invoke, write):
     assert "error: node 'sh' failed: sh exited with code 1: hint: check mount" in out
     assert "node 'sh' failed: node 'sh'" not in out
     assert "ERROR: cannot open /data/in.csv" in out       # the cause, not only the hint
+
+
+def test_max_nesting_is_a_global_option_of_the_commands_that_run_nodes(invoke, write):
+    """Issue 15: `--max-nesting N` reaches the engine that runs the Subflow; a bad N is a
+    usage error, and the default is the engine's."""
+    from durableflow.execution.children import DEFAULT_MAX_NESTING
+    rec = write(workflow("rec", {"nodeId": "again", "runtimeType": "Subflow", "workflowId": "rec"}), "rec.yaml")
+    assert invoke("register", rec).exit_code == 0
+    result = invoke("--max-nesting", "2", "run", rec, "--json")
+    assert result.exit_code == 1
+    run = json.loads(result.stdout)
+    assert run["status"] == "failed"
+    assert run["error"].endswith("runs are nested 2 deep here (limit 2): rec -> rec -> rec; refused to "
+                                 "start a run of 'rec' (does a workflow start itself?)")
+    bad = invoke("--max-nesting", "0", "run", rec)
+    assert bad.exit_code == 2 and "--max-nesting" in bad.stderr
+    assert f"(default {DEFAULT_MAX_NESTING})" in invoke("--help").stdout.replace("\n", " ").replace("  ", " ")

@@ -1097,7 +1097,7 @@ def test_while_repeats_its_body_until_the_condition_is_false(tmp_path):
 # --- runs nested without end, and nodes that would wait in an ended run --------------------------
 
 def test_a_workflow_that_starts_itself_stops_at_the_nesting_limit_and_cancels(tmp_path):
-    from durableflow.execution.children import MAX_NESTING
+    from durableflow.execution.children import DEFAULT_MAX_NESTING as MAX_NESTING
     db = tmp_path / "rec.db"
     engine = Engine(db, clock=ManualClock(T0))
     recursive = {"workflowId": "rec", "nodes": [
@@ -1110,7 +1110,9 @@ def test_a_workflow_that_starts_itself_stops_at_the_nesting_limit_and_cancels(tm
                       "GROUP BY error_type ORDER BY error_type")
     # The deepest Subflow refuses to start another; the failure travels up level by level.
     assert failed == [("NestingTooDeep", 1), ("SubflowFailed", MAX_NESTING)]
-    assert "start itself" in rows(db, "SELECT error FROM node_instances WHERE error_type = 'NestingTooDeep'")[0][0]
+    error = rows(db, "SELECT error FROM node_instances WHERE error_type = 'NestingTooDeep'")[0][0]
+    assert f"nested {MAX_NESTING} deep here (limit {MAX_NESTING}): rec -> rec -> rec -> ... (" in error
+    assert "start itself" in error
     assert engine.get_run(root).status == "failed"
     assert rows(db, "SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')") == [(0,)]
     engine.close()

@@ -451,6 +451,9 @@ def test_api_arguments_of_the_wrong_kind_are_validation_errors(engine, call, mes
     ({"max_deliveries": 0}, "max_deliveries must be a whole number"),
     ({"max_output_bytes": -5}, "max_output_bytes must be a whole number of bytes"),
     ({"max_output_bytes": 1.5}, "max_output_bytes must be a whole number of bytes"),
+    ({"max_nesting": 0}, "max_nesting must be a whole number of at least 1, not 0"),
+    ({"max_nesting": "3"}, "max_nesting must be a whole number of at least 1, not '3'"),
+    ({"max_nesting": True}, "max_nesting must be a whole number of at least 1, not True"),
 ])
 def test_engine_settings_of_the_wrong_kind_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValidationError, match=message):

@@ -37,6 +37,13 @@ EXPECTED = {
     "nodes_open_of_run": "node_instances_by_run",
     "runs_active_children": "runs_by_parent",
     "runs_have_children": "runs_by_parent",
+    # A Subflow or loop starting a child run walks up its ancestors, one key lookup each; a
+    # ForEach's results look up each failed item's error type in its body run's rows.
+    "run_ancestry": "sqlite_autoindex_runs_1 (run_id=?)",
+    "loop_results": "node_instances_by_run (run_id=?)",
+    # `graph RUN`: the run's tree by parent, then each run's node rows by run.
+    "run_tree_runs": "runs_by_parent (parent_run_id=?)",
+    "run_tree_nodes": "node_instances_by_run (run_id=?)",
     # Listings: newest first, in index order, so LIMIT stops the walk.
     "runs_latest_top": "runs_top_level",
     "runs_latest": "runs_by_created",

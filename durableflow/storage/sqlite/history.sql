@@ -12,6 +12,29 @@ WITH RECURSIVE tree(run_id, depth) AS (
 )
 SELECT run_id FROM tree ORDER BY depth;
 
+-- name: run_tree_runs
+-- A run and its descendants, parents first, each with the node that started it (`graph RUN`).
+WITH RECURSIVE tree(run_id, depth) AS (
+    SELECT run_id, 0 FROM runs WHERE run_id = ?
+    UNION ALL
+    SELECT r.run_id, t.depth + 1 FROM runs r JOIN tree t ON r.parent_run_id = t.run_id
+)
+SELECT r.run_id, r.parent_run_id, r.parent_node_id, r.workflow_id, r.workflow_version
+FROM tree t JOIN runs r ON r.run_id = t.run_id
+ORDER BY t.depth, r.created_at;
+
+-- name: run_tree_nodes
+-- The node attempts of a run and its descendants, oldest first (the latest attempt wins).
+-- CROSS JOIN keeps the tree outside: node_instances is read through its index by run, never
+-- scanned (the planner would otherwise scan it, the tree being a guess to it).
+WITH RECURSIVE tree(run_id) AS (
+    SELECT run_id FROM runs WHERE run_id = ?
+    UNION ALL
+    SELECT r.run_id FROM runs r JOIN tree t ON r.parent_run_id = t.run_id
+)
+SELECT n.run_id, n.node_id, n.status FROM tree t CROSS JOIN node_instances n ON n.run_id = t.run_id
+ORDER BY n.id;
+
 -- name: runs_prunable
 -- Oldest finished first, straight from runs_by_finished: left to itself the planner may pick
 -- runs_by_status and sort every finished run for each batch of a prune.

@@ -15,8 +15,13 @@ WHERE run_id = :run_id AND node_id = :node_id AND iteration = :iteration AND att
 
 -- name: loop_results
 -- Every item's body run as it ended, in item order (an item carried over from a loop started by
--- an older durableflow has its output and no run).
-SELECT li.idx, coalesce(r.status, 'completed'), coalesce(r.outputs, li.output), r.error
+-- an older durableflow has its output and no run). A failed run's error type is that of its last
+-- failed node attempt, the one that failed it (continueOnError reports it per item).
+SELECT li.idx, coalesce(r.status, 'completed'), coalesce(r.outputs, li.output), r.error,
+       CASE WHEN r.status = 'failed' THEN (
+           SELECT ni.error_type FROM node_instances ni
+           WHERE ni.run_id = r.run_id AND ni.status = 'failed' ORDER BY ni.id DESC LIMIT 1) END,
+       li.child_run_id
 FROM loop_items li LEFT JOIN runs r ON r.run_id = li.child_run_id
 WHERE li.run_id = ? AND li.node_id = ? AND li.iteration = ? AND li.attempt = ?
 ORDER BY li.idx;

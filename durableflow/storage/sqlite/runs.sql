@@ -100,6 +100,17 @@ SELECT run_id, status FROM runs WHERE run_id IN (SELECT value FROM json_each(?))
 -- name: run_parent
 SELECT parent_run_id FROM runs WHERE run_id = ?;
 
+-- name: run_ancestry
+-- The workflow of a run and of each run above it, nearest first, at most :limit of them
+-- (a bound, not a guess: parent links written by hand could loop).
+WITH RECURSIVE up(run_id, workflow_id, depth) AS (
+    SELECT parent_run_id, workflow_id, 0 FROM runs WHERE run_id = :run_id
+    UNION ALL
+    SELECT r.parent_run_id, r.workflow_id, up.depth + 1 FROM runs r JOIN up ON r.run_id = up.run_id
+    WHERE up.depth + 1 < :limit
+)
+SELECT workflow_id FROM up ORDER BY depth;
+
 -- name: runs_active_children
 SELECT run_id, status FROM runs
 WHERE parent_run_id = ?
