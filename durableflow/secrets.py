@@ -14,7 +14,8 @@ File format, one of:
   before the name is allowed; the value is everything after the first `=`, stripped of the
   spaces around it, or the text inside a pair of quotes (`'...'` as written, `"..."` with
   `\\n`, `\\t`, `\\"` and `\\\\` escapes). No `#` comments after a value, no `$VAR` expansion.
-- a JSON object of names to text, when the file's first character (past blanks) is `{`.
+- a JSON object of names to text, when the file's name ends in `.json` or its first character
+  (past blanks) is `{`.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def read_file(path: Path) -> tuple[dict[str, str], tuple]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SecretsFileError(f"secrets file {path}: not UTF-8 text (byte {exc.start})") from None
-    values = _parse_json(text, path) if text.lstrip().startswith("{") else _parse_env(text, path)
+    as_json = path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "[")
+    values = _parse_json(text, path) if as_json else _parse_env(text, path)
     return values, _stamp(st)
 
 

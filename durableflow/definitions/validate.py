@@ -142,14 +142,15 @@ class _Checker:
     def node_secrets(self, node: NodeDef, where: str) -> None:
         """`{"$secret": NAME}` references wherever a node holds values; env and command hold
         text (env also numbers and booleans) or a reference, nothing else."""
-        for key, value in (node.env or {}).items():
+        holders = [(f"env.{key}", value, "text, a number, a boolean")
+                   for key, value in (node.env or {}).items()]
+        if isinstance(node.command, (list, tuple)):
+            holders += [(f"command[{i}]", value, "text") for i, value in enumerate(node.command)]
+        for name, value, kinds in holders:
             if isinstance(value, Mapping) and not is_ref(value):
-                self.report(where, f"env.{key}", 'expected text, a number, a boolean or {"$secret": NAME}')
-        for index, value in enumerate(node.command if isinstance(node.command, tuple) else ()):
-            if isinstance(value, Mapping) and not is_ref(value):
-                self.report(where, f"command[{index}]", 'expected text or {"$secret": NAME}')
-        self.secret_refs(where, "env", node.env)
-        self.secret_refs(where, "command", node.command)
+                self.report(where, name, f'expected {kinds} or {{"$secret": NAME}}')
+            else:
+                self.secret_refs(where, name, value)
         self.secret_refs(where, "inputs", node.inputs)
         # An inline body's nodes are checked as nodes of their own.
         self.secret_refs(where, "", {k: v for k, v in node.config.items() if k != "body"})

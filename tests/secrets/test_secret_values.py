@@ -35,10 +35,12 @@ def test_env_file_lines_comments_export_and_quotes(write_secrets):
 
 
 def test_json_file_is_an_object_of_names_to_text(write_secrets):
-    path = write_secrets(json.dumps({"API_TOKEN": "t0k", "PEM": "-----BEGIN-----\nAAAA\n"}), "s.json")
+    path = write_secrets(json.dumps({"API_TOKEN": "t0k", "PEM": "-----BEGIN-----\nAAAA\n"}), "s.txt")
     values = Secrets(path, environ={})
     assert values.lookup("API_TOKEN") == "t0k"
     assert values.lookup("PEM") == "-----BEGIN-----\nAAAA\n"
+    with pytest.raises(SecretsFileError, match=r"s\.json: not valid JSON"):
+        Secrets(write_secrets("API_TOKEN=t0k\n", "s.json"))    # .json is read as JSON
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o666])
@@ -65,6 +67,7 @@ def test_owner_only_modes_are_accepted(write_secrets, mode):
     ('{"A": 12}', "the value of A must be text, not int"),
     ('{"A": "hunter2-value",}', "not valid JSON (line 1 column"),
     ('{"bad name": "hunter2-value"}', "'bad name' is not a secret name"),
+    ('["hunter2-value"]', "must hold one JSON object of names to text"),
 ])
 def test_a_malformed_file_is_refused_with_its_line_and_never_a_value(write_secrets, text, expected):
     path = write_secrets(text)
