@@ -83,7 +83,7 @@ def _refs(value: Any, path: str) -> Iterator[tuple[str, Mapping]]:
             if KEY in item:
                 yield where, item
                 continue
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(item.items()))
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(list(item.items())))
         elif isinstance(item, (list, tuple)):
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
 
@@ -122,19 +122,19 @@ class Secrets:
 
     def lookup(self, name: str) -> str | None:
         if self.path is not None:
-            self._reload_if_changed()
+            self._reload_if_changed(self.path)
         value = self._values.get(name)
         return self._environ.get(name) if value is None else value
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self, path: Path) -> None:
         try:
-            st = os.stat(self.path)
+            st = os.stat(path)
         except OSError as exc:
-            raise SecretsFileError(f"secrets file {self.path}: {exc.strerror or exc}") from None
+            raise SecretsFileError(f"secrets file {path}: {exc.strerror or exc}") from None
         if _stamp(st) == self._stamp:
             return
         with self._lock:
-            self._values, self._stamp = read_file(self.path)
+            self._values, self._stamp = read_file(path)
 
 
 def _stamp(st: os.stat_result) -> tuple:
@@ -188,9 +188,11 @@ def read_file(path: Path) -> tuple[dict[str, str], tuple]:
 def _parse_json(text: str, path: Path) -> dict[str, str]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        where = f" (line {exc.lineno} column {exc.colno})" if hasattr(exc, "lineno") else ""
-        raise SecretsFileError(f"secrets file {path}: not valid JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        raise SecretsFileError(f"secrets file {path}: not valid JSON (line {exc.lineno} column "
+                               f"{exc.colno})") from None
+    except (ValueError, RecursionError):   # an integer too long to read, nesting too deep
+        raise SecretsFileError(f"secrets file {path}: not valid JSON (a value it cannot read)") from None
     if not isinstance(data, dict):
         raise SecretsFileError(f"secrets file {path}: must hold one JSON object of names to text")
     try:
