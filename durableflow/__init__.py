@@ -13,6 +13,8 @@ from durableflow.errors import (
     NotFound,
     RunNotFound,
     SchemaVersionError,
+    SecretNotFound,
+    SecretsFileError,
     StaleLease,
     StorageError,
     ValidationError,
@@ -23,6 +25,7 @@ from durableflow.clock import Clock, ManualClock
 from durableflow.engine import Engine
 from durableflow.run import NodeInstance, Run
 from durableflow.runtimes.base import NodeContext
+from durableflow.secrets import secret
 from durableflow.authoring import (
     Body, CircuitBreaker, Defaults, NodeFunction, NodeRef, RateLimit, Resources, Retry, Workflow,
     node, workflow)
@@ -47,6 +50,7 @@ __all__ = [
     "CircuitBreaker",
     "Resources",
     "Defaults",
+    "secret",
     "DatabaseBusy",
     "DatabaseCorrupt",
     "DatabaseReadOnly",
@@ -59,6 +63,8 @@ __all__ = [
     "NotFound",
     "RunNotFound",
     "SchemaVersionError",
+    "SecretNotFound",
+    "SecretsFileError",
     "StaleLease",
     "StorageError",
     "ValidationError",

@@ -34,6 +34,7 @@ from durableflow.plan import Plans
 from durableflow.run import Run, build_run
 from durableflow.runtimes import check_output
 from durableflow.runtimes.base import DEFAULT_MAX_OUTPUT
+from durableflow.secrets import Secrets, is_ref, ref_problems
 from durableflow.service import WorkerService
 from durableflow.storage import Store, history, limits, queue, runs, schedules, workflows
 from durableflow.timing import OVERLAP
@@ -59,7 +60,8 @@ class Engine:
                  max_deliveries: int = 5, busy_timeout: float = 30.0, readonly: bool = False,
                  max_output_bytes: int = 16 * 1024 * 1024,
                  max_stream_bytes: int = DEFAULT_MAX_OUTPUT, check: bool = False,
-                 max_nesting: int = DEFAULT_MAX_NESTING):
+                 max_nesting: int = DEFAULT_MAX_NESTING,
+                 secrets: str | os.PathLike | Mapping[str, str] | Secrets | None = None):
         """check=True reads the whole file through (quick_check) before writing anything to it,
         migrations included, and refuses a damaged file untouched (DatabaseCorrupt). Once per
         process and file: workers and execute() check the same way, and skip a file this
@@ -67,7 +69,11 @@ class Engine:
 
         max_nesting: how deep runs started by Subflow, ForEach and While nodes may nest (a
         top-level run is 0 deep); a node that would go deeper fails with NestingTooDeep. It
-        applies where those nodes run: the workers of this engine."""
+        applies where those nodes run: the workers of this engine.
+
+        secrets: a secrets file (readable by its owner only) or a mapping of names to values,
+        looked in before the environment when this engine's workers resolve `{"$secret": NAME}`.
+        A file is checked here, before the database is opened (SecretsFileError)."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"database path must be a str or a path, not {type(path).__name__}")
         if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int) or max_deliveries < 1:
@@ -81,6 +87,8 @@ class Engine:
                                   f"not {max_stream_bytes!r}")
         if isinstance(max_nesting, bool) or not isinstance(max_nesting, int) or max_nesting < 1:
             raise ValidationError(f"max_nesting must be a whole number of at least 1, not {max_nesting!r}")
+        # Before the database is opened: a bad file is refused with nothing touched.
+        vault = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
         self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
         self.store = Store(path, clock=self.clock, synchronous=synchronous,
@@ -94,7 +102,8 @@ class Engine:
         # What workers use; built here, handed to each worker this engine makes.
         self.service = WorkerService(self.store, self.execution, self.notifier, self.clock,
                                      lease_seconds=self.lease_seconds, max_output_bytes=max_output_bytes,
-                                     max_stream_bytes=max_stream_bytes, firing=self.firing)
+                                     max_stream_bytes=max_stream_bytes, firing=self.firing,
+                                     secrets=vault)
         self._write = self.service.write
         self._subscriptions: list[Callable[[], None]] = []
 
@@ -185,9 +194,16 @@ class Engine:
             check_output(inputs, "inputs")
         except NodeError as exc:
             raise ValidationError(f"inputs: {exc}") from None
+        problems = ref_problems(inputs)
+        if problems:
+            raise ValidationError([f"inputs{'.' if path else ''}{path}: {problem}"
+                                   for path, problem in problems])
         schema = defn.inputs_schema
         if schema:
-            errors = sorted(jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs),
+            # A reference stands for a value the worker finds only when a node runs: the
+            # schema cannot judge it here.
+            errors = sorted((e for e in jsonschema.Draft202012Validator(thaw(schema)).iter_errors(inputs)
+                             if not _at_secret(inputs, e.absolute_path)),
                             key=lambda e: list(e.absolute_path))
             if errors:
                 raise ValidationError([
@@ -666,6 +682,20 @@ def _moment(value: Any, what: str) -> float:
                 raise ValidationError(f"--{what} {value!r}: give a time zone (e.g. {value}Z)")
             return moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp()
     raise ValidationError(f"--{what} {value!r} is not an ISO-8601 time (e.g. 2026-12-01T00:00:00Z)")
+
+
+def _at_secret(value: Any, path) -> bool:
+    """Whether `path` leads to, or into, a `{"$secret": NAME}` inside `value`."""
+    for part in (None, *path):
+        if is_ref(value):
+            return True
+        if part is None:
+            continue
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return is_ref(value)
 
 
 def _looks_like_file(text: str) -> bool:

@@ -35,6 +35,11 @@ class ValidationError(DefinitionError):
         super().__init__(first + more)
 
 
+class SecretsFileError(ValidationError):
+    """A secrets file (or mapping) cannot be used: missing, readable by others, malformed.
+    Its message names the file and the line, never a value."""
+
+
 class ExpressionError(DefinitionError):
     """An expression does not compile, or failed while being evaluated."""
 
@@ -100,7 +105,10 @@ class ScheduleNotFound(NotFound):
 
 
 class NodeError(DurableflowError):
-    """A node body failed. `error_type` is what `retryOn` matches against."""
+    """A node body failed. `error_type` is what `retryOn` matches against; a failure that is
+    not `retryable` is never retried, whatever the node's policy says."""
+
+    retryable = True
 
     def __init__(self, message: str, *, error_type: str = "NodeError", exit_code: int | None = None,
                  error_types: tuple[str, ...] = ()):
@@ -110,6 +118,16 @@ class NodeError(DurableflowError):
         # The body's exception class and its bases (bare and module-qualified names), so that
         # retryOn: [OSError] also retries a FileNotFoundError, as `except OSError` would.
         self.error_types = error_types or (error_type,)
+
+
+class SecretNotFound(NodeError):
+    """A `{"$secret": NAME}` the worker could not resolve: retrying on the same worker cannot
+    help, so the node fails at once."""
+
+    retryable = False
+
+    def __init__(self, message: str):
+        super().__init__(message, error_type="SecretNotFound")
 
 
 class NodeTimeout(NodeError):

@@ -15,6 +15,7 @@ from durableflow.errors import DatabaseBusy, DiskFull, DurableflowError, StaleLe
 from durableflow.execution import Execution
 from durableflow.notify import WORK, ChangeWatcher, Notifier
 from durableflow.procs import pid_started
+from durableflow.secrets import Secrets
 from durableflow.storage import Store, nodes, queue, workers
 from durableflow.tasks import Outcome, Task
 from durableflow.triggers.scheduler import Scheduler
@@ -44,7 +45,7 @@ CHEAP_SECONDS = 0.01
 class WorkerService:
     def __init__(self, store: Store, execution: Execution, notifier: Notifier, clock: Clock, *,
                  lease_seconds: float, max_output_bytes: int | None, max_stream_bytes: int,
-                 firing: Firing):
+                 firing: Firing, secrets: Secrets | None = None):
         self.store = store
         self.execution = execution
         self.notifier = notifier
@@ -54,6 +55,8 @@ class WorkerService:
         self.max_output_bytes = max_output_bytes
         # Bytes of stdout and of stderr kept from a node's process, unless the node says.
         self.max_stream_bytes = max_stream_bytes
+        # Where the values of `{"$secret": NAME}` references come from when a body runs.
+        self.secrets = secrets if secrets is not None else Secrets()
         self.workers: list[Registered] = []   # started in this process and not yet stopped
         self._progress_last: dict[int, float] = {}
         self._progress_unsaved: set[int] = set()   # attempts whose progress could not be stored

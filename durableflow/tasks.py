@@ -71,6 +71,7 @@ class Outcome:
     error_types: tuple = ()              # error_type and its bases' names, for retryOn
     exit_code: int | None = None
     cancelled: bool = False
+    retryable: bool = True               # False: fail for good, whatever the retry policy
     park_until: float | None = None      # a Wait: deliver this node again at that moment
     await_signal: tuple | None = None    # a WaitForSignal: (name, deadline or None)
     subflow: Any = None                  # a Subflow: builtins.Subflow (start a child, or look at it)

@@ -16,7 +16,6 @@ A worker knows the service its engine hands it (durableflow.service), never the 
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import os
 import socket
@@ -32,6 +31,7 @@ from durableflow.errors import (
     ValidationError,
 )
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
+from durableflow.secrets import NO_SECRETS, open_body
 from durableflow.storage.connection import forked_with_workers
 from durableflow.tasks import Outcome, Task
 
@@ -349,6 +349,7 @@ class Worker:
         """Run the node body and say how it went. Never raises for a body's failure."""
         node = task.node
         kind = node.runtime_type
+        redact = NO_SECRETS
         try:
             variables = None
             if kind == "Noop":
@@ -364,20 +365,24 @@ class Worker:
                     return Outcome(False, subflow=step)
             else:
                 port = None
-                if kind == "Python":
-                    variables = copy.deepcopy(task.variables)
+                # References to secrets resolved for the body alone; what it hands back is masked.
+                body = open_body(self.service.secrets, node, task.input, task.inputs,
+                                 task.variables if kind == "Python" else None,
+                                 payload_text=task.message.payload)
+                redact = body.redact
                 ctx = NodeContext(
                     run_id=task.run_id, node_id=task.node_id, attempt=task.attempt,
-                    input=task.input, inputs=task.inputs, vars=variables,
+                    input=body.input, inputs=body.inputs, vars=body.vars,
                     cancel_event=task.cancel_event, iteration=task.message.iteration,
-                    progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, msg),
+                    progress_cb=lambda pct, msg, t=task: self.service.progress(t, pct, redact.text(msg)),
+                    logger=body.log(task.node_id),
                     clock=self.clock, max_stream_bytes=self.service.max_stream_bytes,
                     scheduled_at=task.scheduled_at, failure=task.payload.get("failure"),
                     idempotency_key=_idempotency_key(task),
                 )
-                output = get_runtime(kind).execute(node, ctx, timeout=node.timeout)
+                output = redact.value(get_runtime(kind).execute(body.node, ctx, timeout=node.timeout))
                 if kind == "Python":
-                    variables = ctx.vars
+                    variables = body.stored_vars(ctx.vars)
             output_json = check_output(output)
             limit = self.service.max_output_bytes
             size = len(output_json) if output_json.isascii() else len(output_json.encode())
@@ -393,10 +398,12 @@ class Worker:
         except NodeError as exc:
             # Only the engine cancels: a body raising NodeCancelled on its own has failed.
             cancelled = isinstance(exc, NodeCancelled) and task.cancel_event.is_set()
-            return Outcome(False, error=str(exc), error_type=exc.error_type,
-                           error_types=exc.error_types, exit_code=exc.exit_code, cancelled=cancelled)
+            return Outcome(False, error=redact.text(str(exc)), error_type=exc.error_type,
+                           error_types=exc.error_types, exit_code=exc.exit_code, cancelled=cancelled,
+                           retryable=exc.retryable)
         except Exception as exc:  # the engine's own failure around a body: still a node failure
-            return Outcome(False, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            return Outcome(False, error=redact.text(f"{type(exc).__name__}: {exc}"),
+                           error_type=type(exc).__name__)
 
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
         """Record results (and, in the same transaction, claim up to `claim_next` new tasks, and

@@ -51,14 +51,17 @@ class State:
         self.max_nesting = max_nesting
         self._engine = None
 
-    def engine(self, *, create: bool = True, check: bool = False):
+    def engine(self, *, create: bool = True, check: bool = False, secrets: str | None = None):
         """The Engine on --db. With create=False a missing file is an error rather than a new,
         empty database, and a read-only file is opened read-only (for commands that only read).
 
         check=True (the commands that carry out work: `worker`, `run`) reads the whole file
         through (quick_check) before anything is written to it, and refuses a damaged file
         untouched. The other commands read or write a few rows and do not scan: SQLite checks
-        every page they read, and damage in those pages is reported the same way."""
+        every page they read, and damage in those pages is reported the same way.
+
+        secrets: the `--secrets FILE` of the commands that run node bodies; checked before the
+        database is opened."""
         if self._engine is None:
             from durableflow.engine import Engine
             if not create and not self.exists():
@@ -67,7 +70,7 @@ class State:
             if self.max_nesting is not None:
                 options["max_nesting"] = self.max_nesting
             try:
-                self._engine = Engine(self.db, check=check, **options)
+                self._engine = Engine(self.db, check=check, secrets=secrets, **options)
             except DatabaseReadOnly:
                 if create:
                     raise

@@ -19,6 +19,14 @@ from durableflow.errors import DurableflowError, WaitTimeout
 from durableflow.model import TERMINAL_RUN_STATUSES
 
 _CONCURRENCY = click.IntRange(min=1)
+
+
+def secrets_option(fn):
+    return click.option(
+        "--secrets", "secrets_file", metavar="FILE",
+        help="Values for {\"$secret\": NAME} references, looked up before the environment: "
+             "NAME=value lines or a JSON object, in a file readable by its owner only "
+             "(chmod 600).")(fn)
 TICK = 0.05  # how often `worker` looks at its stop flag and, with --until-idle, at the queue
 
 
@@ -34,9 +42,11 @@ TICK = 0.05  # how often `worker` looks at its stop flag and, with --until-idle,
               help="Reuse the run already started with KEY instead of starting a new one.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the finished run as JSON instead of the summary table.")
+@secrets_option
 @click.pass_obj
 def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
-            timeout: float | None, idempotency_key: str | None, as_json: bool) -> None:
+            timeout: float | None, idempotency_key: str | None, as_json: bool,
+            secrets_file: str | None) -> None:
     """Run a workflow file in this process until it finishes.
 
     Registers FILE, starts a run and works on it here, with a progress bar on a terminal.
@@ -49,7 +59,8 @@ def run_cmd(state: State, file: str, input_pairs, inputs_file, concurrency: int,
     from durableflow.definitions import load_definition
     inputs = build_inputs(input_pairs, inputs_file)
     defn = load_definition(file)  # an invalid file is refused before the database is opened
-    engine = state.engine(check=True)   # a damaged file is refused before anything is written
+    # A damaged database is refused before anything is written, a bad secrets file before it is opened.
+    engine = state.engine(check=True, secrets=secrets_file)
     run_id = engine.start(defn, inputs, idempotency_key=idempotency_key)
     live = sys.stdout.isatty() and not as_json
     timed_out = False
@@ -161,9 +172,10 @@ def start(state: State, workflow: str, input_pairs, inputs_file, idempotency_key
                    "machine's cores).")
 @click.option("--memory", type=MEMORY, default=None, metavar="SIZE",
               help="Memory it offers them, e.g. 8G or 512M (default: the machine's).")
+@secrets_option
 @click.pass_obj
 def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_wait: float,
-           cpu: float | None, memory: int | None) -> None:
+           cpu: float | None, memory: int | None, secrets_file: str | None) -> None:
     """Work on runs until stopped (or idle, with --until-idle).
 
     SIGTERM or Ctrl-C: stop claiming, finish the nodes in hand, exit 0.
@@ -171,7 +183,8 @@ def worker(state: State, concurrency: int, lease: float, until_idle: bool, max_w
     Starts by recovering: the leases of dead workers on this host are reclaimed at once,
     those of other hosts once they expire. Several workers may share one database.
     """
-    engine = state.engine(check=True)   # a damaged file is refused before anything is written
+    # A damaged database is refused before anything is written, a bad secrets file before it is opened.
+    engine = state.engine(check=True, secrets=secrets_file)
     offered = {k: v for k, v in (("cpu", cpu), ("memoryMb", memory)) if v is not None}
     w = engine.worker(concurrency=concurrency, lease_seconds=lease, resources=offered or None)
     with StopOnSignal(w) as signals, node_output_to_stderr():

@@ -17,6 +17,7 @@ from typing import Any
 
 from durableflow.definitions.unenforced import unenforced
 from durableflow.model import NodeDef, WorkflowDef
+from durableflow.secrets import is_ref
 
 
 def notices(defn: WorkflowDef, where: str) -> list[str]:
@@ -35,8 +36,10 @@ def _missing_here(node: NodeDef) -> list[str]:
         except ValueError:
             return []  # the runtime reports a malformed command itself
         program = argv[0] if argv else ""
+        path = (node.env or {}).get("PATH") or os.environ.get("PATH", "")
+        if (not isinstance(cmd, str) and cmd and is_ref(cmd[0])) or is_ref(path):
+            return []   # known only where the node runs
         if program and os.sep not in program:
-            path = (node.env or {}).get("PATH") or os.environ.get("PATH", "")
             if shutil.which(program, path=str(path)) is None:
                 return [f"field 'command': program {program!r} is not on PATH here; the node "
                         f"fails where it runs unless that machine has it"]

@@ -140,7 +140,7 @@ class _Parser:
                     self.report(where, "command", "a command string needs 'shell: true'; "
                                 "otherwise write the command as an argv list")
                 command = [command]
-            values["command"] = tuple(command)
+            values["command"] = freeze(command)   # a tuple; a {"$secret": NAME} item frozen too
         for key in ("env", "inputs"):
             if key in raw:
                 values[key] = freeze(raw[key])

@@ -74,7 +74,7 @@ def _node(node: NodeDef, defaults: dict, folder: Path | None) -> dict:
     if node.command is not None:
         # a one-element command with shell: true is the shell line itself
         one_line = node.shell and len(node.command) == 1
-        out["command"] = node.command[0] if one_line else list(node.command)
+        out["command"] = thaw(node.command[0] if one_line else node.command)
     if node.shell:
         out["shell"] = True
     if node.output_format != "text":

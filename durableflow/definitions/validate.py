@@ -23,6 +23,7 @@ from durableflow.definitions.report import (
 from durableflow.errors import ExpressionError
 from durableflow.expressions import compile_expression, iter_templates, template_expression, validate_names
 from durableflow.model import RUNTIME_TYPES, TRIGGER_RUNTIMES, NodeDef, WorkflowDef
+from durableflow.secrets import is_ref, ref_problems
 
 # the names each kind of expression sees (SPEC section 9)
 CONNECTION_NAMES = frozenset({"output", "inputs", "vars"})
@@ -69,6 +70,7 @@ def validate_definition(defn: WorkflowDef, *, base_dir: Path | None = None, chec
                         prefix: str = "", in_body: bool = False) -> list[str]:
     """Every problem found, one line each (without the file name); empty when valid."""
     checker = _Checker(defn, base_dir_of(defn, base_dir), prefix)
+    checker.secret_refs(None, "variables", defn.variables)
     checker.nodes(in_body)
     checker.connections()
     checker.graph()
@@ -133,8 +135,29 @@ class _Checker:
             self.node_ref(node.compensation_node_id, where, "compensationNodeId", node.node_id)
             self.node_ref(node.fallback_node_id, where, "fallbackNodeId", node.node_id)
             self.limits(node, where)
+            self.node_secrets(node, where)
             for path, text in iter_templates(node.inputs or {}):
                 self.expression(text, NODE_NAMES, where, f"inputs.{path}")
+
+    def node_secrets(self, node: NodeDef, where: str) -> None:
+        """`{"$secret": NAME}` references wherever a node holds values; env and command hold
+        text (env also numbers and booleans) or a reference, nothing else."""
+        holders = [(f"env.{key}", value, "text, a number, a boolean")
+                   for key, value in (node.env or {}).items()]
+        if isinstance(node.command, (list, tuple)):
+            holders += [(f"command[{i}]", value, "text") for i, value in enumerate(node.command)]
+        for name, value, kinds in holders:
+            if isinstance(value, Mapping) and not is_ref(value):
+                self.report(where, name, f'expected {kinds} or {{"$secret": NAME}}')
+            else:
+                self.secret_refs(where, name, value)
+        self.secret_refs(where, "inputs", node.inputs)
+        # An inline body's nodes are checked as nodes of their own.
+        self.secret_refs(where, "", {k: v for k, v in node.config.items() if k != "body"})
+
+    def secret_refs(self, where: str | None, name: str, value: Any) -> None:
+        for path, problem in ref_problems(value or {}, name):
+            self.report(where, path, problem)
 
     def limits(self, node: NodeDef, where: str) -> None:
         """Limits that could never act: a key without a limit, a fallback without a breaker."""

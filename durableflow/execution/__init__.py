@@ -84,7 +84,7 @@ class Execution:
         elif outcome.ok:
             self.attempts.complete(conn, task, outcome, now)
         else:
-            self.attempts.fail(conn, task, outcome, now)
+            self.attempts.fail(conn, task, outcome, now, may_retry=outcome.retryable)
 
     def _fail_unrecordable(self, conn, task: Task, exc: Exception, now: float) -> Exception | None:
         conn.execute("SAVEPOINT unrecordable")
