@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import jsonschema
 
+from durableflow import metrics
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.definitions import load_definition, storable
 from durableflow.definitions.nesting import Drawing, nest, run_tree
@@ -242,12 +243,13 @@ class Engine:
         return self.get_run(run_id)  # after the nodes in hand settled
 
     def get_run(self, run_id: str) -> Run:
-        row, nodes = self.store.run_snapshot(run_id)
+        now = self.clock.now()
+        row, nodes, figures = self.store.run_snapshot(run_id, iso(now))
         try:
             plan = self.plans.get(row["workflow_id"], row["workflow_version"])
         except DefinitionError:
             plan = None  # its history stays readable; progress counts only the rows there are
-        return build_run(row, nodes, plan, self.clock.now())
+        return build_run(row, nodes, plan, now, figures)
 
     def runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100, *,
              top_level: bool = True) -> list[dict]:
@@ -390,6 +392,16 @@ class Engine:
             report.update(schema_version=self.store.schema_version(), queue=self.store.queue_counts(),
                           dead_workers=self.dead_workers())
         return report
+
+    def stats(self) -> dict:
+        """What the file holds, and how it has been going: runs, node instances and messages by
+        status, and more counts; the last hour's throughput (runs finished, node attempts
+        completed, in all and per minute); the slowest nodes of the last day (the ten slowest on
+        average, per workflow). The windows end at this engine's clock's now."""
+        now = self.clock.now()
+        raw = self.store.stats(hour_ago=iso(now - metrics.HOUR), day_ago=iso(now - metrics.DAY))
+        return metrics.shape_stats(raw, now, database_bytes=_file_bytes(self.path),
+                                   workers_dead=len(self.dead_workers()))   # this host's, not yet recovered
 
     def dead_workers(self) -> list[dict]:
         """Workers of this host recorded as running whose process is gone (killed, say) and not
@@ -696,6 +708,13 @@ def _at_secret(value: Any, path) -> bool:
         except (KeyError, IndexError, TypeError):
             return False
     return is_ref(value)
+
+
+def _file_bytes(path: str) -> int | None:
+    """The database file and its WAL, in bytes (None for a URI)."""
+    if path.startswith("file:"):
+        return None
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
 
 def _looks_like_file(text: str) -> bool:

@@ -115,7 +115,22 @@ def compute_progress(plan: Plan | None, nodes, started_at: str | None, now: floa
     return {"total": total, **counts, "percent": percent, "eta_seconds": eta}
 
 
-def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -> Run:
+def figures_progress(figures: dict | None) -> dict:
+    """The run's figures as run.progress reports them (None where there is no figure yet: a run
+    not started has no time, one with no completed attempt no average). The queue counts the
+    run's messages: ready (claimable now), delayed (due later: a Wait's timer, a retry's
+    backoff, a signal or child runs waited for), held (a paused run, maxConcurrency, a
+    concurrency key's slot) and leased (in a worker's hands); its depth is all but the leased."""
+    f = figures or {}
+    queue = {k: f.get(k) for k in ("ready", "delayed", "held", "leased")}
+    depth = None if figures is None else f["ready"] + f["delayed"] + f["held"]
+    return {"elapsed_seconds": f.get("total_s"), "avg_node_seconds": f.get("avg_node_s"),
+            "retries_used": f.get("retries_used"), "queue_depth": depth,
+            **{f"queue_{k}": v for k, v in queue.items()}}
+
+
+def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float,
+              figures: dict | None = None) -> Run:
     nodes = tuple(
         NodeInstance(
             id=r["id"], node_id=r["node_id"], iteration=r["iteration"], attempt=r["attempt"],
@@ -136,7 +151,8 @@ def build_run(row: dict, node_rows: list[dict], plan: Plan | None, now: float) -
         created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], paused_until=row["paused_until"], nodes=nodes,
         rerun_of=row.get("rerun_of"), scheduled_at=row.get("scheduled_at"),
-        progress=compute_progress(plan, nodes, row["started_at"], now,
-                                  finished=row["status"] in ("completed", "failed", "cancelled"),
-                                  paused=row["status"] == "paused"),
+        progress={**compute_progress(plan, nodes, row["started_at"], now,
+                                     finished=row["status"] in ("completed", "failed", "cancelled"),
+                                     paused=row["status"] == "paused"),
+                  **figures_progress(figures)},
     )

@@ -1,12 +1,11 @@
-"""Upkeep commands: recover, doctor, dead-letters."""
+"""Upkeep commands: recover, doctor, dead-letters, stats."""
 
 from __future__ import annotations
 
 import click
 
-from durableflow import machines
 from durableflow.cli.app import EXIT_FAILED, State
-from durableflow.cli.formatting import clip, compact, print_json, show, table, when
+from durableflow.cli.formatting import clip, compact, print_json, seconds, show, table, when
 from durableflow.errors import DatabaseCorrupt
 
 
@@ -103,18 +102,17 @@ def dead_letters(state: State, requeue_id: int | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and figures as JSON.")
 @click.pass_obj
 def stats(state: State, as_json: bool) -> None:
-    """Counts of runs, node instances and messages by status, and what else the file holds."""
-    engine = state.engine(create=False)
-    counts = engine.store.stats()
-    # Every status word, zero or not: a script reading the JSON finds the same keys each time.
-    for key, machine in (("runs", machines.RUN), ("node_instances", machines.NODE),
-                         ("messages", machines.MESSAGE)):
-        counts[key] = {status: counts[key].get(status, 0) for status in machine.states}
-    counts["database_bytes"] = _size(engine.path)
-    counts["workers_dead"] = len(engine.dead_workers())   # this host's, not yet recovered
+    """Runs, node instances and messages by status, the last hour's throughput, and the
+    slowest nodes of the last day.
+
+    Throughput: runs finished (child runs too) and node attempts completed in the last hour, in
+    all and per minute (--json: minute by minute). Slowest nodes: per workflow and node, the
+    attempts completed in the last 24 hours, the ten slowest on average.
+    """
+    counts = state.engine(create=False).stats()
     if as_json:
         print_json(counts)
         return
@@ -124,15 +122,20 @@ def stats(state: State, as_json: bool) -> None:
                    + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if v))
     for key in ("dead_letters", "events", "workers_running", "workers_dead", "workflows",
                 "workflow_versions", "database_bytes"):
-        click.echo(f"{key + ':':<19}{counts[key]:>8}")
-
-
-def _size(path: str) -> int | None:
-    """The database file and its WAL, in bytes (None for a URI)."""
-    import os
-    if path.startswith("file:"):
-        return None
-    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+        value = counts[key]
+        click.echo(f"{key + ':':<19}{'-' if value is None else value:>8}")   # no size for a URI
+    hour = counts["throughput_last_hour"]
+    click.echo(f"{'last hour:':<19}{hour['runs_finished']:>8}  runs finished, "
+               f"{hour['runs_per_minute']:g} a minute")
+    click.echo(f"{'':<19}{hour['nodes_completed']:>8}  nodes completed, "
+               f"{hour['nodes_per_minute']:g} a minute")
+    slowest = counts["slowest_nodes_last_day"]["nodes"]
+    if not slowest:
+        click.echo("slowest nodes, last day: none completed")
+        return
+    show(table(["workflow", "node", "completed", "average", "max"],
+               ([s["workflow_id"], s["node_id"], s["completed"], seconds(s["avg_s"]), seconds(s["max_s"])]
+                for s in slowest), title="slowest nodes, last day", no_wrap=("workflow", "node")))
 
 
 COMMANDS = (recover, doctor, dead_letters, stats)

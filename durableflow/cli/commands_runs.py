@@ -10,9 +10,9 @@ import click
 from rich.text import Text
 
 from durableflow.cli.app import State
-from durableflow.cli.formatting import (clip, compact, event_to_dict, node_table, print_json,
-                                        progress_line, run_to_dict, seconds, show, status_text,
-                                        table, when)
+from durableflow.cli.formatting import (clip, compact, event_to_dict, figures_lines, node_table,
+                                        print_json, progress_line, run_to_dict, seconds, show,
+                                        status_text, table, when)
 from durableflow.cli.params import POSITIVE_DURATION
 from durableflow.errors import InvalidTransition
 
@@ -70,7 +70,11 @@ def _parent(row: dict) -> str:
 @_JSON
 @click.pass_obj
 def status(state: State, run_id: str, as_json: bool) -> None:
-    """Show a run: its header, every node attempt and its progress."""
+    """Show a run: its header, progress, time, retries and queue, and every node attempt.
+
+    time: started to finished (to now while it runs), and the average of its completed node
+    attempts. queue: its messages ready now, delayed (a timer, a retry's backoff) and held (a
+    paused run, a concurrency limit); leased: in a worker's hands."""
     run = state.engine(create=False).get_run(run_id)
     if as_json:
         print_json(run_to_dict(run))
@@ -95,6 +99,7 @@ def status(state: State, run_id: str, as_json: bool) -> None:
     if run.error:
         lines.append(f"error:    {run.error}")
     lines.append(f"progress: {progress_line(run.progress)}")
+    lines.extend(figures_lines(run.progress, run.finished))
     show(*lines)
     if run.nodes:
         show(node_table(run.nodes))

@@ -138,6 +138,19 @@ def node_table(nodes, *, title: str | None = None) -> Table:
     return table(columns, rows, title=title, no_wrap=("node",))
 
 
+def figures_lines(progress: dict, finished: bool) -> list[str]:
+    """A run's time, retries and queue, as `status` prints them under its progress line."""
+    elapsed, avg = progress.get("elapsed_seconds"), progress.get("avg_node_seconds")
+    time = "not started" if elapsed is None else seconds(elapsed) + ("" if finished else " so far")
+    if avg is not None:
+        time += f", {seconds(avg)} per completed node on average"
+    return [f"time:     {time}",
+            f"retries:  {progress.get('retries_used') or 0}",
+            f"queue:    {progress.get('queue_depth') or 0} ({progress.get('queue_ready') or 0} ready, "
+            f"{progress.get('queue_delayed') or 0} delayed, {progress.get('queue_held') or 0} held), "
+            f"{progress.get('queue_leased') or 0} leased"]
+
+
 def progress_line(progress: dict) -> str:
     done = sum(progress.get(k, 0) for k in ("completed", "failed", "skipped", "cancelled"))
     parts = [f"{done}/{progress.get('total', 0)} nodes done ({progress.get('percent', 0)}%)"]

@@ -1,5 +1,5 @@
-"""Reads and deletes across a run's tables: export/import of a run tree, pruning of finished
-runs, and the counts of `stats`.
+"""Reads and deletes across a run's tables: export/import of a run tree, and pruning of finished
+runs.
 
 Export reads through sqlite-utils (rows as dicts, per table). Import writes with plain
 executemany inside the caller's transaction: sqlite-utils' writers commit on their own, which
@@ -136,18 +136,3 @@ def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
 
 def dumps_export(doc: dict) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-def stats(conn) -> dict:
-    """Counts over the whole database (call inside one read: one snapshot)."""
-    q = conn.sql.history
-    workflow_ids, versions = conn.execute(q.stats_workflows).fetchone()
-    return {
-        "runs": dict(conn.execute(q.stats_runs).fetchall()),
-        "node_instances": dict(conn.execute(q.stats_nodes).fetchall()),
-        "messages": dict(conn.execute(conn.sql.queue.queue_counts).fetchall()),
-        "dead_letters": conn.execute(q.stats_dead_letters).fetchone()[0],
-        "events": conn.execute(q.stats_events).fetchone()[0],
-        "workers_running": conn.execute(q.stats_workers).fetchone()[0],
-        "workflows": workflow_ids, "workflow_versions": versions,
-    }

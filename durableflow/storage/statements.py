@@ -15,7 +15,7 @@ from pathlib import Path
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 FAMILIES = ("database", "queue", "events", "workflows", "runs", "nodes", "joins", "signals", "workers",
-            "loops", "schedules", "limits", "history", "ui")
+            "loops", "schedules", "limits", "history", "metrics", "ui")
 
 
 def load(path: Path) -> dict[str, str]:

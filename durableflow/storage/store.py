@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from durableflow.records import Claimed, NewMessage, Reclaimed
-from durableflow.storage import events, history, nodes, queue, runs, workflows
+from durableflow.storage import events, metrics, nodes, queue, runs, workflows
 from durableflow.storage.base import StoreBase
 
 
@@ -77,12 +77,12 @@ class Store(StoreBase):
     def node_rows(self, run_id: str) -> list[dict]:
         return self.read(nodes.node_rows_txn, run_id)
 
-    def run_snapshot(self, run_id: str) -> tuple[dict, list[dict]]:
-        """The run row and its node rows, read in one snapshot."""
+    def run_snapshot(self, run_id: str, now: str) -> tuple[dict, list[dict], dict]:
+        """The run row, its node rows and its figures at `now`, read in one snapshot."""
         def txn(c):
             row = runs.get_run_row(c, run_id)
             row["rerun_of"] = runs.rerun_of(c, run_id)
-            return row, nodes.node_rows_txn(c, run_id)
+            return row, nodes.node_rows_txn(c, run_id), metrics.run_figures(c, run_id, now)
         return self.read(txn)
 
     def list_runs(self, status: str | None = None, workflow_id: str | None = None, limit: int = 100,
@@ -110,6 +110,7 @@ class Store(StoreBase):
     def list_workflows(self) -> list[dict]:
         return self.read(workflows.list_workflows)
 
-    def stats(self) -> dict:
-        """Counts over the whole database, read in one snapshot."""
-        return self.read(history.stats)
+    def stats(self, *, hour_ago: str, day_ago: str) -> dict:
+        """Counts over the whole database and the figures of the last hour and day, read in one
+        snapshot."""
+        return self.read(metrics.stats, hour_ago=hour_ago, day_ago=day_ago)

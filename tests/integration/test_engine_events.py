@@ -121,7 +121,9 @@ def test_progress_is_recorded_and_run_progress_counts_while_running(engine, hook
         assert (work.status, work.progress, work.progress_message) == ("running", 50, "half")
         p = mid.progress
         assert set(p) == {"total", "pending", "waiting", "running", "completed", "failed", "skipped",
-                          "cancelled", "unreached", "percent", "eta_seconds"}
+                          "cancelled", "unreached", "percent", "eta_seconds", "elapsed_seconds",
+                          "avg_node_seconds", "retries_used", "queue_depth", "queue_ready",
+                          "queue_delayed", "queue_held", "queue_leased"}
         assert (p["total"], p["completed"], p["running"], p["pending"]) == (4, 1, 1, 2)
         assert p["percent"] == 25.0
         assert p["eta_seconds"] is None or p["eta_seconds"] >= 0

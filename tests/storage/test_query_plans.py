@@ -15,7 +15,7 @@ STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,
           "id": 1, "run_ids": '["r1"]', "status": "failed", "workflow_id": "wf", "version": 1,
           "top_level": 1, "before": "2026-01-01T00:00:00.000Z", "nodes": '["a"]', "type": "node.completed",
-          "node_id": "a"}
+          "node_id": "a", "since": "2025-12-31T23:00:00.000Z"}
 POSITIONAL = {"runs_prunable": ("2026-01-01T00:00:00.000Z", 10), "node_open_by_message": (1,)}
 
 EXPECTED = {
@@ -73,6 +73,12 @@ EXPECTED = {
     "waiters_given_up": "limit_waiters_give_up",
     "breaker_window": "breaker_calls_by_key",
     "breaker_calls_forget": "breaker_calls_by_key",
+    # status and stats: a run's figures from its own rows; the last hour's and day's from the runs
+    # that finished in it or have not finished, then their completed attempts.
+    "run_figures": "messages_open_by_run",
+    "runs_by_status": "COVERING INDEX runs_by_status",
+    "throughput": "runs_by_finished",
+    "slowest_nodes": "runs_by_finished",
 }
 
 
@@ -108,3 +114,14 @@ def test_a_listing_reads_its_index_in_order_without_sorting(store, raw, name):
     """A sort would read every row the index gives before the LIMIT could stop it."""
     detail = plan(raw, name)
     assert "TEMP B-TREE" not in detail, detail
+
+
+@pytest.mark.parametrize("name", ["run_figures", "throughput", "slowest_nodes"])
+def test_figures_read_completed_attempts_of_their_runs_only(store, raw, name):
+    """Each reads node_instances by run, in the index of completed attempts; the windows read
+    the not-finished runs from runs_by_status, never every run."""
+    detail = plan(raw, name)
+    steps = [s for s in detail.split(" | ") if " node_instances" in s or " n " in s]
+    assert steps and all("node_instances_one_completed (run_id=?)" in s for s in steps), detail
+    if name != "run_figures":
+        assert "SEARCH runs USING INDEX runs_by_status (status=?)" in detail, detail

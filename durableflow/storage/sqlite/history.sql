@@ -1,4 +1,4 @@
--- Reads and deletes across a run's tables: its tree of subruns, pruning, and the counts of `stats`.
+-- Reads and deletes across a run's tables: its tree of subruns, export and pruning.
 -- Named statements for SQLite, loaded by durableflow/storage/statements.py: each starts with
 -- "-- name: NAME" and runs as one statement. Status changes are written `WHERE ... AND status = :from`
 -- and the caller checks the row count. Three or more status words are matched with OR, not IN:
@@ -42,24 +42,6 @@ SELECT run_id FROM runs INDEXED BY runs_by_finished
 WHERE parent_run_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?
   AND (status = 'completed' OR status = 'failed' OR status = 'cancelled')
 ORDER BY finished_at LIMIT ?;
-
--- name: stats_runs
-SELECT status, count(*) FROM runs GROUP BY status;
-
--- name: stats_nodes
-SELECT status, count(*) FROM node_instances GROUP BY status;
-
--- name: stats_workers
-SELECT count(*) FROM workers WHERE stopped_at IS NULL;
-
--- name: stats_dead_letters
-SELECT count(*) FROM dead_letters;
-
--- name: stats_events
-SELECT count(*) FROM events;
-
--- name: stats_workflows
-SELECT count(DISTINCT workflow_id), count(*) FROM workflows;
 
 -- name: events_delete_of_runs
 DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(:run_ids));
