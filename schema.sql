@@ -328,6 +328,8 @@ CREATE TABLE rate_limits (
     per_s        REAL NOT NULL,
     burst        REAL NOT NULL,          -- the most tokens the bucket holds
     declared_by  TEXT NOT NULL,          -- workflow_id:node_id that declared these settings
+    tokens_at    REAL NOT NULL,          -- when `tokens` was counted, epoch seconds: to the
+                                         -- microsecond, a millisecond's tokens are not given twice
     updated_at   TEXT NOT NULL
 );
 

@@ -96,9 +96,11 @@ class WorkerService:
 
     def claim(self, worker_id: str, limit: int, lease_seconds: float,
               free: tuple[float, float] | None = None) -> list[Task]:
-        """Claim up to `limit` nodes; `free`: the cpu and memory (MB) the worker has free."""
-        return self.store.write(self.execution.attempts.claim, worker_id, limit, lease_seconds,
-                                self.clock.now(), free)
+        """Claim up to `limit` nodes; `free`: the cpu and memory (MB) the worker has free. The
+        time is read once the write lock is ours (see record_many)."""
+        def txn(conn):
+            return self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, self.clock.now(), free)
+        return self.store.write(txn)
 
     def record(self, task: Task, outcome: Outcome) -> None:
         (error,), _ = self.record_many([(task, outcome)])
@@ -125,7 +127,10 @@ class WorkerService:
         if self._progress_unsaved:
             self._progress_unsaved.difference_update(task.instance_id for task, _outcome in items)
 
-        def txn(conn, now):
+        def txn(conn):
+            # The time is read once the write lock is ours: what commits later never carries an
+            # earlier time (a rate limit's tokens, a slot's start and end stay in commit order).
+            now = self.clock.now()
             results = self.execution.record_many(conn, items, now)
             if not claim:
                 return results, []
@@ -148,7 +153,7 @@ class WorkerService:
                     return results, others
                 tasks = self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
             return results, tasks
-        return self.write(txn, self.clock.now())
+        return self.write(txn)
 
     def release(self, tasks: list[Task], why: str = "the worker stopped before starting it") -> None:
         """Give back claimed nodes that were not started: deliverable again at once."""

@@ -42,6 +42,7 @@ class Task:
     scheduled_at: str | None = None               # the fire time its run stands for (a schedule's)
     limit_key: str | None = None                  # the concurrency key whose slot it holds
     breaker_key: str | None = None                # the circuit breaker its call counts for
+    breaker_closed: bool = False                  # ... which was closed when it was let through
     payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
 
     @property

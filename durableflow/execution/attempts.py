@@ -88,13 +88,14 @@ class AttemptLifecycle:
                     continue
                 if admission.payload is not None:
                     c = c._replace(payload=admission.payload)
-            got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+            slot = admission.limit_key if admission is not None else None
+            got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s, slot)
             if got is None:
                 # No pending row (an imported run, or a requeued dead letter): make one, start it.
                 attempt = nodes.last_attempt(conn, c.run_id, c.target_node_id, c.iteration) + 1
                 nodes.insert_node_txn(conn, c.run_id, c.target_node_id, c.iteration, attempt, "pending",
                                       c.id, None, now_s)
-                got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s)
+                got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s, slot)
             instance_id, attempt = got
             payload = json.loads(c.payload) if c.payload else {}
             task = Task(c, plan, instance_id, attempt, payload.get("input"), payload.get("inputs") or {},
@@ -110,6 +111,7 @@ class AttemptLifecycle:
                     continue
                 self.gate.started(conn, c, instance_id, admission)
                 task.limit_key, task.breaker_key = admission.limit_key, admission.breaker_key
+                task.breaker_closed = admission.breaker_closed
             tasks.append(task)
         return tasks
 

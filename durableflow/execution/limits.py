@@ -24,6 +24,7 @@ from durableflow.storage.events import dumps
 from durableflow.tasks import Task
 
 RESOURCE_RETRY = 1.0      # seconds before a node that did not fit this worker is offered again
+FORGET_EVERY = 64         # successes through a closed breaker between two trims of its calls
 GO, WAIT, FAIL, FALLBACK = "go", "wait", "fail", "fallback"
 _WAIT_KEYS = ("limitSince", "tokenAt")
 
@@ -35,6 +36,7 @@ class Admission(NamedTuple):
     error: str | None = None           # why it fails fast
     error_type: str | None = None
     payload: str | None = None         # the message's payload without what the wait stored
+    breaker_closed: bool = False       # its breaker was closed when it was let through
 
 
 class Batch:
@@ -47,6 +49,7 @@ class Batch:
 
 
 class LimitGate:
+    _successes = 0
     def admit(self, conn, c: Claimed, plan: Plan, limits: Limits, payload: dict, now: float,
               batch: Batch) -> Admission:
         node_id = c.target_node_id
@@ -74,13 +77,14 @@ class LimitGate:
                            f"needs {_resources(cpu, memory)}; this worker has cpu {batch.free[0]:g} and "
                            f"{batch.free[1]:g} MB free", keep={"limitSince": since})
                 return Admission(WAIT)
-        breaker_key = None
+        breaker_key, breaker_closed = None, False
         if limits.breaker is not None:
             breaker_key = limits.breaker.key
             state = rows.breaker(conn, breaker_key)
             if state is None:
                 self.declare_breaker(conn, limits.breaker, f"{plan.workflow_id}:{node_id}", now_s)
                 state = rows.breaker(conn, breaker_key)
+            breaker_closed = state["status"] == "closed"
             verdict = self._breaker_admits(conn, state, now)
             if verdict is not None:
                 fallback = plan.nodes[node_id].fallback_node_id
@@ -107,13 +111,16 @@ class LimitGate:
             rate = limits.rate
             bucket = rows.bucket(conn, rate.key)
             if bucket is None:
-                tokens, updated = rate.burst, now
+                tokens, at = rate.burst, now
                 rows.put_bucket_txn(conn, rate.key, tokens, rate.rate, rate.per, rate.burst,
-                                    f"{plan.workflow_id}:{node_id}", now_s)
+                                    f"{plan.workflow_id}:{node_id}", now, now_s)
             else:
-                tokens, updated = bucket[0], parse_iso(bucket[4])
-            # Tokens below zero are promised to parked nodes, each at its own time, in order.
-            tokens = min(rate.burst, tokens + max(0.0, now - updated) * rate.rate / rate.per)
+                tokens, at = bucket[0], bucket[4]
+            # Counted from the later of now and the last count: a clock read that lost a race
+            # for the write lock never earns tokens twice. Tokens below zero are promised to
+            # parked nodes, each at its own time, in order.
+            at = max(at, now)
+            tokens = min(rate.burst, tokens + (at - bucket[4] if bucket else 0.0) * rate.rate / rate.per)
             if tokens < 1.0 - 1e-9:
                 if limit_key is not None:
                     batch.slots[limit_key] -= 1
@@ -121,16 +128,16 @@ class LimitGate:
                 since = payload.get("limitSince", now)
                 # The moment the token taken now is earned; a millisecond later, so the stored
                 # visible time (to the millisecond) is never before it.
-                when = now + (1.0 - tokens) * rate.per / rate.rate + 0.001
+                when = at + (1.0 - tokens) * rate.per / rate.rate + 0.001
                 if limits.max_wait is not None and when - since > limits.max_wait:
                     return Admission(FAIL, error=(
                         f"node '{node_id}' would wait longer than maxWait {limits.max_wait:g}s for a "
                         f"token of rateLimit {rate.key!r} (next at {iso(when)})"), error_type="LimitTimeout")
-                rows.take_tokens_txn(conn, rate.key, tokens - 1.0, now_s)
+                rows.take_tokens_txn(conn, rate.key, tokens - 1.0, at, now_s)
                 self._park(conn, c, now, when, f"rateLimit {rate.key!r}: its token comes at {iso(when)}",
                            keep={"limitSince": since, "tokenAt": when})
                 return Admission(WAIT)
-            rows.take_tokens_txn(conn, rate.key, tokens - 1.0, now_s)
+            rows.take_tokens_txn(conn, rate.key, tokens - 1.0, at, now_s)
         if limits.resources is not None and batch.free is not None:
             batch.free[0] -= limits.resources.cpu or 0.0
             batch.free[1] -= limits.resources.memory_mb or 0
@@ -139,11 +146,12 @@ class LimitGate:
             # What this wait took belongs to this attempt: a retry waits (and pays) afresh.
             cleaned = dumps({k: v for k, v in payload.items() if k not in _WAIT_KEYS})
             queue.set_message_payload_txn(conn, c.id, cleaned)
-        return Admission(GO, limit_key, breaker_key, payload=cleaned)
+        return Admission(GO, limit_key, breaker_key, payload=cleaned,
+                         breaker_closed=breaker_closed)
 
     def started(self, conn, c: Claimed, instance_id: int, admission: Admission) -> None:
+        """The node holds its slot (node_start wrote limit_key): it waits for it no more."""
         if admission.limit_key is not None:
-            rows.hold_slot_txn(conn, instance_id, admission.limit_key)
             rows.drop_waiter_txn(conn, c.id)
 
     def leave(self, conn, task: Task) -> None:
@@ -184,11 +192,19 @@ class LimitGate:
         key = task.breaker_key
         if key is None:
             return
+        now_s = iso(now)
+        if ok and task.breaker_closed:
+            # A success let through a closed breaker changes no state: it is counted, and the
+            # calls that left the window are dropped now and then, not at every call.
+            rows.record_call_txn(conn, key, now_s, True)
+            self._successes += 1
+            if self._successes % FORGET_EVERY:
+                return
         state = rows.breaker(conn, key)
         if state is None:
             return
-        now_s = iso(now)
-        rows.record_call_txn(conn, key, now_s, ok)
+        if not (ok and task.breaker_closed):
+            rows.record_call_txn(conn, key, now_s, ok)
         window_start = iso(now - state["window_s"])
         rows.forget_calls_txn(conn, key, window_start)
         if state["status"] == "closed":
@@ -259,7 +275,8 @@ def declare_txn(conn, defn: WorkflowDef, now: float) -> None:
                     _refuse_if_foreign(row[5], here, node.node_id, "rateLimit", rate.key,
                                        _rate_text(row[1], row[2], row[3]), _rate_text(*rate.settings()))
                 tokens = rate.burst if row is None else min(row[0], rate.burst)
-                rows.put_bucket_txn(conn, rate.key, tokens, rate.rate, rate.per, rate.burst, here, now_s)
+                rows.put_bucket_txn(conn, rate.key, tokens, rate.rate, rate.per, rate.burst, here,
+                                    now if row is None else max(now, row[4]), now_s)
         if limits.breaker is not None:
             breaker = limits.breaker
             row = rows.breaker(conn, breaker.key)

@@ -19,11 +19,6 @@ def running_with_key(conn, key: str) -> int:
     return conn.execute(conn.sql.limits.running_with_key, (key,)).fetchone()[0]
 
 
-def hold_slot_txn(conn, instance_id: int, key: str) -> None:
-    """The attempt, now running, holds a slot of `key` until it stops running."""
-    conn.execute(conn.sql.limits.node_set_limit_key, (key, instance_id))
-
-
 def add_waiter_txn(conn, message_id: int, key: str, max_running: int, since: str,
                    give_up_at: str | None) -> None:
     conn.execute(conn.sql.limits.waiter_insert, (message_id, key, max_running, since, give_up_at))
@@ -61,18 +56,20 @@ def waiters_given_up(conn, now: str, limit: int = 100) -> list[tuple[int, str, s
 # --- rate limits -----------------------------------------------------------------------------------
 
 def bucket(conn, key: str) -> tuple | None:
-    """(tokens, rate, per_s, burst, updated_at, declared_by) of a rate limit, or None."""
+    """(tokens, rate, per_s, burst, tokens_at, declared_by) of a rate limit, or None."""
     return conn.execute(conn.sql.limits.bucket_get, (key,)).fetchone()
 
 
 def put_bucket_txn(conn, key: str, tokens: float, rate: float, per_s: float, burst: float,
-                   declared_by: str, now: str) -> None:
+                   declared_by: str, at: float, now: str) -> None:
     conn.execute(conn.sql.limits.bucket_put, {"key": key, "tokens": tokens, "rate": rate, "per_s": per_s,
-                                              "burst": burst, "declared_by": declared_by, "now": now})
+                                              "burst": burst, "declared_by": declared_by, "at": at,
+                                              "now": now})
 
 
-def take_tokens_txn(conn, key: str, tokens: float, now: str) -> None:
-    conn.execute(conn.sql.limits.bucket_take, {"key": key, "tokens": tokens, "now": now})
+def take_tokens_txn(conn, key: str, tokens: float, at: float, now: str) -> None:
+    """The bucket holds `tokens` as of `at` (epoch seconds)."""
+    conn.execute(conn.sql.limits.bucket_take, {"key": key, "tokens": tokens, "at": at, "now": now})
 
 
 # --- circuit breakers ------------------------------------------------------------------------------

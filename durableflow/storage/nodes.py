@@ -45,9 +45,10 @@ def copy_node_txn(conn, run_id: str, row: dict, now: str, from_run: str,
 
 
 def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: str,
-                   now: str) -> tuple[int, int] | None:
+                   now: str, limit_key: str | None = None) -> tuple[int, int] | None:
+    """Start the node a message delivers; with `limit_key`, it holds a slot of that key."""
     row = conn.execute(conn.sql.nodes.node_start, {"now": now, "worker_id": worker_id,
-                                                   "message_id": message_id}).fetchone()
+                                                   "message_id": message_id, "limit_key": limit_key}).fetchone()
     if row is None:
         return None
     instance_id, attempt, _ = row

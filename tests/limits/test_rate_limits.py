@@ -86,3 +86,30 @@ def test_a_retry_pays_for_a_token_again(engine, hooks, sql, clock):
     assert hooks.calls["flaky:hit"] == [1, 2]
     second = sql.one("SELECT started_at FROM node_instances WHERE run_id = ? AND attempt = 2", run_id)
     assert second >= iso(t0 + 10)
+
+
+def test_tokens_are_counted_to_the_microsecond(engine, sql, clock):
+    """A bucket counted from a time cut to the millisecond credits up to a millisecond of tokens
+    it never earned: at 1000 a second, two starts 0.2 ms apart with a burst of one."""
+    clock.advance(0.0009)
+    defn = wf("fast-api", py("hit", rateLimit={"key": "fast", "rate": 1000, "per": "1s", "burst": 1}))
+    ids = [engine.start(defn) for _ in range(2)]
+    assert len(engine.service.claim("w", 1, 30.0)) == 1
+    clock.advance(0.0002)
+    assert engine.service.claim("w", 1, 30.0) == []
+    assert len(parked(sql)) == 1 and parked(sql)[0][0] == ids[1]
+
+
+def test_a_claim_with_an_older_clock_reading_earns_no_tokens_from_the_past(engine, sql, clock):
+    """Two claims whose clock readings commit out of order: the second's token still comes a
+    whole period after the first's, and the bucket's count never moves back in time."""
+    t0 = clock.now()
+    defn = wf("stale", py("hit", rateLimit={"key": "five", "rate": 5, "per": "1s", "burst": 1}))
+    engine.start(defn), engine.start(defn)
+    claim = engine.execution.attempts.claim
+    assert len(engine.store.write(claim, "a", 1, 30.0, t0 + 10.000)) == 1
+    assert engine.store.write(claim, "b", 1, 30.0, t0 + 9.990) == []
+    [(_run, visible, _reason)] = parked(sql)
+    assert visible >= iso(t0 + 10.200)
+    tokens, at = sql.one("SELECT tokens, tokens_at FROM rate_limits WHERE key = 'five'")
+    assert (tokens, at) == (-1.0, t0 + 10.0)

@@ -10,9 +10,6 @@ WHERE limit_key = ? AND status = 'running';
 SELECT count(*) FROM node_instances INDEXED BY node_instances_by_limit
 WHERE limit_key = ? AND status = 'running' AND id <> ?;
 
--- name: node_set_limit_key
-UPDATE node_instances SET limit_key = ? WHERE id = ?;
-
 -- name: waiter_insert
 -- A message waiting again keeps the moment it first waited (its maxWait counts from there).
 INSERT INTO limit_waiters (message_id, limit_key, max_running, since, give_up_at)
@@ -36,17 +33,17 @@ SELECT w.message_id, w.limit_key, w.since FROM limit_waiters w INDEXED BY limit_
 WHERE w.give_up_at IS NOT NULL AND w.give_up_at <= ? ORDER BY w.give_up_at LIMIT ?;
 
 -- name: bucket_get
-SELECT tokens, rate, per_s, burst, updated_at, declared_by FROM rate_limits WHERE key = ?;
+SELECT tokens, rate, per_s, burst, tokens_at, declared_by FROM rate_limits WHERE key = ?;
 
 -- name: bucket_put
-INSERT INTO rate_limits (key, tokens, rate, per_s, burst, declared_by, updated_at)
-VALUES (:key, :tokens, :rate, :per_s, :burst, :declared_by, :now)
+INSERT INTO rate_limits (key, tokens, rate, per_s, burst, declared_by, tokens_at, updated_at)
+VALUES (:key, :tokens, :rate, :per_s, :burst, :declared_by, :at, :now)
 ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, rate = excluded.rate,
     per_s = excluded.per_s, burst = excluded.burst, declared_by = excluded.declared_by,
-    updated_at = excluded.updated_at;
+    tokens_at = excluded.tokens_at, updated_at = excluded.updated_at;
 
 -- name: bucket_take
-UPDATE rate_limits SET tokens = :tokens, updated_at = :now WHERE key = :key;
+UPDATE rate_limits SET tokens = :tokens, tokens_at = :at, updated_at = :now WHERE key = :key;
 
 -- name: breaker_get
 SELECT key, status, failure_threshold, minimum_calls, window_s, open_duration_s,

@@ -17,8 +17,9 @@ VALUES (:run_id, :node_id, :iteration, :attempt, :status, :input, :output, :erro
 -- name: node_start
 -- A node that waited (a timer, a signal, child runs) keeps the moment it first started: its
 -- duration is the whole wait, not its last wake-up.
+-- limit_key: the concurrency key whose slot it takes, if any (null for most nodes).
 UPDATE node_instances SET status = 'running', started_at = coalesce(started_at, :now), worker_id = :worker_id,
-                          waiting_reason = NULL
+                          waiting_reason = NULL, limit_key = :limit_key
 WHERE message_id = :message_id AND status IN ('pending', 'waiting')
 RETURNING id, attempt, status;
 
