@@ -410,12 +410,13 @@ def wait_drained(conn: sqlite3.Connection, timeout: float, poll: float = 0.005,
 
 
 def timed_drain(path: str, sync: str = "NORMAL", pre: Callable[[], Any] | None = None,
-                post: Callable[[], Any] | None = None, trace: Callable[[str], Any] | None = None,
+                post: Callable[[], Any] | None = None, trace: "StatementCounter | None" = None,
                 **worker_options) -> tuple[float, float, float]:
     """Start an in-process worker on `path` and wait until no run is active.
     Returns the clock at worker start, once Worker.start() returned, and when drained.
     pre() runs just before the clock starts, post() once the worker and engine are closed; with
-    `trace`, it is the writer connection's trace callback while the worker works."""
+    `trace`, it is the writer connection's trace callback while the worker works, marked
+    "drained" when no run is active."""
     from durableflow import Engine
     engine = Engine(path, synchronous=sync)
     conn = poll_conn(path)
@@ -430,10 +431,12 @@ def timed_drain(path: str, sync: str = "NORMAL", pre: Callable[[], Any] | None =
         t_started = now()
         try:
             t1 = wait_drained(conn, timeout=600)
-        finally:
             if trace:
-                engine.store._writer.set_trace_callback(None)
+                trace.mark("drained")
+        finally:
             worker.stop()
+            if trace:   # only now: see single_run
+                engine.store._writer.set_trace_callback(None)
     finally:
         conn.close()
         engine.close()
@@ -635,9 +638,13 @@ class Bench:
                 t1 = now()
                 if trace is not None:
                     trace.mark("finished")
-                    engine.store._writer.set_trace_callback(None)
             finally:
                 worker.stop()
+                if trace is not None:
+                    # Only once no other thread uses the connection: sqlite3_trace_v2 takes the
+                    # connection's mutex while holding the GIL, and a statement running on another
+                    # thread holds that mutex while its trace callback waits for the GIL.
+                    engine.store._writer.set_trace_callback(None)
             if run.status != "completed":
                 raise RuntimeError(f"{label}: run ended {run.status}: {run.error}")
             done = sum(1 for n in run.nodes if n.status == "completed")
@@ -828,10 +835,11 @@ class Bench:
                 idle = getattr(worker, "idle", None)
                 if idle is None or not idle.wait(10):
                     time.sleep(0.2)
-                engine.store._writer.set_trace_callback(None)
+                c.mark("idle")
             finally:
                 worker.stop()
-        summary = c.summary(0, len(c.texts), 1)
+                engine.store._writer.set_trace_callback(None)   # only now: see single_run
+        summary = c.summary(0, c.marks["idle"], 1)
         return {"statements": summary["statements"],
                 "by_kind": {k: int(v) for k, v in summary["by_kind_per_node"].items() if v},
                 "sql": [t["sql"] for t in summary["top_statements_per_node"]]}
@@ -856,8 +864,8 @@ class Bench:
         timed_drain(path, self.sync, trace=drain, concurrency=1)
         check_all_completed(path, count)
         out["runs_1w"] = {"runs": count, "nodes": 3 * count,
-                          **drain.summary(0, len(drain.texts), 3 * count),
-                          "per_run": round(len(drain.texts) / count, 3)}
+                          **drain.summary(0, drain.marks["drained"], 3 * count),
+                          "per_run": round(drain.marks["drained"] / count, 3)}
         out["start"] = {"runs": count, **starts.summary(0, len(starts.texts), count),
                         "note": "engine.start() of a 3-node run: per run, not per node"}
         progress(f"statements: {count} 3-node runs, 1 worker: {out['runs_1w']['per_node']} per node; "
