@@ -87,10 +87,8 @@ class Routing:
             self.skip(conn, plan, run_id, target, iteration, how, now)
             return False
         join_iteration = 0 if mode == "each" else iteration
-        resolved, count, fired = joins.join_get(conn, run_id, target, join_iteration)
-        resolved += 1
-        if delivered:
-            count += 1
+        resolved, count, was_fired = joins.join_arrive(conn, run_id, target, join_iteration, delivered)
+        fired = was_fired
         done = resolved >= len(incoming)
         one_input = "{" + _key_json(key) + ":" + value_json + "}" if delivered else None
         queued = False
@@ -123,7 +121,8 @@ class Routing:
                     queued = True
                 else:
                     self.skip(conn, plan, run_id, target, iteration, how, now)
-        joins.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
+        if fired and not was_fired:
+            joins.join_fire(conn, run_id, target, join_iteration)
         return queued
 
     def skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, how: EnqueueAs,
