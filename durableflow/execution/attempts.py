@@ -181,12 +181,12 @@ class AttemptLifecycle:
         except ExpressionError as exc:
             self.runs.fail_run(conn, c.run_id, status, f"node '{c.target_node_id}': {exc}", now)
             return
-        queued = self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
-                                    outcome.output, EnqueueAs.of(state), now, outcome.output_json)
+        more = self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                                  outcome.output, EnqueueAs.of(state), now, outcome.output_json)
         if "fallbackFor" in task.payload:
-            queued = self._fallback_done(conn, task, outcome, None, state, now) or queued
-        if not queued:
-            # A delivery queued a node: the run has an open message and does not settle now.
+            more = self._fallback_done(conn, task, outcome, None, state, now) or more
+        if not more:
+            # Had a node been queued, or a join been left waiting, the run would not be done.
             self.runs.settle(conn, task.plan, c.run_id, status, now)
 
     def retry_decision(self, task: Task, outcome: Outcome, state: RunState) -> retry_policy.Decision:
@@ -327,7 +327,7 @@ class AttemptLifecycle:
     def _fallback_done(self, conn, fallback: Task, outcome: Outcome, error: str | None,
                        state: RunState, now: float) -> bool:
         """A fallback ended (completed, or failed for good): the node it stood in for ends so
-        too, and routes as if it had. Returns whether that queued a node."""
+        too, and routes as if it had. Returns whether the run has more to come (Routing.route)."""
         node_id, instance_id, message_id = fallback.payload["fallbackFor"]
         run_id, plan, now_s = fallback.run_id, fallback.plan, iso(now)
         queue.discard_message_txn(conn, message_id, now_s)
