@@ -53,6 +53,9 @@ class Plan:
     # a run of it can have anything to undo (those, or child runs that may have some).
     compensated_json: str = "[]"
     may_compensate: bool = False
+    # Whether any node joins inputs (more than one incoming connection, or joinMode each): only
+    # then can a run hold `joins` rows.
+    has_joins: bool = True
 
     @property
     def workflow_id(self) -> str:
@@ -100,9 +103,10 @@ def build_plan(definition: WorkflowDef, version: int) -> Plan:
     limits = {n.node_id: found for n in definition.nodes if (found := limits_of(n, definition.workflow_id))}
     compensated = [n.node_id for n in definition.nodes if n.compensation_node_id]
     calls_children = any(n.runtime_type in CHILD_RUNTIMES for n in definition.nodes)
+    has_joins = any(len(incoming[nid]) > 1 or n.join_mode == "each" for nid, n in nodes.items())
     return Plan(definition, version, nodes, outgoing, incoming, entries, terminals, priorities,
                 helpers, compiled, by_hand, limits, json.dumps(compensated),
-                bool(compensated) or calls_children)
+                bool(compensated) or calls_children, has_joins)
 
 
 CHILD_RUNTIMES = ("Subflow", "ForEach", "While")   # nodes whose work is child runs

@@ -146,7 +146,7 @@ class RunLifecycle:
         """Complete the run if nothing is pending or running. A paused run settles on resume."""
         if status != "running" or queue.has_open_messages(conn, run_id):
             return False
-        stranded = joins.unfired_join(conn, run_id)
+        stranded = joins.unfired_join(conn, run_id) if plan.has_joins else None
         if stranded is not None:
             # Defence in depth (validation refuses the shapes that lead here): never complete
             # a run while a join still holds deliveries it has not acted on.
