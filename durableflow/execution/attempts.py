@@ -5,6 +5,7 @@ parked (a timer, a signal, child runs), given back unstarted, or lost with its w
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Callable
 
@@ -112,6 +113,8 @@ class AttemptLifecycle:
                         {} if state.variables in (None, "{}") else json.loads(state.variables),
                         state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
                         deferred_start=deferred)
+            if deferred is not None:
+                conn.put_off(functools.partial(self.start_deferred, conn, task))
             if admission is not None:
                 if admission.verdict == FAIL:    # fast: the body does not run, nor retries
                     self.fail(conn, task, Outcome(False, error=admission.error, error_type=admission.error_type),

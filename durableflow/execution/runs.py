@@ -171,6 +171,7 @@ class RunLifecycle:
                  error: str | None = None, failure: dict | None = None) -> None:
         """Fail or cancel a run: no new node starts; running ones are told through the run status.
         A failing run with something to undo compensates first (and fails once it has)."""
+        conn.write_put_off()   # a node started in this transaction is running, not pending
         if trigger == "fail" and status != "compensating" and self._compensate(
                 conn, run_id, status, now, FAILED, error,
                 failure or {"nodeId": None, "errorType": None, "message": error}):

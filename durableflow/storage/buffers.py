@@ -26,10 +26,31 @@ class TxnBuffers:
     _lease_log: list | None = None
     # run_id -> RunState read in this transaction since the last write to `runs`.
     run_states: dict | None = None
+    # Writes put off in the hope they fold into a later one (a node's start into its end), to be
+    # made before anything acts on a whole run (see write_put_off).
+    _put_off: list | None = None
 
     def reset_buffers(self) -> None:
         """A transaction begins, or rolled back: nothing carried over."""
         self._after_commit = self._events = self._leases = self._lease_log = self.run_states = None
+        self._put_off = None
+
+    def put_off(self, write) -> None:
+        """write() makes a write this transaction put off, if it is still owed (it says so itself:
+        it may run more than once)."""
+        if self._put_off is None:
+            self._put_off = [write]
+        else:
+            self._put_off.append(write)
+
+    def write_put_off(self) -> None:
+        """Before a run is failed, cancelled or compensated in this transaction: its nodes' rows
+        must say what they are (a node started, its row not yet written, is running)."""
+        owed = self._put_off
+        if owed:
+            self._put_off = None
+            for write in owed:
+                write()
 
     # --- after-commit callbacks --------------------------------------------------------------
 

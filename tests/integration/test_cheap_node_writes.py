@@ -105,3 +105,34 @@ def test_a_cheap_node_that_fails_is_started_then_failed(tmp_path):
                                              "WHERE run_id = ?", failed)[0]
         assert (status, worker) == ("failed", "w1") and started is not None
         assert rows(path, "SELECT count(*) FROM leases")[0][0] == 0
+
+
+def test_a_run_failed_by_one_cheap_node_keeps_its_siblings_started_in_the_same_transaction(tmp_path):
+    """a, b and c are claimed together, their rows' starts put off; a fails the run before b and
+    c are recorded. b and c were running (the history says so): the failure does not cancel them
+    as if pending, and their results are recorded as a running node's."""
+    path = tmp_path / "x.db"
+    defn = {"workflowId": "fan", "nodes": [{"nodeId": n, "runtimeType": "Noop"} for n in "sabc"],
+            "connections": [{"sourceNodeId": "s", "targetNodeId": n} for n in "abc"]}
+    with Engine(path) as engine:
+        run_id = engine.start(defn)
+        first = engine.service.claim("w1", 1, 30.0)
+        assert [t.node_id for t in first] == ["s"]
+
+        def outcomes(got):
+            order = sorted(got, key=lambda t: t.node_id)   # a first: it fails the run
+            return [(t, Outcome(False, error="boom", error_type="Boom", retryable=False) if t.node_id == "a"
+                     else Outcome(True, 1, "1")) for t in order], []
+
+        results, left = engine.service.record_many(
+            [(first[0], Outcome(True, {}, "{}"))], claim=("w1", 10, 30.0, None), cheap=outcomes,
+            inline=lambda plan, node_id: True)
+        assert results == [None] and left == []
+        assert engine.get_run(run_id).status == "failed"
+        got = dict(rows(path, "SELECT node_id, status FROM node_instances WHERE run_id = ?", run_id))
+        assert got == {"s": "completed", "a": "failed", "b": "completed", "c": "completed"}
+        for node_id in "bc":
+            assert node_events(path, run_id, node_id) == [
+                "node.pending", "message.leased", "node.running", "message.acked", "node.completed"]
+        assert rows(path, "SELECT count(*) FROM leases")[0][0] == 0
+        assert rows(path, "SELECT count(*) FROM messages WHERE finished_at IS NULL")[0][0] == 0
