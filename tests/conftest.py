@@ -8,7 +8,8 @@ import pytest
 
 from durableflow.clock import ManualClock
 from durableflow.storage import Store
-from tests.backends import BACKENDS, target
+from tests import pg_cluster
+from tests.backends import BACKENDS, drop_created_databases, postgres_dsn, target
 
 # 2027-01-15T08:00:00Z: a fixed, readable instant far from any DST or leap-second edge.
 T0 = 1_800_000_000.0
@@ -23,6 +24,32 @@ def clock() -> ManualClock:
 def backend(request) -> str:
     """Every test that opens a store runs once per storage backend."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases():
+    """PostgreSQL databases a test made (tests/backends.py) are dropped when it ends."""
+    yield
+    drop_created_databases()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster_session():
+    """The session's throwaway PostgreSQL cluster (tests/pg_cluster.py); skips without binaries."""
+    reason = pg_cluster.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return pg_cluster.shared_cluster()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster_session) -> str:
+    """A DSN to a fresh, empty PostgreSQL database of this test's own (dropped afterwards)."""
+    return postgres_dsn()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    pg_cluster.stop_shared_cluster()
 
 
 @pytest.fixture
