@@ -68,7 +68,7 @@ CREATE TABLE runs (
 );
 -- Listings page newest first by (created_at, rowid): each index ends with rowid, as SQLite's do.
 CREATE INDEX runs_by_status ON runs (status, created_at, rowid);
-CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_by_parent ON runs (parent_run_id, rowid) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 -- Newest first, for listings and for history over a time window: every run, top-level runs (what
 -- `durableflow runs` shows), and the runs of one workflow version (`workflows` counts them).

@@ -55,5 +55,6 @@ ORDER BY ordinal_position;
 -- name: data_version
 -- Moves when anything commits (a commit writes WAL), as SQLite's data_version does when another
 -- connection commits; it may also move without news (other databases of the cluster, vacuum),
--- which costs the caller one look. No transaction, no lock.
-SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint;
+-- which costs the caller one look. No transaction, no lock. The insert position, not the write
+-- position: with synchronous_commit off a commit is written out up to 200 ms later.
+SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint;

@@ -21,10 +21,13 @@ ON CONFLICT (message_id) DO UPDATE SET limit_key = excluded.limit_key, max_runni
 SELECT since, give_up_at FROM limit_waiters WHERE message_id = ?;
 
 -- name: waiters_first
--- The oldest waiters of a key still held: the first to get a freed slot.
+-- The oldest waiters of a key still held: the first to get a freed slot. The waiters are walked
+-- in limit_waiters_by_key's order and each message looked up by its key (LATERAL, OFFSET 0: no
+-- join the planner could answer by scanning messages for held = 4, which it counts as rare).
 SELECT w.message_id, w.max_running FROM limit_waiters w
-JOIN messages m ON m.id = w.message_id
-WHERE w.limit_key = ? AND m.status = 'ready' AND m.held = 4 ORDER BY w.message_id LIMIT ?;
+CROSS JOIN LATERAL (SELECT 1 FROM messages m
+                    WHERE m.id = w.message_id AND m.status = 'ready' AND m.held = 4 OFFSET 0) AS held
+WHERE w.limit_key = ? ORDER BY w.message_id LIMIT ?;
 
 -- name: waiter_delete
 DELETE FROM limit_waiters WHERE message_id = ?;

@@ -33,6 +33,8 @@ WHERE r.run_id = :run_id;
 SELECT status, count(*) AS runs FROM runs GROUP BY status ORDER BY status;
 
 -- name: throughput
+-- The attempts are read per recent run (LATERAL, OFFSET 0 keeps the planner from flattening it
+-- into a join it may answer with a scan of node_instances): SQLite's INDEXED BY, in PostgreSQL.
 WITH recent(run_id) AS (
     SELECT run_id FROM runs WHERE finished_at >= :since
     UNION
@@ -43,24 +45,31 @@ SELECT minute, sum(runs) AS runs_finished, sum(nodes) AS nodes_completed FROM (
     FROM runs WHERE finished_at >= :since
     UNION ALL
     SELECT substr(n.finished_at, 1, 16), 0, 1
-    FROM recent JOIN node_instances n ON n.run_id = recent.run_id
-    WHERE n.status = 'completed' AND n.compensates IS NULL AND n.finished_at >= :since
-      AND n.message_id IS NOT NULL) AS done
+    FROM recent CROSS JOIN LATERAL (
+        SELECT finished_at FROM node_instances
+        WHERE run_id = recent.run_id AND status = 'completed' AND compensates IS NULL
+          AND finished_at >= :since AND message_id IS NOT NULL
+        OFFSET 0) n) AS done
 GROUP BY minute ORDER BY minute;
 
 -- name: slowest_nodes
+-- Each recent run's workflow and completed attempts, by run (see throughput).
 WITH recent(run_id) AS (
     SELECT run_id FROM runs WHERE finished_at >= :since
     UNION
     SELECT run_id FROM runs
     WHERE status = 'pending' OR status = 'running' OR status = 'paused' OR status = 'compensating')
 SELECT r.workflow_id, n.node_id, count(*) AS completed,
-       round(avg(extract(epoch FROM n.finished_at::timestamptz - n.started_at::timestamptz)), 3)::double precision AS avg_s,
-       round(max(extract(epoch FROM n.finished_at::timestamptz - n.started_at::timestamptz)), 3)::double precision AS max_s
-FROM recent JOIN runs r ON r.run_id = recent.run_id
-JOIN node_instances n ON n.run_id = recent.run_id
-WHERE n.status = 'completed' AND n.compensates IS NULL AND n.finished_at >= :since
-      AND n.message_id IS NOT NULL
+       round(avg(n.seconds), 3)::double precision AS avg_s,
+       round(max(n.seconds), 3)::double precision AS max_s
+FROM recent
+CROSS JOIN LATERAL (SELECT workflow_id FROM runs WHERE run_id = recent.run_id OFFSET 0) r
+CROSS JOIN LATERAL (
+    SELECT node_id, extract(epoch FROM finished_at::timestamptz - started_at::timestamptz) AS seconds
+    FROM node_instances
+    WHERE run_id = recent.run_id AND status = 'completed' AND compensates IS NULL
+      AND finished_at >= :since AND message_id IS NOT NULL
+    OFFSET 0) n
 GROUP BY r.workflow_id, n.node_id ORDER BY avg_s DESC, r.workflow_id, n.node_id LIMIT 10;
 
 -- The rest of `stats`: counts over the whole database.
