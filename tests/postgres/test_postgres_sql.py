@@ -707,3 +707,39 @@ def test_deleting_a_run_finds_its_rows_through_indexes(history_db):
           AND c.relnamespace = current_schema()::regnamespace ORDER BY 1, 2""").fetchall()
     assert ("messages", "run_id", True) in refs and len(refs) >= 10
     assert [r for r in refs if not r[2]] == []
+
+
+def test_the_statements_work_in_a_postgresql_schema_of_their_own(db):
+    """The DSN's schema option puts the tables in their own schema (the connection's search_path
+    names it): statements that find their tables or sequences by name find those."""
+    db.execute("CREATE SCHEMA flows")
+    db.execute("SET search_path TO flows")
+    apply_schema(db)
+    d, ev = PG["database"], PG["events"]
+    assert [r[0] for r in db.execute(for_psycopg(d["table_columns"]), {"table": "events"})] == \
+        ["seq", "run_id", "node_id", "type", "data", "at"]
+    db.execute(for_psycopg(ev["event_insert_at"]), (7, None, None, "history.pruned", None, NOW))
+    db.execute(for_psycopg(ev["event_insert"]), (None, None, "next", None, NOW))
+    assert db.execute("SELECT seq, type FROM flows.events ORDER BY seq").fetchall() == \
+        [(7, "history.pruned"), (8, "next")]
+    assert db.execute(d["quick_check"]).fetchall() == [("ok",)]
+    _setup_queue(db, 1)
+    assert db.execute(d["begin_write"]) is not None
+    assert db.execute(for_psycopg(PG["queue"]["claim_one"]), {"now": NOW}).fetchone() is not None
+    db.execute("COMMIT")
+    db.execute("SET search_path TO public")
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 0   # public's, untouched
+
+
+def test_quick_check_names_an_index_left_invalid(db):
+    # What an interrupted CREATE INDEX CONCURRENTLY leaves; the catalog is the only way to make
+    # one on purpose (it takes a superuser, as the cluster's owner is).
+    db.execute("CREATE INDEX events_probe ON events (at)")
+    admin = psycopg.connect(db.info.dsn.replace("user=durableflow", "user=postgres"), autocommit=True)
+    try:
+        admin.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'events_probe'::regclass")
+    finally:
+        admin.close()
+    for name in ("quick_check", "integrity_check"):
+        assert db.execute(PG["database"][name]).fetchall() == [
+            ("index events_probe is not valid: REINDEX INDEX events_probe",)]
