@@ -562,6 +562,12 @@ INSERT INTO schedules (schedule_id, workflow_id, node_id, interval_s, paused, ne
 SELECT 'wf:t' || i, 'wf', 't' || i, 60, i % 2, '2027-01-01T00:00:00.000Z', '2027-01-01T00:00:00.000Z', '2027-01-01T00:00:00.000Z' FROM generate_series(1, 2000) i;
 INSERT INTO schedule_fires SELECT 'wf:t' || (i % 100), to_char(timestamp '2027-01-01' + i * interval '1 second', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), CASE WHEN i % 100 = 0 THEN 'buffered' ELSE 'started' END, 'r' || lpad(i::text, 6, '0'), NULL, '2027-01-01T00:00:00.000Z' FROM generate_series(1, 20000) i;
 INSERT INTO signals (run_id, name, payload, created_at) SELECT 'r' || lpad(i::text, 6, '0'), 's', NULL, '2027-01-01T00:00:00.000Z' FROM generate_series(1, 20000) i;
+INSERT INTO workflows SELECT 'w' || lpad(i::text, 4, '0'), 1, 'c', '{}', NULL, '2027-01-01T00:00:00.000Z' FROM generate_series(1, 2000) i;
+INSERT INTO joins SELECT 'r' || lpad(i::text, 6, '0'), 'j', 0, 1, 1, 1 FROM generate_series(1, 20000) i;
+INSERT INTO join_inputs SELECT 'r' || lpad(i::text, 6, '0'), 'j', 0, 'a', '{}' FROM generate_series(1, 20000) i;
+INSERT INTO loop_items SELECT 'r' || lpad((i / 10 + 1)::text, 6, '0'), 'loop', 0, 1, i % 10, '{}', NULL, NULL FROM generate_series(0, 19999) i;
+INSERT INTO rate_limits SELECT 'k' || i, 1, 1, 1, 1, 'wf:n', 0, '2027-01-01T00:00:00.000Z' FROM generate_series(1, 2000) i;
+INSERT INTO circuit_breakers SELECT 'b' || i, 'closed', 0.5, 5, 60, 30, 1, NULL, 0, 0, 'wf:n', '2027-01-01T00:00:00.000Z' FROM generate_series(1, 2000) i;
 ANALYZE;
 """
 
@@ -570,7 +576,11 @@ PLAN_PARAMS = {"run_id": "r000050", "now": "2027-01-01T00:00:00.000Z", "held": 1
                "version": 1, "top_level": 1, "before": "2027-01-01T00:00:00.000Z", "nodes": '["n1"]',
                "type": "node.completed", "node_id": "n1", "since": "2027-01-01T05:00:00.000Z",
                "at": "2027-01-01T05:00:00.000Z", "rowid": 5, "cap": 100, "low": "r0001",
-               "high": "r0002", "worker_id": "w1", "key": "k1"}
+               "high": "r0002", "worker_id": "w1", "key": "k1", "to": "completed", "from": "running",
+               "output": None, "error": None, "error_type": None, "port": None, "reason": None,
+               "percent": 1.0, "message": None, "instance": 5, "name": "s", "limit_key": None,
+               "started_at": None, "finished_at": None, "outputs": None, "paused_until": None,
+               "counted": 1, "visible_at": "2027-01-01T00:00:00.000Z", "message_id": 5}
 PLAN_POSITIONAL = {"runs_prunable": ("2027-01-01T00:00:00.000Z", 10),
                    "node_open_by_message": (5,), "running_with_key_but": ("k1", 5),
                    "waiters_first": ("k1", 10), "waiters_given_up": ("2027-01-01T00:00:00.000Z", 10),
@@ -642,6 +652,47 @@ PLAN_EXPECTED = {
     "ui.runs_by_id_prefix": {"runs_pkey"},
     "ui.attempts_of_run": {"node_instances_by_run"},
     "ui.child_runs": {"runs_by_parent"},
+    # Per claim, node step and run step: one row by its key.
+    "nodes.node_start": {"node_instances_by_message"},
+    "nodes.node_finish": {"node_instances_pkey"},
+    "nodes.node_wait": {"node_instances_pkey"},
+    "nodes.node_release": {"node_instances_pkey"},
+    "nodes.node_progress": {"node_instances_pkey"},
+    "nodes.node_completed_count": {"node_instances_one_completed", "node_instances_by_run"},
+    "nodes.node_last_attempt": {"node_instances_by_run"},
+    "nodes.run_running_count": {"node_instances_running"},
+    "nodes.run_completed_outputs": {"node_instances_one_completed", "node_instances_by_run"},
+    "nodes.nodes_of_run": {"node_instances_by_run", "node_instances_pkey"},
+    "queue.message_ack": {"messages_pkey"},
+    "queue.message_ack_known": {"messages_pkey"},
+    "queue.message_nack": {"messages_pkey"},
+    "queue.message_bury": {"messages_pkey"},
+    "queue.message_throttle": {"messages_pkey"},
+    "queue.message_limit_free": {"messages_pkey"},
+    "queue.lease_release": {"leases_pkey"},
+    "queue.leases_expired": {"messages_pkey"},
+    "runs.run_get": {"runs_pkey"},
+    "runs.run_state": {"runs_pkey"},
+    "runs.run_transition": {"runs_pkey"},
+    "runs.run_variables_set": {"runs_pkey"},
+    "runs.runs_status_of": {"runs_pkey"},
+    "events.node_completion_events": {"events_by_run"},
+    "events.last_event_of_type": {"events_by_run"},
+    "joins.join_get": {"joins_pkey"},
+    "joins.join_inputs_get": {"join_inputs_pkey"},
+    "joins.join_unfired": {"joins_pkey"},
+    "signals.signal_take": {"signals_by_run"},
+    "loops.loop_item_get": {"loop_items_pkey"},
+    "limits.waiter_get": {"limit_waiters_pkey"},
+    "limits.bucket_get": {"rate_limits_pkey"},
+    "limits.breaker_get": {"circuit_breakers_pkey"},
+    "schedules.schedule_get": {"schedules_pkey"},
+    "schedules.fire_get": {"schedule_fires_pkey"},
+    "schedules.fires_buffered": {"schedule_fires_buffered", "schedule_fires_pkey"},
+    "schedules.schedule_active_runs": {"schedule_fires_pkey", "schedule_fires_buffered"},
+    "workflows.workflow_latest": {"workflows_pkey"},
+    "workflows.workflow_by_checksum": {"workflows_by_checksum", "workflows_pkey"},
+    "history.run_delete": {"runs_pkey"},
 }
 BIG_TABLES = ("messages", "events", "runs", "node_instances")
 
@@ -659,10 +710,22 @@ def history_db(pg_cluster_session):
         pg_cluster_session.drop_database(name)
 
 
+def positional_for_plans(conn, key: str) -> tuple:
+    """A run id for each text parameter, 5 for each number (a message, node or attempt id)."""
+    text, _ = numbered(_sql(key))
+    conn.pgconn.prepare(b"", text.encode())
+    described = conn.pgconn.describe_prepared(b"")
+    types = [conn.execute("SELECT format_type(%s, NULL)", (described.param_type(i),)).fetchone()[0]
+             for i in range(described.nparams)]
+    by_type = {"text": "r000050", "bigint": 5, "integer": 5, "smallint": 5, "double precision": 1.0,
+               "jsonb": '["r000050"]'}
+    return tuple(by_type[t] for t in types)
+
+
 def explain(conn, key: str) -> str:
     name = key.split(".")[1]
     sql = _sql(key)
-    args = PLAN_POSITIONAL.get(name) or (("r000050",) * sql.count("?") if "?" in sql else PLAN_PARAMS)
+    args = PLAN_POSITIONAL.get(name) or (positional_for_plans(conn, key) if "?" in sql else PLAN_PARAMS)
     conn.execute("BEGIN")   # EXPLAIN of a write plans it only, but stay out of the data anyway
     try:
         return "\n".join(r[0] for r in conn.execute("EXPLAIN " + for_psycopg(sql), args))
