@@ -399,6 +399,15 @@ def test_two_claimers_take_different_messages_without_waiting(db, pg_dsn):
     assert db.execute("SELECT count(*) FROM messages WHERE status = 'leased'").fetchone()[0] == 3
 
 
+def test_a_claim_leases_at_most_its_limit_highest_priority_then_oldest(db):
+    ids = _setup_queue(db, 20)
+    enqueue = for_psycopg(PG["queue"]["enqueue"])
+    high = db.execute(enqueue, ("r1", "node", "h", 0, None, 2, NOW, 0, 5, NOW)).fetchone()[0]
+    rows = db.execute(for_psycopg(PG["queue"]["claim"]), {"now": NOW, "limit": 5}).fetchall()
+    assert sorted(r[0] for r in rows) == sorted([high] + ids[:4])
+    assert db.execute("SELECT count(*) FROM messages WHERE status = 'leased'").fetchone()[0] == 5
+
+
 def test_claim_oldest_takes_the_oldest_whatever_its_priority(db):
     ids = _setup_queue(db, 2)
     enqueue = for_psycopg(PG["queue"]["enqueue"])

@@ -23,15 +23,17 @@ SELECT currval(pg_get_serial_sequence('messages', 'id'));
 
 -- name: claim
 -- Claimable: ready, not held, visible now; highest priority first, then oldest. Rows another
--- claimer has locked are passed over, not waited for.
-UPDATE messages SET status = 'leased'
-WHERE id IN (
+-- claimer has locked are passed over, not waited for. The pick is a MATERIALIZED CTE, run once:
+-- as `id IN (subquery)` the planner could run it again inside a join and lease more than :limit.
+WITH picked AS MATERIALIZED (
     SELECT id FROM messages
     WHERE status = 'ready' AND held = 0 AND visible_at <= :now
     ORDER BY priority DESC, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED)
-RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+UPDATE messages m SET status = 'leased' FROM picked WHERE m.id = picked.id
+RETURNING m.id, m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority, m.attempts,
+          m.max_attempts;
 
 -- name: claim_one
 UPDATE messages SET status = 'leased'
@@ -77,13 +79,13 @@ LIMIT 1;
 
 -- name: promote_due
 -- Parked messages that are due join the claim index, oldest due first, :limit at a time.
-UPDATE messages SET held = 0
-WHERE id IN (
+WITH due AS MATERIALIZED (
     SELECT id FROM messages
     WHERE status = 'ready' AND held = 3 AND visible_at <= :now
     ORDER BY visible_at
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED);
+    FOR UPDATE SKIP LOCKED)
+UPDATE messages m SET held = 0 FROM due WHERE m.id = due.id;
 
 -- name: lease_insert
 INSERT INTO leases (message_id, worker_id, token, acquired_at, expires_at)
