@@ -283,6 +283,20 @@ def test_each_family_has_the_statement_names_of_sqlite(family):
     assert sorted(PG[family]) == sorted(load(SQLITE_STATEMENTS / f"{family}.sql"))
 
 
+def parameters(sql: str) -> tuple[int, set[str]]:
+    """How many `?` and which `:name` a statement takes (quotes and comments left out)."""
+    _, order = numbered(sql)
+    return sum(isinstance(o, int) for o in order), {o for o in order if isinstance(o, str)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_statement_takes_the_parameters_of_sqlites(family):
+    """The Python passes one set of arguments to whichever dialect's statement it runs."""
+    sqlite = load(SQLITE_STATEMENTS / f"{family}.sql")
+    for name, sql in PG[family].items():
+        assert parameters(sql) == parameters(sqlite[name]), f"{family}.{name}"
+
+
 def test_no_statement_uses_what_postgresql_lacks():
     sqlite_only = re.compile(r"INDEXED BY|INSERT OR|julianday|strftime|json_each|json_extract|"
                              r"last_insert_rowid|pragma|WITHOUT ROWID|sqlite_", re.I)
