@@ -25,13 +25,12 @@ from durableflow.storage.statements import SQLITE
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-class Connection(sqlite3.Connection):
-    """A sqlite3 connection that remembers the process that opened it, and carries the SQL of
-    its engine (`conn.sql.<family>.<statement>`)."""
+class TransactionState:
+    """What a write transaction carries beside its SQL, whichever database it runs on:
+    callbacks for after the commit, and the events to write before it."""
 
     owner_pid: int = 0
     label: str = ""
-    sql = SQLITE
     claims = 0   # claim transactions so far: queue.claim_txn serves the oldest every FAIR_EVERY
     _after_commit: list | None = None
 
@@ -88,6 +87,15 @@ class Connection(sqlite3.Connection):
                 f"{self.label}: connection opened in process {self.owner_pid} used in forked child "
                 f"{os.getpid()}; open a new Engine/Store in the child"
             )
+
+
+class Connection(TransactionState, sqlite3.Connection):
+    """A sqlite3 connection that remembers the process that opened it, and carries the SQL of
+    its engine (`conn.sql.<family>.<statement>`). Like every DB-API connection it names its
+    errors (`conn.Error`, `conn.IntegrityError`), so the engine catches them without knowing
+    which database it runs on."""
+
+    sql = SQLITE
 
 
 # Set in a child forked while durableflow workers ran in its parent: the parent's pid.
