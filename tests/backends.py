@@ -14,7 +14,7 @@ import pytest
 
 from tests import pg_cluster
 
-BACKENDS = ["sqlite"]  # "postgres" joins once the Store opens postgresql:// DSNs (issue 18)
+BACKENDS = ["sqlite", "postgres"]
 
 # Databases made for the running test; tests/conftest.py drops them when it ends.
 created_databases: list[str] = []
@@ -49,3 +49,42 @@ def drop_created_databases() -> None:
     cluster = pg_cluster.shared_cluster()
     while created_databases:
         cluster.drop_database(created_databases.pop())
+
+
+class PgRaw:
+    """A plain connection to a PostgreSQL store's database, answering like sqlite3 does for the
+    tests that read rows behind the store's back: `?` parameters, tuples, JSON as text."""
+
+    def __init__(self, dsn):
+        import psycopg
+
+        from durableflow.storage.postgres.connection import configure
+        from durableflow.storage.postgres.dsn import parse
+
+        parsed = parse(dsn)
+        self.conn = psycopg.connect(parsed.conninfo, autocommit=True)
+        configure(self.conn, parsed.schema)
+
+    def execute(self, sql: str, params=()):
+        from durableflow.storage.postgres.connection import convert
+
+        text, has_params = convert(sql)
+        return self.conn.execute(text, params if has_params else None)
+
+    def executemany(self, sql: str, rows):
+        from durableflow.storage.postgres.connection import convert
+
+        cur = self.conn.cursor()
+        cur.executemany(convert(sql)[0], rows)
+        return cur
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def raw_connection(db):
+    """A plain connection to a test database: sqlite3 on a file, PgRaw on a DSN."""
+    if str(db).startswith("postgresql://"):
+        return PgRaw(db)
+    import sqlite3
+    return sqlite3.connect(db)

@@ -143,6 +143,9 @@ def test_stats_count_the_last_hour_and_the_slowest_nodes_of_the_last_day(engine,
         drive(engine, clock, hooks, run_id, steps)
         if finish:
             assert engine.wait(run_id, timeout=20).status == "completed"
+        else:   # its bodies must have seen their release before it is taken back below
+            wait_until(lambda: all(node_status(engine, run_id, n) == "completed" for n in nodes),
+                       what=f"the nodes of {workflow} done")
         for n in nodes:
             hooks.event(f"release:{n}").clear()        # the next run of this workflow blocks again
         return run_id
