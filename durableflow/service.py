@@ -109,8 +109,8 @@ class WorkerService:
 
     def record_many(self, items: list[tuple[Task, Outcome]],
                     claim: tuple[str, int, float, tuple | None] | None = None,
-                    cheap: Callable[[list[Task]], tuple[list, list[Task]]] | None = None
-                    ) -> tuple[list, list[Task]]:
+                    cheap: Callable[[list[Task]], tuple[list, list[Task]]] | None = None,
+                    inline: Callable | None = None) -> tuple[list, list[Task]]:
         """Record results in one transaction; each is guarded on its own (a stale lease on one
         does not undo the others). With `claim` = (worker_id, limit, lease_seconds, free), the same
         transaction also claims what is ready next. Returns (per-item None or the error that
@@ -121,7 +121,8 @@ class WorkerService:
         and what they lead to claimed, up to CHEAP_STEPS rounds and CHEAP_SECONDS: a chain of
         cheap nodes costs one commit per CHEAP_STEPS steps instead of one per step (the commit
         is most of a step's cost). The claim still takes the highest priority first, so other
-        runs' work is not passed over."""
+        runs' work is not passed over. `inline(plan, node_id)` says beforehand which nodes
+        `cheap` runs: their rows are written once, at their end (AttemptLifecycle.claim)."""
         for task, _outcome in items:
             self._progress_last.pop(task.instance_id, None)
         if self._progress_unsaved:
@@ -135,9 +136,10 @@ class WorkerService:
             if not claim:
                 return results, []
             worker_id, limit, lease_seconds, free = claim
-            tasks = self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
+            attempts = self.execution.attempts
             if cheap is None:
-                return results, tasks
+                return results, attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
+            tasks = attempts.claim(conn, worker_id, limit, lease_seconds, now, free, inline)
             until = self.clock.monotonic() + CHEAP_SECONDS
             for _ in range(CHEAP_STEPS):
                 if not tasks or self.clock.monotonic() > until:
@@ -150,8 +152,11 @@ class WorkerService:
                     if err is not None:
                         log.warning("result of %s of run %s discarded: %s", task.node_id, task.run_id, err)
                 if others:
-                    return results, others
-                tasks = self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
+                    tasks = others
+                    break
+                tasks = attempts.claim(conn, worker_id, limit, lease_seconds, now, free, inline)
+            for task in tasks:   # leaving this transaction unfinished: started now
+                attempts.start_deferred(conn, task)
             return results, tasks
         return self.write(txn)
 

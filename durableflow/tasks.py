@@ -44,6 +44,9 @@ class Task:
     breaker_key: str | None = None                # the circuit breaker its call counts for
     breaker_closed: bool = False                  # ... which was closed when it was let through
     payload: dict = field(default_factory=dict)   # the message as delivered (input, inputs, ...)
+    # Claimed to run and be recorded in the claiming transaction: its row's start is not written
+    # yet; (the row's status then, when it started, the worker). See nodes.defer_start_txn.
+    deferred_start: tuple[str, str, str] | None = None
 
     @property
     def run_id(self) -> str:

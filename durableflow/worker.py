@@ -412,7 +412,8 @@ class Worker:
         claim = ((self.worker_id, claim_next, self.lease_seconds, self._free_resources())
                  if claim_next > 0 else None)
         try:
-            results, tasks = self.service.record_many(items, claim=claim, cheap=self._cheap_outcomes)
+            results, tasks = self.service.record_many(items, claim=claim, cheap=self._cheap_outcomes,
+                                                      inline=self._runs_inline)
         except DurableflowError as exc:
             got = self._record_again(items, claim, exc)
             if got is None:
@@ -423,17 +424,22 @@ class Worker:
                 log.warning("worker %s: result of %s discarded: %s", self.worker_id, task.node_id, err)
         return tasks
 
+    def _runs_inline(self, plan, node_id: str) -> bool:
+        """Whether _cheap_outcomes runs this node inside the transaction that claims it."""
+        if self._stopping.is_set():
+            return False
+        kind = plan.nodes[node_id].runtime_type
+        if kind in _CHEAP:
+            return True
+        key = _CHEAP_EXPRESSION.get(kind)
+        return key is not None and not getattr(plan.compiled.get(f"{node_id}.{key}"), "loops", True)
+
     def _cheap_outcomes(self, tasks: list[Task]) -> tuple[list[tuple[Task, Outcome]], list[Task]]:
         """The outcomes of the cheap nodes among `tasks` (run here, inside the transaction that
         claimed them), and the other tasks, for the dispatcher."""
         done, others = [], []
-        stopping = self._stopping.is_set()
         for task in tasks:
-            node = task.node
-            kind = node.runtime_type
-            key = _CHEAP_EXPRESSION.get(kind)
-            if stopping or not (kind in _CHEAP or (key is not None and not getattr(
-                    task.plan.compiled.get(f"{node.node_id}.{key}"), "loops", True))):
+            if not self._runs_inline(task.plan, task.node_id):
                 others.append(task)
                 continue
             task.cancel_event = _NEVER_CANCELLED

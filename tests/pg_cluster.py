@@ -113,6 +113,16 @@ class PgCluster:
         )
         return self
 
+    def pause(self) -> None:
+        """Stop the server (a server that is down), keeping its files."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._started = False
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
+                  "-t", "60", "start")
+        self._started = True
+
     def stop(self) -> None:
         if self._started:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)

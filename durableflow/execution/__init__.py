@@ -45,6 +45,9 @@ class Execution:
         lease on one does not undo the others. Returns, per item, None or what refused it."""
         results: list[Exception | None] = []
         for task, outcome in items:
+            if task.deferred_start is not None and not outcome.ok:
+                # Only a completion writes the start and the end at once.
+                self.attempts.start_deferred(conn, task)
             conn.execute("SAVEPOINT record")
             mark = conn.commit_mark()
             try:
@@ -89,6 +92,7 @@ class Execution:
         conn.execute("SAVEPOINT unrecordable")
         mark = conn.commit_mark()
         try:
+            self.attempts.start_deferred(conn, task)
             self.attempts.fail(conn, task, Outcome(False, error=f"durableflow could not record this node's "
                                                               f"result: {type(exc).__name__}: {exc}",
                                                    error_type="InternalError"), now, may_retry=False)

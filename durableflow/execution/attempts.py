@@ -6,6 +6,7 @@ parked (a timer, a signal, child runs), given back unstarted, or lost with its w
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from durableflow import retry as retry_policy
 from durableflow.clock import iso
@@ -41,9 +42,12 @@ class AttemptLifecycle:
     # --- claiming --------------------------------------------------------------------------
 
     def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float,
-              free: tuple[float, float] | None = None) -> list[Task]:
+              free: tuple[float, float] | None = None,
+              inline: Callable[[Plan, str], bool] | None = None) -> list[Task]:
         """Lease up to `limit` ready messages and start their nodes. `free`: the cpu and memory
-        (MB) the worker has free, for nodes with `resources`."""
+        (MB) the worker has free, for nodes with `resources`. `inline(plan, node_id)`: whether the
+        caller runs and records that node in this same transaction; if so (and no limit applies
+        to it), its row is written once, when it finishes (Task.deferred_start)."""
         claimed = queue.claim_txn(conn, worker_id, limit, lease_seconds, now)
         if not claimed:
             return []
@@ -89,7 +93,13 @@ class AttemptLifecycle:
                 if admission.payload is not None:
                     c = c._replace(payload=admission.payload)
             slot = admission.limit_key if admission is not None else None
-            got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s, slot)
+            deferred = got = None
+            if inline is not None and admission is None and not limit_run and inline(plan, c.target_node_id):
+                row = nodes.defer_start_txn(conn, c.id, c.run_id, c.target_node_id, now_s)
+                if row is not None:
+                    got, deferred = row[:2], (row[2], now_s, worker_id)
+            if got is None:
+                got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s, slot)
             if got is None:
                 # No pending row (an imported run, or a requeued dead letter): make one, start it.
                 attempt = nodes.last_attempt(conn, c.run_id, c.target_node_id, c.iteration) + 1
@@ -100,7 +110,8 @@ class AttemptLifecycle:
             payload = json.loads(c.payload) if c.payload else {}
             task = Task(c, plan, instance_id, attempt, payload.get("input"), payload.get("inputs") or {},
                         {} if state.variables in (None, "{}") else json.loads(state.variables),
-                        state.retries_used, payload=payload, scheduled_at=state.scheduled_at)
+                        state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
+                        deferred_start=deferred)
             if admission is not None:
                 if admission.verdict == FAIL:    # fast: the body does not run, nor retries
                     self.fail(conn, task, Outcome(False, error=admission.error, error_type=admission.error_type),
@@ -114,6 +125,13 @@ class AttemptLifecycle:
                 task.breaker_closed = admission.breaker_closed
             tasks.append(task)
         return tasks
+
+    @staticmethod
+    def start_deferred(conn, task: Task) -> None:
+        """Write the start of a node claimed to finish at once that does not (see claim)."""
+        if task.deferred_start is not None:
+            nodes.start_deferred_txn(conn, task.instance_id, task.node_id, task.deferred_start)
+            task.deferred_start = None
 
     def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
         """A message of a run that is no longer running: consume it, cancel its pending node."""
@@ -146,7 +164,7 @@ class AttemptLifecycle:
         shown = event_delta(delta)
         nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
                               now_s, output=outcome.output_json, port=outcome.port,
-                              data={"vars": shown} if shown else None)
+                              data={"vars": shown} if shown else None, started=task.deferred_start)
         state = runs.run_state(conn, c.run_id)
         status = state.status
         variables = merge_variables(conn, task.run_id, delta, state.variables)
@@ -163,12 +181,12 @@ class AttemptLifecycle:
         except ExpressionError as exc:
             self.runs.fail_run(conn, c.run_id, status, f"node '{c.target_node_id}': {exc}", now)
             return
-        queued = self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
-                                    outcome.output, EnqueueAs.of(state), now, outcome.output_json)
+        more = self.routing.route(conn, task.plan, c.run_id, c.target_node_id, c.iteration, deliveries,
+                                  outcome.output, EnqueueAs.of(state), now, outcome.output_json)
         if "fallbackFor" in task.payload:
-            queued = self._fallback_done(conn, task, outcome, None, state, now) or queued
-        if not queued:
-            # A delivery queued a node: the run has an open message and does not settle now.
+            more = self._fallback_done(conn, task, outcome, None, state, now) or more
+        if not more:
+            # Had a node been queued, or a join been left waiting, the run would not be done.
             self.runs.settle(conn, task.plan, c.run_id, status, now)
 
     def retry_decision(self, task: Task, outcome: Outcome, state: RunState) -> retry_policy.Decision:
@@ -309,7 +327,7 @@ class AttemptLifecycle:
     def _fallback_done(self, conn, fallback: Task, outcome: Outcome, error: str | None,
                        state: RunState, now: float) -> bool:
         """A fallback ended (completed, or failed for good): the node it stood in for ends so
-        too, and routes as if it had. Returns whether that queued a node."""
+        too, and routes as if it had. Returns whether the run has more to come (Routing.route)."""
         node_id, instance_id, message_id = fallback.payload["fallbackFor"]
         run_id, plan, now_s = fallback.run_id, fallback.plan, iso(now)
         queue.discard_message_txn(conn, message_id, now_s)

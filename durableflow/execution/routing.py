@@ -63,7 +63,9 @@ class Routing:
               deliveries: list[tuple[Edge, bool]], value: Any, how: EnqueueAs, now: float,
               value_json: str | None = None) -> bool:
         """Deliver `value` (whose JSON the caller may have already) over the connections that
-        match, rule the others out. Returns whether a node was queued."""
+        match, rule the others out. Returns whether the run has more to come: a node was queued,
+        or a join still waits for inputs (whose sources are open, or will be skipped), so the
+        run cannot be finished and the caller need not look."""
         queued = False
         for edge, ok in deliveries:
             if ok and value_json is None:
@@ -74,7 +76,7 @@ class Routing:
     def resolve(self, conn, plan: Plan, run_id: str, edge: Edge, iteration: int, delivered: bool,
                 value: Any, value_json: str | None, how: EnqueueAs, now: float) -> bool:
         """One incoming connection of a node delivered or was ruled out: run, wait, or skip it.
-        Returns whether the node was queued."""
+        Returns whether the node was queued or waits for more inputs (see route)."""
         target = edge.conn.target_node_id
         incoming = plan.incoming[target]
         key = plan.input_key(edge)
@@ -87,10 +89,8 @@ class Routing:
             self.skip(conn, plan, run_id, target, iteration, how, now)
             return False
         join_iteration = 0 if mode == "each" else iteration
-        resolved, count, fired = joins.join_get(conn, run_id, target, join_iteration)
-        resolved += 1
-        if delivered:
-            count += 1
+        resolved, count, was_fired = joins.join_arrive(conn, run_id, target, join_iteration, delivered)
+        fired = was_fired
         done = resolved >= len(incoming)
         one_input = "{" + _key_json(key) + ":" + value_json + "}" if delivered else None
         queued = False
@@ -123,8 +123,9 @@ class Routing:
                     queued = True
                 else:
                     self.skip(conn, plan, run_id, target, iteration, how, now)
-        joins.join_put(conn, run_id, target, join_iteration, resolved, count, fired)
-        return queued
+        if fired and not was_fired:
+            joins.join_fire(conn, run_id, target, join_iteration)
+        return queued or not done
 
     def skip(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int, how: EnqueueAs,
              now: float) -> None:

@@ -125,14 +125,14 @@ class StoreBase:
         raise translate(exc, self.path) from exc
 
     def _txn(self, conn: Connection, fn, args, kwargs):
-        conn._after_commit = conn._events = None
+        conn.reset_buffers()
         conn.execute(conn.sql.database.begin_write)
         try:
             result = fn(conn, *args, **kwargs)
-            conn.flush_events()
+            conn.flush()
             conn.execute("COMMIT")
         except BaseException:
-            conn._after_commit = conn._events = None
+            conn.reset_buffers()
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -169,6 +169,7 @@ class StoreBase:
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn(conn, ...) in one read transaction, a consistent snapshot across its statements."""
         conn = self._reader()
+        conn.run_states = None
         try:
             conn.execute(conn.sql.database.begin_read)
             try:

@@ -20,66 +20,21 @@ from durableflow.errors import (
     ForkedConnection,
     StorageError,
 )
+from durableflow.storage.buffers import TxnBuffers
 from durableflow.storage.statements import SQLITE
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-class TransactionState:
-    """What a write transaction carries beside its SQL, whichever database it runs on:
-    callbacks for after the commit, and the events to write before it."""
+class Connection(sqlite3.Connection, TxnBuffers):
+    """A sqlite3 connection that remembers the process that opened it, carries the SQL of its
+    engine (`conn.sql.<family>.<statement>`) and what its transaction writes at commit
+    (storage.buffers)."""
 
     owner_pid: int = 0
     label: str = ""
+    sql = SQLITE
     claims = 0   # claim transactions so far: queue.claim_txn serves the oldest every FAIR_EVERY
-    _after_commit: list | None = None
-
-    def on_commit(self, fn) -> None:
-        """Call fn() once the write transaction in progress has committed (not if it rolls
-        back). For wake-ups and caches that must only see committed state; the same callable
-        registered twice runs once."""
-        pending = self._after_commit
-        if pending is None:
-            self._after_commit = [fn]
-        elif fn not in pending:
-            pending.append(fn)
-
-    def commit_mark(self) -> tuple[int, int]:
-        """Where the after-commit callbacks and the events not yet written stand; taken at a
-        SAVEPOINT."""
-        return len(self._after_commit or ()), len(self._events or ())
-
-    def forget_since(self, mark: tuple[int, int]) -> None:
-        """ROLLBACK TO a savepoint undid what was registered since its mark: none of it runs,
-        and none of its events is written."""
-        callbacks, events = mark
-        if self._after_commit:
-            del self._after_commit[callbacks:]
-        if self._events:
-            del self._events[events:]
-
-    # Rows for `events`, written together (one executemany) when the transaction commits, or
-    # before anything in it reads that table: a node's step appends five or six of them.
-    _events: list | None = None
-
-    def add_event(self, row: tuple) -> None:
-        """(run_id, node_id, type, data JSON text, at), in the order they happened."""
-        if self._events is None:
-            self._events = [row]
-        else:
-            self._events.append(row)
-
-    def add_events(self, rows: list[tuple]) -> None:
-        if self._events is None:
-            self._events = list(rows)
-        else:
-            self._events.extend(rows)
-
-    def flush_events(self) -> None:
-        rows = self._events
-        if rows:
-            self._events = None
-            self.executemany(self.sql.events.event_insert, rows)
 
     def check_owner(self) -> None:
         if self.owner_pid != os.getpid():
@@ -87,15 +42,6 @@ class TransactionState:
                 f"{self.label}: connection opened in process {self.owner_pid} used in forked child "
                 f"{os.getpid()}; open a new Engine/Store in the child"
             )
-
-
-class Connection(TransactionState, sqlite3.Connection):
-    """A sqlite3 connection that remembers the process that opened it, and carries the SQL of
-    its engine (`conn.sql.<family>.<statement>`). Like every DB-API connection it names its
-    errors (`conn.Error`, `conn.IntegrityError`), so the engine catches them without knowing
-    which database it runs on."""
-
-    sql = SQLITE
 
 
 # Set in a child forked while durableflow workers ran in its parent: the parent's pid.

@@ -73,6 +73,7 @@ def export_txn(conn, run_id: str) -> dict:
 def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None] | None = None) -> str:
     """Insert an exported run tree. Everything is checked before the first row goes in;
     `check_definition(json_text)` lets the engine confirm each workflow still loads."""
+    conn.run_states = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DefinitionError("not a durableflow run export (missing format marker)")
     if doc.get("formatVersion") != FORMAT_VERSION:
@@ -127,6 +128,7 @@ def import_txn(conn, doc: dict, now: str, check_definition: Callable[[str], None
 
 def prune_txn(conn, before: str, now: str, limit: int = 500) -> int:
     """Delete up to `limit` top-level runs finished before `before`, with all that is theirs."""
+    conn.run_states = None
     roots = [r[0] for r in conn.execute(conn.sql.history.runs_prunable, (before, limit))]
     if not roots:
         return 0

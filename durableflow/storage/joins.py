@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 
-def join_get(conn, run_id: str, node_id: str, iteration: int) -> tuple[int, int, bool]:
-    """(connections resolved, connections that delivered, fired) of one join."""
-    row = conn.execute(conn.sql.joins.join_get, (run_id, node_id, iteration)).fetchone()
-    if row is None:
-        return 0, 0, False
-    return row[0], row[1], bool(row[2])
+def join_arrive(conn, run_id: str, node_id: str, iteration: int, delivered: bool) -> tuple[int, int, bool]:
+    """Count one more incoming connection resolved; (connections resolved, connections that
+    delivered, fired) of the join with it."""
+    resolved, count, fired = conn.execute(conn.sql.joins.join_arrive, {
+        "run_id": run_id, "node_id": node_id, "iteration": iteration,
+        "delivered": 1 if delivered else 0}).fetchone()
+    return resolved, count, bool(fired)
 
 
-def join_put(conn, run_id: str, node_id: str, iteration: int, resolved: int, delivered: int,
-             fired: bool) -> None:
-    conn.execute(conn.sql.joins.join_put, {"run_id": run_id, "node_id": node_id, "iteration": iteration,
-                                           "resolved": resolved, "delivered": delivered,
-                                           "fired": 1 if fired else 0})
+def join_fire(conn, run_id: str, node_id: str, iteration: int) -> None:
+    """The join's node was queued or skipped: later arrivals only count."""
+    conn.execute(conn.sql.joins.join_fire, (run_id, node_id, iteration))
 
 
 def join_input_put(conn, run_id: str, node_id: str, iteration: int, key: str, payload_json: str) -> None:

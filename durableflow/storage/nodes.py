@@ -56,14 +56,41 @@ def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: 
     return instance_id, attempt
 
 
+def defer_start_txn(conn, message_id: int, run_id: str, node_id: str, now: str) -> tuple[int, int, str] | None:
+    """Start the node a message delivers, in the events only: its row stays as it is until the
+    node finishes in this same transaction (finish_node_txn with `started`) or start_deferred_txn
+    writes the start after all. (instance id, attempt, the row's status), or None."""
+    row = conn.execute(conn.sql.nodes.node_to_start, (message_id,)).fetchone()
+    if row is None:
+        return None
+    machines.target(machines.NODE, "start", row[2])
+    conn.add_event((run_id, node_id, "node.running", f'{{"id":{row[0]},"attempt":{row[1]}}}', now))
+    return row
+
+
+def start_deferred_txn(conn, instance_id: int, node_id: str, started: tuple[str, str, str]) -> None:
+    """Write the start defer_start_txn put off; `started` = (row status then, when, worker)."""
+    source, at, worker_id = started
+    if conn.execute(conn.sql.nodes.node_start_deferred, {"id": instance_id, "from": source, "now": at,
+                                                         "worker_id": worker_id}).rowcount != 1:
+        raise InvalidTransition(f"node instance {instance_id} ({node_id}): cannot 'start', "
+                                f"it is no longer {source}")
+
+
 def finish_node_txn(conn, instance_id: int, run_id: str, node_id: str, trigger: str, source: str,
                     now: str, *, output: str | None = None, error: str | None = None,
                     error_type: str | None = None, port: str | None = None,
-                    data: dict | None = None) -> str:
+                    data: dict | None = None, started: tuple[str, str, str] | None = None) -> str:
+    """With `started` (see defer_start_txn), the row goes from the status it had when the node was
+    claimed straight to its end: the start and the end in one write."""
     to = machines.target(machines.NODE, trigger, source)
-    cur = conn.execute(conn.sql.nodes.node_finish, {"to": to, "from": source, "id": instance_id,
-                                                    "output": output, "error": error,
-                                                    "error_type": error_type, "port": port, "now": now})
+    values = {"to": to, "from": source, "id": instance_id, "output": output, "error": error,
+              "error_type": error_type, "port": port, "now": now}
+    if started is None:
+        cur = conn.execute(conn.sql.nodes.node_finish, values)
+    else:
+        values["from"], values["started_at"], values["worker_id"] = started
+        cur = conn.execute(conn.sql.nodes.node_start_finish, values)
     if cur.rowcount != 1:
         raise InvalidTransition(f"node instance {instance_id} ({node_id}): cannot '{trigger}', "
                                 f"it is no longer {source}")

@@ -90,7 +90,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
         if r is None:
             return []
         token = secrets.token_hex(8)
-        conn.execute(q.lease_insert, (r[0], worker_id, token, now_s, expires_s))
+        conn.add_lease((r[0], worker_id, token, now_s, expires_s))
         conn.add_event((r[1], r[3], _LEASED_EVENT,
                                 f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s))
         return [Claimed(*r, token, worker_id, expires)]
@@ -102,7 +102,8 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     if not rows:
         return []
     token = secrets.token_hex(8)
-    conn.executemany(q.lease_insert, [(r[0], worker_id, token, now_s, expires_s) for r in rows])
+    for r in rows:
+        conn.add_lease((r[0], worker_id, token, now_s, expires_s))
     conn.add_events([
         (r[1], r[3], _LEASED_EVENT, f'{{"id":{r[0]},"from":"ready","worker":{who}}}', now_s)
         for r in rows
@@ -116,7 +117,10 @@ def _json_text(text: str) -> str:
 
 
 def release_txn(conn, message_id: int, token: str) -> None:
-    """Drop our lease, refusing if it is no longer ours (expired and taken over, or released)."""
+    """Drop our lease, refusing if it is no longer ours (expired and taken over, or released).
+    A lease taken in this same transaction was never written: nothing to delete."""
+    if conn.give_back_lease(message_id, token):
+        return
     if conn.execute(conn.sql.queue.lease_release, (message_id, token)).rowcount != 1:
         raise StaleLease(f"message {message_id}: lease token is stale (lease expired or taken over)")
 
@@ -149,7 +153,10 @@ def ack_many_txn(conn, items: list[Claimed], now: float) -> None:
     if not items:
         return
     now_s = iso(now)
-    released = conn.executemany(conn.sql.queue.lease_release, [(c.id, c.token) for c in items]).rowcount
+    written = [(c.id, c.token) for c in items if not conn.give_back_lease(c.id, c.token)]
+    released = len(items) - len(written)
+    if written:
+        released += conn.executemany(conn.sql.queue.lease_release, written).rowcount
     if released != len(items):
         raise StaleLease(f"ack of {len(items)} messages refused: {len(items) - released} of their "
                          f"lease tokens are stale (expired or taken over); nothing was acked")
@@ -193,7 +200,9 @@ def bury_txn(conn, message_id: int, source: str, error: str | None, now: float,
     if row is None:
         raise InvalidTransition(f"message {message_id}: cannot 'bury', it is not {source}")
     if source == "leased":
-        conn.execute(conn.sql.queue.lease_drop, (message_id,))  # an orphan lease would make reclaim fail later
+        # An orphan lease would make reclaim fail later.
+        if not conn.give_back_lease(message_id, None):
+            conn.execute(conn.sql.queue.lease_drop, (message_id,))
     mid, run_id, kind, node_id, _iteration, payload, attempts = row
     conn.execute(conn.sql.queue.dead_letter_insert, {"id": mid, "run_id": run_id, "kind": kind,
                                         "target_node_id": node_id, "payload": payload,
@@ -205,18 +214,21 @@ def bury_txn(conn, message_id: int, source: str, error: str | None, now: float,
 
 def extend_txn(conn, worker_id: str, until: float) -> int:
     """Heartbeat: push back the expiry of every lease the worker holds. Returns how many."""
+    conn.flush_leases()
     return conn.execute(conn.sql.queue.lease_renew_worker, {"until": iso(until), "worker_id": worker_id}).rowcount
 
 
 def extend_held_txn(conn, held: Iterable[tuple[int, str]], until: float) -> int:
     """Heartbeat for the deliveries a worker is running: (message_id, token) pairs. Renewing
     by pair, not by worker, lets a lease the worker gave up on expire as it should."""
+    conn.flush_leases()
     cur = conn.executemany(conn.sql.queue.lease_renew_one, [{"until": iso(until), "message_id": mid, "token": token}
                                                for mid, token in held])
     return cur.rowcount
 
 
 def extend_one_txn(conn, message_id: int, token: str, until: float) -> None:
+    conn.flush_leases()
     cur = conn.execute(conn.sql.queue.lease_renew_one, {"until": iso(until), "message_id": message_id, "token": token})
     if cur.rowcount != 1:
         raise StaleLease(f"message {message_id}: cannot extend, lease token is stale")
@@ -229,6 +241,7 @@ def reclaim_txn(conn, now: float, *, dead_workers: Iterable[str] = (),
     Each lost delivery counts an attempt; past max_attempts the message is dead-lettered.
     """
     now_s = iso(now)
+    conn.flush_leases()
     found = {r[0]: (r, reason) for r in conn.execute(conn.sql.queue.leases_expired, {"now": now_s})}
     for w in dead_workers:
         for r in conn.execute(conn.sql.queue.leases_of_worker, {"worker_id": w}):
@@ -373,11 +386,13 @@ def queue_counts(conn) -> dict[str, int]:
 
 
 def leases_of_worker(conn, worker_id: str) -> list[tuple]:
+    conn.flush_leases()
     return conn.execute(conn.sql.queue.leases_of_worker, {"worker_id": worker_id}).fetchall()
 
 
 def leased_count(conn) -> int:
     """Messages out on a lease now: cheap however much history the table holds."""
+    conn.flush_leases()
     return conn.execute(conn.sql.queue.leases_in_force).fetchone()[0]
 
 

@@ -146,6 +146,26 @@ def test_a_server_that_is_down_is_one_line():
     assert "pw@" not in text and f"127.0.0.1:{port}/nowhere" in text
 
 
+def test_a_server_that_goes_down_is_one_line_and_work_resumes_when_it_is_back():
+    """A cluster of this test's own, stopped under an open store and started again."""
+    own = pg_cluster.PgCluster().start()
+    try:
+        dsn = own.dsn(own.new_database("down"), password="pw")
+        with Store(dsn, clock=ManualClock(T0)) as store:
+            [first] = store.enqueue(NewMessage(kind="t"))
+            own.pause()
+            with pytest.raises(DatabaseUnavailable, match="PostgreSQL server") as exc:
+                store.enqueue(NewMessage(kind="t"))
+            assert "pw@" not in one_line(exc.value)
+            with pytest.raises(DatabaseUnavailable):
+                store.queue_counts()
+            own.resume()
+            [second] = store.enqueue(NewMessage(kind="t"))      # the writer connects again
+            assert store.queue_counts()["ready"] == 2 and second > first
+    finally:
+        own.stop()
+
+
 def test_a_database_that_does_not_exist_is_named(cluster):
     with pytest.raises(DatabaseUnavailable, match="no such database") as exc:
         Store(cluster.dsn("no_such_db_here"))

@@ -25,9 +25,10 @@ from durableflow.errors import (
     DatabaseReadOnly,
     DatabaseUnavailable,
     DiskFull,
+    ForkedConnection,
     StorageError,
 )
-from durableflow.storage.connection import TransactionState
+from durableflow.storage.buffers import TxnBuffers
 from durableflow.storage.postgres.dsn import Dsn, mask
 from durableflow.storage.statements import Dialect
 
@@ -45,6 +46,7 @@ _TOKENS = re.compile(
       | (::)                        # a cast, not a parameter
       | (\?)                        # a positional parameter
       | :([A-Za-z_][A-Za-z0-9_]*)   # a named parameter
+      | (%%|%s|%\([A-Za-z_][A-Za-z0-9_]*\)s)  # already psycopg's (text built from a statement)
       | (%)                         # a literal percent sign
     """, re.VERBOSE)
 
@@ -67,6 +69,10 @@ def convert(sql: str) -> tuple[str, bool]:
             found = True
             return f"%({m.group(6)})s"
         if m.group(7):
+            # storage.buffers builds a multi-row INSERT from a statement already rewritten.
+            found = found or m.group(7) != "%%"
+            return m.group(7)
+        if m.group(8):
             return "%%"
         # psycopg reads `%` inside quotes too: a literal's percent signs are doubled as well.
         return m.group(0).replace("%", "%%") if m.group(1) else m.group(0)
@@ -157,14 +163,15 @@ def configure(raw: psycopg.Connection, schema: str) -> None:
                 (f'"{schema}"',))
 
 
-class PgConnection(TransactionState):
-    """A write or read connection of a PostgreSQL store. Like sqlite3's, it names its errors
-    (`conn.Error`, `conn.IntegrityError`) for the engine's except clauses."""
+class PgConnection(TxnBuffers):
+    """A write or read connection of a PostgreSQL store, with what its transaction writes at
+    commit (storage.buffers). Like sqlite3's, it names its errors (`conn.Error`,
+    `conn.IntegrityError`) for the engine's except clauses."""
 
     sql = POSTGRES
     Error = psycopg.Error
     IntegrityError = psycopg.IntegrityError
-
+    claims = 0   # claim transactions so far: queue.claim_txn serves the oldest every FAIR_EVERY
     _trace = None
 
     def __init__(self, raw: psycopg.Connection, label: str):
@@ -192,6 +199,12 @@ class PgConnection(TransactionState):
         cur = self.raw.cursor()
         cur.executemany(text, rows)
         return cur
+
+    def check_owner(self) -> None:
+        if self.owner_pid != os.getpid():
+            raise ForkedConnection(
+                f"{self.label}: connection opened in process {self.owner_pid} used in forked child "
+                f"{os.getpid()}; open a new Engine/Store in the child")
 
     @property
     def in_transaction(self) -> bool:

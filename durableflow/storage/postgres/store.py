@@ -32,6 +32,8 @@ T = TypeVar("T")
 log = logging.getLogger("durableflow.storage")
 
 IO_RETRY_WAITS = (0.01, 0.05)
+# Seconds a reader waits for a pooled connection before asking the server whether it is there.
+PROBE_AFTER = 2.0
 # Readers' connections per store: a worker's threads read now and then; an Engine's callers
 # (status, wait) a little more. Beyond this a reader waits for one to come back.
 POOL_SIZE = 8
@@ -69,10 +71,7 @@ class PostgresPlumbing:
                         f"WHERE pg_current_xact_id_if_assigned() IS NOT NULL; COMMIT")
         try:
             # Opens no connection until a reader asks for one.
-            self._pool = psycopg_pool.ConnectionPool(
-                dsn.conninfo, min_size=0, max_size=POOL_SIZE, open=True, num_workers=1,
-                kwargs={"autocommit": True}, configure=self._configure,
-                timeout=busy_timeout, name="durableflow-readers", max_idle=60)
+            self._pool = self._new_pool()
             self.clock = clock or ServerClock(self._server_time)
             migrations = migrator.available()
             migrator.check_not_newer(self._writer, migrations)
@@ -85,6 +84,38 @@ class PostgresPlumbing:
                 self._pool.close()
             self._writer.close()
             raise
+
+    def _new_pool(self) -> psycopg_pool.ConnectionPool:
+        return psycopg_pool.ConnectionPool(
+            self.dsn.conninfo, min_size=0, max_size=POOL_SIZE, open=True, num_workers=1,
+            kwargs={"autocommit": True}, configure=self._configure,
+            timeout=self.busy_timeout, name="durableflow-readers", max_idle=60)
+
+    def _reader(self) -> psycopg.Connection:
+        """A connection of the pool. None free within PROBE_AFTER seconds: the server may be
+        gone, so ask it directly (a one-line DatabaseUnavailable if it is); if it answers, the
+        pool may still be waiting out its reconnect backoff after an outage, so a new pool
+        takes over, and the caller waits for it as long as busy_timeout."""
+        pool = self._pool
+        try:
+            return pool.getconn(timeout=min(PROBE_AFTER, self.busy_timeout))
+        except psycopg_pool.PoolTimeout:
+            pass
+        try:
+            psycopg.connect(self.dsn.conninfo, autocommit=True, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            raise translate(exc, self.label) from None
+        with self._write_lock:
+            if self._pool is pool and not self._closed:
+                log.info("%s: reader pool replaced after getting no connection in %ss", self.label, PROBE_AFTER)
+                self._pool = self._new_pool()
+                pool.close(timeout=0)
+        pool = self._pool
+        try:
+            return pool.getconn(timeout=self.busy_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            raise DatabaseUnavailable(f"{self.label}: no connection to the PostgreSQL server within "
+                                      f"{self.busy_timeout:g}s ({exc})") from None
 
     def _configure(self, raw: psycopg.Connection) -> None:
         configure(raw, self.dsn.schema)
@@ -131,14 +162,14 @@ class PostgresPlumbing:
         return self._writer
 
     def _txn(self, conn: PgConnection, fn, args, kwargs):
-        conn._after_commit = conn._events = None
+        conn.reset_buffers()
         conn.execute(conn.sql.database.begin_write)
         try:
             result = fn(conn, *args, **kwargs)
-            conn.flush_events()
+            conn.flush()
             conn.execute(self._commit)
         except BaseException:
-            conn._after_commit = conn._events = None
+            conn.reset_buffers()
             if not conn.broken and conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -159,33 +190,47 @@ class PostgresPlumbing:
         return fn(*args)
 
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run fn(conn, ...) in one read transaction, a consistent snapshot across its statements."""
+        """Run fn(conn, ...) in one read transaction, a consistent snapshot across its
+        statements. A connection the server dropped (a restart) is replaced once: a read can
+        run again."""
         if self._closed or self._pool is None:
             raise StorageError(f"{self.label}: store is closed")
         self._writer.check_owner()
-        try:
-            with self._pool.connection() as raw:
-                conn = PgConnection(raw, self.label)
+        for attempt in (1, 2):
+            raw = self._reader()
+            conn = PgConnection(raw, self.label)   # fresh: no run states cached
+            try:
                 conn.execute(conn.sql.database.begin_read)
                 try:
                     return fn(conn, *args, **kwargs)
                 finally:
                     if not conn.broken and conn.in_transaction:
                         raw.execute("COMMIT")
-        except psycopg.Error as exc:
-            raise translate(exc, self.label) from None
-        except psycopg_pool.PoolTimeout as exc:
-            raise DatabaseUnavailable(f"{self.label}: no connection to the PostgreSQL server within "
-                                      f"{self.busy_timeout:g}s ({exc})") from None
+            except psycopg.Error as exc:
+                if attempt == 1 and conn.broken:
+                    continue
+                raise translate(exc, self.label) from None
+            finally:
+                self._give_back(raw)
+        raise AssertionError("unreachable")
+
+    def _give_back(self, raw: psycopg.Connection) -> None:
+        pool = self._pool
+        try:
+            pool.putconn(raw)
+        except Exception:   # a pool replaced meanwhile: not one of its connections
+            raw.close()
 
     def _server_time(self) -> float:
         """The server's clock (epoch seconds): one statement outside any transaction."""
+        raw = self._reader()
         try:
-            with self._pool.connection() as raw:
-                conn = PgConnection(raw, self.label)
-                return conn.execute(conn.sql.database.server_time).fetchone()[0]
+            conn = PgConnection(raw, self.label)
+            return conn.execute(conn.sql.database.server_time).fetchone()[0]
         except psycopg.Error as exc:
             raise translate(exc, self.label) from None
+        finally:
+            self._give_back(raw)
 
     def change_watcher(self, notifier: Notifier) -> listen.ListenWatcher:
         """What wakes this process's idle workers when another process commits: LISTEN."""

@@ -4,14 +4,17 @@
 -- and the caller checks the row count. Three or more status words are matched with OR, not IN:
 -- SQLite builds a temporary b-tree for an IN list each time the statement runs (see schema.sql).
 
--- name: join_get
-SELECT resolved, delivered, fired FROM joins WHERE run_id = ? AND node_id = ? AND iteration = ?;
-
--- name: join_put
+-- name: join_arrive
+-- One incoming connection resolved (delivered = 1 if it delivered): counted, and the counts
+-- after it returned, in one statement.
 INSERT INTO joins (run_id, node_id, iteration, resolved, delivered, fired)
-VALUES (:run_id, :node_id, :iteration, :resolved, :delivered, :fired)
+VALUES (:run_id, :node_id, :iteration, 1, :delivered, 0)
 ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
-    resolved = excluded.resolved, delivered = excluded.delivered, fired = excluded.fired;
+    resolved = resolved + 1, delivered = delivered + excluded.delivered
+RETURNING resolved, delivered, fired;
+
+-- name: join_fire
+UPDATE joins SET fired = 1 WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
 -- name: join_input_put
 INSERT OR REPLACE INTO join_inputs (run_id, node_id, iteration, key, payload) VALUES (?, ?, ?, ?, ?);
