@@ -678,6 +678,9 @@ PLAN_EXPECTED = {
     # Per claim, node step and run step: one row by its key.
     "nodes.node_start": {"node_instances_by_message"},
     "nodes.node_finish": {"node_instances_pkey"},
+    "nodes.node_to_start": {"node_instances_by_message"},
+    "nodes.node_start_deferred": {"node_instances_pkey"},
+    "nodes.node_start_finish": {"node_instances_pkey"},
     "nodes.node_wait": {"node_instances_pkey"},
     "nodes.node_release": {"node_instances_pkey"},
     "nodes.node_progress": {"node_instances_pkey"},
@@ -701,7 +704,7 @@ PLAN_EXPECTED = {
     "runs.runs_status_of": {"runs_pkey"},
     "events.node_completion_events": {"events_by_run"},
     "events.last_event_of_type": {"events_by_run"},
-    "joins.join_get": {"joins_pkey"},
+    "joins.join_fire": {"joins_pkey"},
     "joins.join_inputs_get": {"join_inputs_pkey"},
     "joins.join_unfired": {"joins_pkey"},
     "signals.signal_take": {"signals_by_run"},
@@ -829,3 +832,15 @@ def test_quick_check_names_an_index_left_invalid(db):
     for name in ("quick_check", "integrity_check"):
         assert db.execute(PG["database"][name]).fetchall() == [
             ("index events_probe is not valid: REINDEX INDEX events_probe",)]
+
+
+def test_join_arrive_counts_each_connection_and_returns_the_counts_after_it(db):
+    _setup_queue(db, 0)
+    j = PG["joins"]
+    arrive = for_psycopg(j["join_arrive"])
+    key = {"run_id": "r1", "node_id": "j", "iteration": 0}
+    assert db.execute(arrive, {**key, "delivered": 1}).fetchone() == (1, 1, 0)
+    assert db.execute(arrive, {**key, "delivered": 0}).fetchone() == (2, 1, 0)
+    db.execute(for_psycopg(j["join_fire"]), ("r1", "j", 0))
+    assert db.execute(arrive, {**key, "delivered": 1}).fetchone() == (3, 2, 1)
+    assert db.execute(arrive, {**key, "iteration": 1, "delivered": 1}).fetchone() == (1, 1, 0)

@@ -58,3 +58,9 @@ ORDER BY ordinal_position;
 -- which costs the caller one look. No transaction, no lock. The insert position, not the write
 -- position: with synchronous_commit off a commit is written out up to 200 ms later.
 SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint;
+
+-- name: server_time
+-- The server's clock, epoch seconds: the one clock every host's workers read on PostgreSQL
+-- (ServerClock measures this host's offset from it). clock_timestamp(), not now(): now() is the
+-- start of the transaction.
+SELECT extract(epoch FROM clock_timestamp())::double precision;

@@ -29,6 +29,27 @@ SELECT id, status, attempt, node_id, iteration, limit_key, compensates FROM node
 WHERE message_id = ? AND (status = 'pending' OR status = 'waiting' OR status = 'running')
 ORDER BY id DESC LIMIT 1;
 
+-- name: node_to_start
+-- The attempt a message delivers, about to start; its row is written once, when it finishes
+-- (node_start_finish), for a node run and recorded in the transaction that claimed it.
+SELECT id, attempt, status FROM node_instances
+WHERE message_id = ? AND (status = 'pending' OR status = 'waiting')
+ORDER BY id DESC LIMIT 1;
+
+-- name: node_start_deferred
+-- The start node_to_start put off, written after all (the node does not finish at once).
+UPDATE node_instances SET status = 'running', started_at = coalesce(started_at, :now), worker_id = :worker_id,
+                          waiting_reason = NULL, limit_key = NULL
+WHERE id = :id AND status = :from;
+
+-- name: node_start_finish
+-- Started and finished in one write: node_start and node_finish of the same transaction.
+UPDATE node_instances SET status = :to, output = :output, error = :error,
+                          error_type = :error_type, port = :port, finished_at = :now,
+                          started_at = coalesce(started_at, :started_at), worker_id = :worker_id,
+                          waiting_reason = NULL, limit_key = NULL
+WHERE id = :id AND status = :from;
+
 -- name: node_finish
 UPDATE node_instances SET status = :to, output = :output, error = :error,
                           error_type = :error_type, port = :port, finished_at = :now,
