@@ -98,6 +98,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._inline_streak = False
         self.idle = threading.Event()       # set when the worker found nothing to do
+        self.claim_rounds = 0               # claims begun: who saw it idle can tell it went on
         self.checked = threading.Event()    # set when the start-up quick_check has finished
         self._started = False
         self._futures: dict[int, Any] = {}   # instance id -> the pool's future of its body
@@ -219,6 +220,10 @@ class Worker:
                     continue
                 limit = max(free, self.batch) if self._inline_streak else free
                 gen = service.work_generation()
+                # Not idle while a claim is under way: what it takes may not show in the
+                # database (a lease not yet written) nor in `busy` (not yet in hand).
+                self.idle.clear()
+                self.claim_rounds += 1
                 try:
                     tasks = service.claim(self.worker_id, limit, self.lease_seconds, self._free_resources())
                 except DurableflowError as exc:
