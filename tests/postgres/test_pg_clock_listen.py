@@ -1,5 +1,6 @@
 """What PostgreSQL changes for time and wake-ups (issue 18): the server's clock is every host's
-default clock (so a host whose own clock runs ahead cannot take live work), an injected clock
+default clock (so a host whose own clock runs ahead cannot take live work nor fire a schedule
+early), an injected clock
 still wins, the offset is measured again from time to time; and an idle worker is woken by
 LISTEN/NOTIFY when another connection commits work, and again after its listening connection
 was cut."""
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from durableflow import Engine
-from durableflow.clock import ManualClock
+from durableflow.clock import ManualClock, parse_iso
 from durableflow.notify import Notifier
 from durableflow.records import NewMessage
 from durableflow.storage import Store
@@ -116,3 +117,21 @@ def test_a_worker_runs_what_another_engine_starts(pg_dsn):
             for _ in range(3):
                 run_id = other.start(FLOW)
                 assert worker_side.wait(run_id, timeout=10).status == "completed"
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_fire_a_schedule_early(pg_dsn):
+    timed = {"workflowId": "hourly", "nodes": [
+        {"nodeId": "tick", "runtimeType": "Timer", "cron": "0 3 * * *"},
+        {"nodeId": "work", "runtimeType": "Python", "script": "output = 1"}],
+        "connections": [{"sourceNodeId": "tick", "targetNodeId": "work"}]}
+    with Engine(pg_dsn) as first:
+        first.register(timed)
+        next_at = parse_iso(first.schedules()[0]["next_at"])
+    assert next_at - time.time() > 5, "the fire is due within seconds: nothing to tell apart"
+    with Engine(pg_dsn) as ahead:
+        skew(ahead.store, next_at + 1 - time.time())       # this host thinks the fire is past
+        assert ahead.clock.now() < next_at - 4
+        assert ahead.service.scheduler.tick() == []
+    # The same moment from an injected clock fires it: what held the fire back was the server's.
+    with Engine(pg_dsn, clock=ManualClock(next_at + 1)) as told:
+        assert len(told.service.scheduler.tick()) == 1
