@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from durableflow import procs
+from durableflow.clock import iso
 from durableflow.errors import StorageError
 from durableflow.storage import migrate as sqlite_migrate
 
@@ -105,7 +106,8 @@ def _check_source(conn: sqlite3.Connection, path: str, now: datetime) -> int:
         raise StorageError(f"{path}: schema version {version} is older than this durableflow's "
                            f"({latest}); open it once to upgrade it (`durableflow --db {path} doctor`), "
                            f"then migrate it. Nothing was copied")
-    stamp = now.astimezone(timezone.utc).isoformat()
+    # Stored times are durableflow.clock.iso text: compare in the same format.
+    stamp = iso(now.timestamp())
     leases = conn.execute("SELECT count(*), min(worker_id) FROM leases WHERE expires_at > ?",
                           (stamp,)).fetchone()
     if leases[0]:
@@ -123,7 +125,7 @@ def _live_workers(conn: sqlite3.Connection, now: datetime) -> list[str]:
     """Workers not stopped that may still be working: on this host, those whose process is
     alive; elsewhere (their pid means nothing here), those whose heartbeat is recent."""
     here = procs.host_identity()
-    recent = (now - timedelta(seconds=LIVE_HEARTBEAT_SECONDS)).astimezone(timezone.utc).isoformat()
+    recent = iso((now - timedelta(seconds=LIVE_HEARTBEAT_SECONDS)).timestamp())
     live = []
     for worker_id, host_id, pid, started, heartbeat in conn.execute(
             "SELECT worker_id, host_id, pid, pid_started, heartbeat_at FROM workers "

@@ -9,11 +9,13 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from durableflow import Engine, procs
+from durableflow.clock import iso
 from tests.integration.fixtures.df_it_support import conn, node, py, wait_until, wf
 
 psycopg = pytest.importorskip("psycopg")
@@ -175,6 +177,16 @@ def test_a_source_with_a_live_worker_or_a_lease_in_force_is_refused(history, pg_
     engine.store.write(lambda c: c.execute(
         "UPDATE workers SET stopped_at = NULL, pid = ?, pid_started = NULL, host_id = ? WHERE worker_id = "
         "(SELECT min(worker_id) FROM workers)", (os.getpid(), procs.host_identity())))
+    engine.close()
+    done = cli("migrate-store", str(path), pg_dsn)
+    assert done.returncode == 1 and "is still running; stop the workers first" in done.stderr
+    assert pg_count_all(pg_dsn) == 0
+
+    # A worker of another host (its pid means nothing here) whose heartbeat is recent.
+    engine = Engine(path)
+    engine.store.write(lambda c: c.execute(
+        "UPDATE workers SET host_id = 'another-host', pid = 1, heartbeat_at = ? WHERE stopped_at IS NULL",
+        (iso(time.time()),)))
     engine.close()
     done = cli("migrate-store", str(path), pg_dsn)
     assert done.returncode == 1 and "is still running; stop the workers first" in done.stderr
