@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from durableflow.cli.app import note
@@ -24,7 +26,9 @@ def migrate_store(sqlite_file: str, target: str, as_json: bool) -> None:
     """
     from durableflow.storage.transfer import migrate_store as run
     if not is_dsn(target):
-        raise StorageError(f"{mask(target)}: the target must be a postgresql:// DSN")
+        # Not a PostgreSQL DSN, but it may still carry a password (mysql://user:pw@...).
+        shown = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", target)
+        raise StorageError(f"{shown}: the target must be a postgresql:// DSN")
     try:
         report = run(sqlite_file, target)
     except StorageError as exc:

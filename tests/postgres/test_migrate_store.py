@@ -234,3 +234,6 @@ def test_the_password_of_the_dsn_is_never_printed(history, pg_cluster_session):
     done = cli("migrate-store", str(path), dsn)
     assert done.returncode == 1
     assert "wrong-" + PASSWORD not in done.stderr + done.stdout and ":***@" in done.stderr
+    done = cli("migrate-store", str(path), "mysql://app:" + PASSWORD + "@db/flows")
+    assert done.returncode == 1 and "mysql://app:***@db/flows: the target must be a postgresql:// DSN" in done.stderr
+    assert PASSWORD not in done.stderr
