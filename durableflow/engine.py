@@ -90,10 +90,12 @@ class Engine:
             raise ValidationError(f"max_nesting must be a whole number of at least 1, not {max_nesting!r}")
         # Before the database is opened: a bad file is refused with nothing touched.
         vault = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
-        self.clock = clock or Clock()
         self.lease_seconds = _seconds(lease_seconds, "lease_seconds", positive=True)
-        self.store = Store(path, clock=self.clock, synchronous=synchronous,
+        # Without a clock given, the store picks one: the wall clock on SQLite, the database
+        # server's on PostgreSQL (one clock for every host sharing it).
+        self.store = Store(path, clock=clock, synchronous=synchronous,
                            busy_timeout=busy_timeout, readonly=readonly, check=check)
+        self.clock = self.store.clock
         self.path = self.store.path
         self.notifier = Notifier()
         self.plans = Plans(self._stored_definition)
@@ -711,8 +713,8 @@ def _at_secret(value: Any, path) -> bool:
 
 
 def _file_bytes(path: str) -> int | None:
-    """The database file and its WAL, in bytes (None for a URI)."""
-    if path.startswith("file:"):
+    """The database file and its WAL, in bytes (None for a URI or a PostgreSQL database)."""
+    if path.startswith(("file:", "postgresql://", "postgres://")):
         return None
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 

@@ -72,6 +72,11 @@ class DatabaseBusy(StorageError):
     """The database stayed locked through every retry."""
 
 
+class DatabaseUnavailable(StorageError):
+    """The database server could not be reached (PostgreSQL: down, wrong host or port), or
+    refused the login (wrong password, unknown role or database)."""
+
+
 class ForkedConnection(StorageError):
     """A connection opened in one process was used in a forked child."""
 

@@ -57,10 +57,17 @@ def host_identity() -> str:
     """The host a pid means something on: host name, boot id and PID namespace. Containers that
     share a host name (and a database volume) have PID namespaces of their own, and a pid
     recorded by one says nothing about a process in another: only a worker with this identity
-    can be told dead by its pid; others are recovered when their leases expire."""
+    can be told dead by its pid; others are recovered when their leases expire.
+
+    $DURABLEFLOW_HOST_ID, if set, is the identity instead (`NAME/BOOT/NAMESPACE`): tests make
+    worker processes of one machine stand for different hosts sharing a PostgreSQL database."""
     global _identity
     pid = os.getpid()
     if _identity is None or _identity[0] != pid:
+        given = os.environ.get("DURABLEFLOW_HOST_ID")
+        if given:
+            _identity = (pid, given)
+            return given
         try:
             with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
                 boot = f.read().strip()

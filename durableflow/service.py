@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 from durableflow.clock import Clock, iso, parse_iso
 from durableflow.errors import DatabaseBusy, DiskFull, DurableflowError, StaleLease
 from durableflow.execution import Execution
-from durableflow.notify import WORK, ChangeWatcher, Notifier
+from durableflow.notify import WORK, Notifier
 from durableflow.procs import pid_started
 from durableflow.secrets import Secrets
 from durableflow.storage import Store, nodes, queue, workers
@@ -64,7 +64,7 @@ class WorkerService:
                              local_workers=lambda: {w.worker_id for w in self.workers})
         self.scheduler = Scheduler(store, firing, clock, self.write)
         # Commits of other processes wake this process's idle workers (while any runs).
-        self.watcher = ChangeWatcher(store.data_version, notifier)
+        self.watcher = store.change_watcher(notifier)
 
     @property
     def path(self) -> str:

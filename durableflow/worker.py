@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from durableflow.builtins import BUILTIN_TYPES, NOT_YET, AwaitSignal, Loop, Park, Subflow, run_builtin
 from durableflow.errors import (
-    DatabaseBusy, DiskFull, DurableflowError, InvalidTransition, NodeCancelled, NodeError, StorageError,
-    ValidationError,
+    DatabaseBusy, DatabaseUnavailable, DiskFull, DurableflowError, InvalidTransition, NodeCancelled,
+    NodeError, StorageError, ValidationError,
 )
 from durableflow.runtimes import INLINE_RUNTIMES, NodeContext, check_output, get_runtime
 from durableflow.secrets import NO_SECRETS, open_body
@@ -49,9 +49,10 @@ _CHEAP_EXPRESSION = {"IfElse": "condition", "Switch": "expression"}
 _NEVER_CANCELLED = threading.Event()
 _STOPPED_RUN = frozenset({"cancelled", "failed", "completed"})
 
-# Storage errors that may pass (a full disk freed, a lock let go): a write that failed with one
-# is tried again. Others (a damaged or read-only file, a closed store) stop the worker at once.
-_MAY_PASS = (DiskFull, DatabaseBusy)
+# Storage errors that may pass (a full disk freed, a lock let go, a database server back after a
+# restart): a write that failed with one is tried again. Others (a damaged or read-only file, a
+# closed store) stop the worker at once.
+_MAY_PASS = (DiskFull, DatabaseBusy, DatabaseUnavailable)
 # Seconds a worker keeps trying to record a result (or to claim) while storage fails, never more
 # than half a lease; then it stops with the storage error. The waits between tries double from
 # the first, up to the last.
@@ -97,6 +98,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._inline_streak = False
         self.idle = threading.Event()       # set when the worker found nothing to do
+        self.claim_rounds = 0               # claims begun: who saw it idle can tell it went on
         self.checked = threading.Event()    # set when the start-up quick_check has finished
         self._started = False
         self._futures: dict[int, Any] = {}   # instance id -> the pool's future of its body
@@ -218,6 +220,10 @@ class Worker:
                     continue
                 limit = max(free, self.batch) if self._inline_streak else free
                 gen = service.work_generation()
+                # Not idle while a claim is under way: what it takes may not show in the
+                # database (a lease not yet written) nor in `busy` (not yet in hand).
+                self.idle.clear()
+                self.claim_rounds += 1
                 try:
                     tasks = service.claim(self.worker_id, limit, self.lease_seconds, self._free_resources())
                 except DurableflowError as exc:
@@ -227,7 +233,7 @@ class Worker:
                     # (a lock held elsewhere never does: the busy wait has waited already).
                     seconds = failing.failed(exc)
                     if isinstance(exc, StorageError) and not isinstance(exc, DatabaseBusy) and (
-                            seconds > self.patience or not isinstance(exc, DiskFull)):
+                            seconds > self.patience or not isinstance(exc, (DiskFull, DatabaseUnavailable))):
                         self._fail(failing.give_up(exc))
                         break
                     service.wait_for_work(gen, wait)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from durableflow import __version__
+from durableflow.storage.postgres.dsn import SecretDsn, is_dsn
 from durableflow.errors import (
     DatabaseReadOnly, DefinitionError, DurableflowError, StorageError, ValidationError)
 
@@ -39,14 +40,15 @@ def note(message: str) -> None:
 
 
 def _is_uri(path: str) -> bool:
-    return path.startswith("file:")
+    return path.startswith("file:") or is_dsn(path)
 
 
 class State:
     """What every command shares: the database path and the Engine opened on first use."""
 
     def __init__(self, db: str, max_deliveries: int = 5, max_nesting: int | None = None):
-        self.db = db
+        # A PostgreSQL DSN prints without its password wherever a message names the database.
+        self.db = SecretDsn(db) if is_dsn(db) else db
         self.max_deliveries = max_deliveries
         self.max_nesting = max_nesting
         self._engine = None
@@ -78,7 +80,8 @@ class State:
         return self._engine
 
     def exists(self) -> bool:
-        """Whether there is a database to open (a `file:` URI is taken to name one)."""
+        """Whether there is a database to open (a `file:` URI or a PostgreSQL DSN is taken to
+        name one)."""
         return _is_uri(self.db) or Path(self.db).exists()
 
     def close(self) -> None:
@@ -118,7 +121,8 @@ class DurableflowGroup(click.Group):
 @click.group("durableflow", cls=DurableflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", metavar="PATH", envvar="DURABLEFLOW_DB", default=DEFAULT_DB,
               show_default=True, show_envvar=True,
-              help="The SQLite database file (or a `file:` URI, e.g. `file:app.db?mode=ro`).")
+              help="The SQLite database file (or a `file:` URI, e.g. `file:app.db?mode=ro`), or a "
+                   "PostgreSQL DSN: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=NAME].")
 @click.option("--max-deliveries", type=click.IntRange(min=1), default=5, show_default=True,
               help="Deliveries a node message may lose (worker died, lease expired) before it is "
                    "dead-lettered. Stored with each message when it is queued: it applies to "

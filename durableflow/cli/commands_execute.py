@@ -224,6 +224,7 @@ def _drained(engine, w, max_wait: float) -> bool:
     The worker's own upkeep runs once a second; an idle worker may be about to exit before
     that. So a pause or a deadline due within max_wait counts as work to wait for, and one
     already due gets the upkeep here (the pause resumes, the run past its deadline fails)."""
+    rounds = w.claim_rounds
     if not w.idle.is_set() or w.busy:
         return False
     store = engine.store
@@ -237,7 +238,9 @@ def _drained(engine, w, max_wait: float) -> bool:
     for due in (store.next_visible_at(), run_due):
         if due is not None and parse_iso(due) - now <= max_wait:
             return False
-    return True
+    # Still idle, and no claim began while we looked: one that committed between the reads
+    # above could have taken the last ready message and left its node's next one unwritten.
+    return w.idle.is_set() and not w.busy and w.claim_rounds == rounds
 
 
 COMMANDS = (run_cmd, start, worker)

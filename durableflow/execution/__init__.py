@@ -15,7 +15,6 @@ in durableflow.storage; this package decides what to write. `Execution` composes
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Callable
 
 from durableflow.errors import DurableflowError, InvalidTransition
@@ -56,12 +55,12 @@ class Execution:
             except DurableflowError as exc:
                 _rollback_to(conn, "record", mark)
                 results.append(exc)
-            except sqlite3.IntegrityError as exc:
+            except conn.IntegrityError as exc:
                 # e.g. a second 'completed' row for one (run, node, iteration): refuse this one
                 _rollback_to(conn, "record", mark)
                 results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
                                                  f"result refused by the database ({exc})"))
-            except sqlite3.Error:
+            except conn.Error:
                 raise  # busy, disk full, corrupt: the whole transaction's business
             except Exception as exc:
                 # A fault of ours in recording this one result (a bug, a value out of range):

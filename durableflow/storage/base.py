@@ -19,6 +19,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from durableflow.clock import Clock
 from durableflow.errors import DatabaseCorrupt, DurableflowError, StorageError
+from durableflow.notify import ChangeWatcher, Notifier
 from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import (Connection, connect, database_file, enable_wal, is_busy,
                                              is_io_error, translate)
@@ -205,6 +206,11 @@ class StoreBase:
             return conn.execute(conn.sql.database.data_version).fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
+
+    def change_watcher(self, notifier: Notifier) -> ChangeWatcher:
+        """What wakes this process's idle workers when another process commits: a look at
+        data_version every few milliseconds."""
+        return ChangeWatcher(self.data_version, notifier)
 
     def quick_check(self) -> list[str]:
         return self.read(lambda c: [r[0] for r in c.execute(c.sql.database.quick_check).fetchall()])

@@ -1,17 +1,15 @@
 """Reads and deletes across a run's tables: export/import of a run tree, and pruning of finished
 runs.
 
-Export reads through sqlite-utils (rows as dicts, per table). Import writes with plain
-executemany inside the caller's transaction: sqlite-utils' writers commit on their own, which
-would break the all-or-nothing import.
+Export reads rows as dicts, per table, by the columns `database.table_columns` names (the same
+on both databases). Import writes with plain inserts inside the caller's transaction, so an
+import is all or nothing.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Callable
-
-import sqlite_utils
 
 from durableflow.errors import DefinitionError, InvalidTransition, RunNotFound
 from durableflow.storage import queue, runs, workflows
@@ -41,24 +39,33 @@ def run_tree_nodes(conn, run_id: str) -> tuple[list[tuple], list[tuple]]:
     return tree, nodes
 
 
+def _rows(conn, table: str, where: str, params, order_by: str | None = None) -> list[dict]:
+    """Rows of `table` as dicts of its columns (as table_columns names them: PostgreSQL's
+    runs.rowid, SQLite's hidden rowid stay out). `table`, `where` and `order_by` are ours."""
+    cols = [r[0] for r in conn.execute(conn.sql.database.table_columns, {"table": table})]
+    order = f" ORDER BY {order_by}" if order_by else ""
+    cur = conn.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE {where}{order}", params)
+    return [dict(zip(cols, row)) for row in cur]
+
+
 def export_txn(conn, run_id: str) -> dict:
-    db = sqlite_utils.Database(conn)
     ids = run_tree(conn, run_id)
     if not ids:
         raise RunNotFound(f"run {run_id} not found")
     marks = ",".join("?" * len(ids))
-    runs = list(db["runs"].rows_where(f"run_id IN ({marks})", ids, order_by="created_at"))
+    runs = _rows(conn, "runs", f"run_id IN ({marks})", ids, "created_at")
     versions = {(r["workflow_id"], r["workflow_version"]) for r in runs}
     workflows = [w for (wid, v) in sorted(versions)
-                 for w in db["workflows"].rows_where("workflow_id = ? AND version = ?", [wid, v])]
+                 for w in _rows(conn, "workflows", "workflow_id = ? AND version = ?", [wid, v])]
     tables = {}
     for table in RUN_TABLES:
         if table == "dead_letters":
             where = f"message_id IN (SELECT id FROM messages WHERE run_id IN ({marks}))"
         else:
             where = f"run_id IN ({marks})"
-        order = "seq" if table == "events" else ("rowid" if table not in ("joins", "join_inputs", "loop_items", "reruns") else None)
-        tables[table] = list(db[table].rows_where(where, ids, order_by=order))
+        # Insertion order: their ids (SQLite's rowid), the events' seq.
+        order = "seq" if table == "events" else ("id" if table not in ("joins", "join_inputs", "loop_items", "reruns") else None)
+        tables[table] = _rows(conn, table, where, ids, order)
     return {"format": FORMAT, "formatVersion": FORMAT_VERSION, "runId": run_id,
             "workflows": workflows, "runs": runs, **tables}
 

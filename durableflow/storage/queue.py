@@ -55,7 +55,7 @@ def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
     conn.executemany(conn.sql.queue.enqueue, rows)
     # messages.id has no AUTOINCREMENT: each insert takes max(id) + 1, and we hold the write lock,
     # so the batch got consecutive ids ending at the last one.
-    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    last = conn.execute(conn.sql.queue.last_insert_id).fetchone()[0]
     return list(range(last - len(rows) + 1, last + 1))
 
 
@@ -407,7 +407,7 @@ def import_message_txn(conn, row: dict, now: str) -> int:
         row = dict(row, held=LATER if str(row.get("visible_at")) > now else CLAIMABLE)
     elif row.get("status") != "ready" and row.get("held") == LATER:
         row = dict(row, held=CLAIMABLE)   # only a ready message waits in messages_due_later
-    return insert_rows(conn, "messages", [row])
+    return insert_rows(conn, "messages", [row], returning_id=True)
 
 
 def import_dead_letters_txn(conn, rows: list[dict]) -> None:

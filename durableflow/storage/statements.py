@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -48,12 +49,18 @@ class Statements:
 
 
 class Dialect:
-    """The SQL of one database engine, by family: `dialect.queue`, `dialect.runs`, ..."""
+    """The SQL of one database engine, by family: `dialect.queue`, `dialect.runs`, ...
 
-    def __init__(self, name: str, folder: Path):
+    `rewrite`, if given, turns each statement into its driver's text once, at load time (the
+    PostgreSQL files are written with SQLite's `?` and `:name` parameters)."""
+
+    def __init__(self, name: str, folder: Path, rewrite: Callable[[str], str] | None = None):
         self.name = name
         for family in FAMILIES:
-            setattr(self, family, Statements(family, load(folder / f"{family}.sql")))
+            queries = load(folder / f"{family}.sql")
+            if rewrite is not None:
+                queries = {key: rewrite(sql) for key, sql in queries.items()}
+            setattr(self, family, Statements(family, queries))
 
     def families(self) -> dict[str, Statements]:
         return {family: getattr(self, family) for family in FAMILIES}

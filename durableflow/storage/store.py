@@ -8,10 +8,18 @@ from typing import Iterable
 from durableflow.records import Claimed, NewMessage, Reclaimed
 from durableflow.storage import events, metrics, nodes, queue, runs, workflows
 from durableflow.storage.base import StoreBase
+from durableflow.storage.postgres.dsn import is_dsn
 
 
 class Store(StoreBase):
-    """Opens (creating and migrating) a durableflow database file."""
+    """Opens (creating and migrating) a durableflow database file, or, given a `postgresql://`
+    DSN, a PostgreSQL database (a PgStore: the same methods over PostgreSQL's plumbing)."""
+
+    def __new__(cls, path=None, *args, **kwargs):
+        if cls is Store and is_dsn(path):
+            from durableflow.storage.postgres.store import store_class
+            return super().__new__(store_class())
+        return super().__new__(cls)
 
     # --- the queue ---------------------------------------------------------------------------
 

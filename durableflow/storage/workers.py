@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from durableflow.clock import iso, parse_iso
 from durableflow.procs import host_identity
 
@@ -18,8 +16,9 @@ def register_worker_txn(conn, worker_id: str, pid: int, pid_started: str | None,
                         now: str, cpu: float | None = None, memory_mb: int | None = None) -> None:
     conn.execute(conn.sql.workers.workers_prune_stopped,
                  {"before": iso(parse_iso(now) - STOPPED_WORKERS_KEPT_S)})
+    host_id = host_identity()
     conn.execute(conn.sql.workers.worker_register,
-                 (worker_id, socket.gethostname(), pid, pid_started, concurrency, now, now, host_identity(),
+                 (worker_id, host_id.split("/", 1)[0], pid, pid_started, concurrency, now, now, host_id,
                   cpu, memory_mb))
 
 

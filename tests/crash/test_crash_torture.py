@@ -5,14 +5,16 @@ import os
 
 import pytest
 
+from tests.backends import target
 from tests.crash.torture import Torture, check_invariants, read_run
 
 pytestmark = pytest.mark.slow
 
 
-def test_sigkill_at_random_moments_changes_nothing(tmp_path):
+def test_sigkill_at_random_moments_changes_nothing(tmp_path, backend):
     kills = int(os.environ.get("DURABLEFLOW_TORTURE_KILLS", "25"))
-    torture = Torture(tmp_path, kills=kills, seed=int(os.environ.get("DURABLEFLOW_TORTURE_SEED", "7")))
+    torture = Torture(tmp_path, kills=kills, seed=int(os.environ.get("DURABLEFLOW_TORTURE_SEED", "7")),
+                      target=lambda name: target(backend, tmp_path, name))
     expected = torture.reference()
     assert expected["status"] == "completed", expected
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 NODE_BODY = '''
 import json, os, time
@@ -71,6 +72,9 @@ class Torture:
     seed: int | None = None
     runs: int = 3
     log: list = field(default_factory=list)
+    # name -> the database `--db` is given: a file in `folder` (SQLite), or a fresh PostgreSQL
+    # database's DSN (tests/backends.py).
+    target: Callable[[str], object] | None = None
 
     def __post_init__(self):
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -100,9 +104,12 @@ class Torture:
                      "--max-wait", "5s", "--lease", "5s"),
             env=self.env(ledger), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
+    def database(self, name: str):
+        return self.target(name) if self.target is not None else self.folder / name
+
     def reference(self) -> dict:
         """The same workflow run once without interruptions."""
-        db, ledger = self.folder / "reference.db", self.folder / "reference-ledger"
+        db, ledger = self.database("reference.db"), self.folder / "reference-ledger"
         run_id = self.start(db, ledger)
         proc = self.worker(db, ledger)
         _, err = proc.communicate(timeout=120)
@@ -113,7 +120,7 @@ class Torture:
     def tortured(self, min_kills: int = 0) -> tuple[Path, Path, list[str]]:
         """Start `runs` runs and SIGKILL workers at random moments, up to `kills` times. If the
         runs finish before `min_kills` kills, more runs are started and the killing goes on."""
-        db, ledger = self.folder / "tortured.db", self.folder / "tortured-ledger"
+        db, ledger = self.database("tortured.db"), self.folder / "tortured-ledger"
         run_ids = [self.start(db, ledger) for _ in range(self.runs)]
         killed = 0
         for _ in range(self.kills):
@@ -141,8 +148,16 @@ class Torture:
         return db, ledger, run_ids
 
 
+def connect(db):
+    """A plain connection to the database behind the engine's back: sqlite3 or PostgreSQL's."""
+    if str(db).startswith("postgresql://"):
+        from tests.backends import PgRaw
+        return PgRaw(db)
+    return sqlite3.connect(db)
+
+
 def read_run(db: Path, run_id: str) -> dict:
-    conn = sqlite3.connect(db)
+    conn = connect(db)
     try:
         status, outputs, error = conn.execute(
             "SELECT status, outputs, error FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -159,7 +174,7 @@ def check_invariants(db: Path, ledger: Path, run_id: str) -> list[str]:
     """Everything the crash guarantee promises, as a list of violations (empty = all good),
     over the run and the child runs its ForEach started."""
     problems = []
-    conn = sqlite3.connect(db)
+    conn = connect(db)
     try:
         runs = [run_id] + [r[0] for r in conn.execute(
             "SELECT run_id FROM runs WHERE parent_run_id = ?", (run_id,))]
@@ -187,9 +202,10 @@ def check_invariants(db: Path, ledger: Path, run_id: str) -> list[str]:
         open_msgs = conn.execute("SELECT count(*) FROM messages WHERE status IN ('ready', 'leased')").fetchone()[0]
         if open_msgs:
             problems.append(f"{open_msgs} messages left ready or leased")
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            problems.append(f"quick_check: {check}")
+        if isinstance(conn, sqlite3.Connection):
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                problems.append(f"quick_check: {check}")
     finally:
         conn.close()
     return problems

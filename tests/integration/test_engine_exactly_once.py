@@ -16,6 +16,7 @@ import pytest
 
 from df_it_support import Sql, conn, py, wait_until, wf
 from durableflow import Engine, ManualClock
+from tests.backends import target as backend_target
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -118,7 +119,7 @@ def test_a_stale_lease_cannot_record_a_second_completion(tmp_path, hooks):
         engine.close()
 
 
-def worker_argv(kind: str, db: Path, tmp_path: Path, k: int) -> list[str]:
+def worker_argv(kind: str, db, tmp_path: Path, k: int) -> list[str]:
     if kind == "cli":
         return [sys.executable, "-m", "durableflow", "--db", str(db), "worker", "--until-idle",
                 "--max-wait", "1s", "--concurrency", "2"]
@@ -128,8 +129,8 @@ def worker_argv(kind: str, db: Path, tmp_path: Path, k: int) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["helper", "cli"])
-def test_two_worker_processes_share_the_work_of_200_runs(tmp_path, kind):
-    db = tmp_path / "shared.db"
+def test_two_worker_processes_share_the_work_of_200_runs(tmp_path, kind, backend):
+    db = backend_target(backend, tmp_path, "shared.db")
     defn = fan_defn("shared")
     engine = Engine(db)
     try:

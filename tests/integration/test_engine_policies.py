@@ -281,9 +281,8 @@ def test_pause_during_a_retry_backoff_then_resume(engine, hooks, sql):
         engine.pause(run_id)
         assert sql.one("SELECT held FROM messages WHERE run_id = ?", run_id) == 1
         # Wait past the backoff, then make sure the worker went round with nothing to claim.
-        wait_until(lambda: sql.one(
-            "SELECT visible_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM messages WHERE run_id = ?", run_id),
-            what="the backoff to pass")
+        wait_until(lambda: sql.one("SELECT visible_at FROM messages WHERE run_id = ?", run_id)
+                   <= engine.clock.now_iso(), what="the backoff to pass")
         w.idle.clear()
         assert w.idle.wait(10)
         assert hooks.calls["flaky:f"] == [1]

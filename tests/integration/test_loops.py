@@ -39,8 +39,8 @@ def test_for_each_continue_on_error_keeps_every_items_result_in_item_order(engin
     assert run.status == "completed", run.error
     finished = hooks.calls["finished"]
     assert sorted(finished) == [0, 1, 2, 3, 4] and finished.index(3) < finished.index(0)
-    children = dict(sql.rows("SELECT json_extract(inputs, '$.index'), run_id FROM runs "
-                             "WHERE parent_run_id = ?", run.run_id))
+    children = {json.loads(inputs)["index"]: child for inputs, child in
+                sql.rows("SELECT inputs, run_id FROM runs WHERE parent_run_id = ?", run.run_id)}
     result = run.outputs["each"]
     assert [result[i] for i in (0, 2, 4)] == [{"tenfold": 0}, {"tenfold": 20}, {"tenfold": 40}]
     for index in (1, 3):
@@ -90,10 +90,11 @@ def test_continue_on_error_reports_a_cancelled_item_and_is_false_by_default(engi
 
 def waiting_bodies(sql, run_id: str, count: int) -> list[str] | None:
     """The body runs of `run_id` in item order, once `count` of them wait for their signal."""
-    rows = sql.rows("SELECT r.run_id FROM runs r JOIN node_instances n ON n.run_id = r.run_id "
-                    "WHERE r.parent_run_id = ? AND n.status = 'waiting' "
-                    "ORDER BY json_extract(r.inputs, '$.index')", run_id)
-    return [r for (r,) in rows] if len(rows) == count else None
+    rows = sql.rows("SELECT r.run_id, r.inputs FROM runs r JOIN node_instances n ON n.run_id = r.run_id "
+                    "WHERE r.parent_run_id = ? AND n.status = 'waiting'", run_id)
+    # In item order (sorted here: SQLite's json_extract is not PostgreSQL's).
+    rows.sort(key=lambda r: json.loads(r[1])["index"])
+    return [r for r, _ in rows] if len(rows) == count else None
 
 
 # --- While: the previous body output ---------------------------------------------------------
@@ -124,9 +125,8 @@ def test_while_pages_through_a_token_carried_by_the_previous_body_output(engine,
     assert run.status == "completed", run.error
     assert run.outputs == {"loop": {"page": {"seen": [1, 2, 3, 4, 5], "tokens": [None, "p1", "p2", "p3"],
                                              "iteration": 3, "next": None}}}
-    inputs = [json.loads(text) for (text,) in sql.rows(
-        "SELECT inputs FROM runs WHERE parent_run_id = ? ORDER BY json_extract(inputs, '$.iteration')",
-        run.run_id)]
+    inputs = sorted((json.loads(text) for (text,) in sql.rows(
+        "SELECT inputs FROM runs WHERE parent_run_id = ?", run.run_id)), key=lambda i: i["iteration"])
     assert [set(i) for i in inputs] == [{"input", "previous", "iteration"}] * 4
     assert inputs[0] == {"input": pages, "previous": None, "iteration": 0}
     assert inputs[2]["previous"] == {"page": {"seen": [1, 2, 3], "tokens": [None, "p1"], "iteration": 1,

@@ -17,11 +17,11 @@ def snapshot(conn, tables=QUEUE_TABLES) -> dict[str, list[tuple]]:
 
 def events_of(conn, message_id: int) -> list[tuple[str, dict]]:
     rows = conn.execute(
-        "SELECT type, data, run_id, node_id FROM events "
-        "WHERE type LIKE 'message.%' AND json_extract(data, '$.id') = ? ORDER BY seq",
-        (message_id,),
+        "SELECT type, data, run_id, node_id FROM events WHERE type LIKE 'message.%' ORDER BY seq",
     ).fetchall()
-    return [(t, {**json.loads(d), "_run": r, "_node": n}) for t, d, r, n in rows]
+    # Filtered here, not with SQLite's json_extract: the same helper reads PostgreSQL.
+    return [(t, {**data, "_run": r, "_node": n}) for t, data, r, n in
+            ((t, json.loads(d), r, n) for t, d, r, n in rows) if data.get("id") == message_id]
 
 
 def make_run(store, run_id: str, status: str = "running", workflow_id: str = "wf") -> str:
@@ -30,8 +30,8 @@ def make_run(store, run_id: str, status: str = "running", workflow_id: str = "wf
 
     def txn(conn):
         conn.execute(
-            "INSERT OR IGNORE INTO workflows (workflow_id, version, checksum, definition, created_at) "
-            "VALUES (?, 1, 'x', '{}', ?)", (workflow_id, now))
+            "INSERT INTO workflows (workflow_id, version, checksum, definition, created_at) "
+            "VALUES (?, 1, 'x', '{}', ?) ON CONFLICT DO NOTHING", (workflow_id, now))
         conn.execute(
             "INSERT INTO runs (run_id, workflow_id, workflow_version, status, created_at) "
             "VALUES (?, ?, 1, ?, ?)", (run_id, workflow_id, status, now))

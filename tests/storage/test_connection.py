@@ -30,6 +30,14 @@ from durableflow.storage import NewMessage, Store
 from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import connect
 
+
+@pytest.fixture
+def backend():
+    """SQLite's own file, PRAGMAs, planner or migration series: these tests stay SQLite's (the
+    PostgreSQL schema and its migrations are checked by tests/postgres)."""
+    return "sqlite"
+
+
 HELPERS = Path(__file__).parent / "helpers"
 
 

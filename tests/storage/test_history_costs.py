@@ -22,6 +22,14 @@ from durableflow.clock import iso
 from durableflow.storage import Store, runs
 from durableflow.storage.connection import connect
 
+
+@pytest.fixture
+def backend():
+    """SQLite's own file, PRAGMAs, planner or migration series: these tests stay SQLite's (the
+    PostgreSQL schema and its migrations are checked by tests/postgres)."""
+    return "sqlite"
+
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
 BIG = ("runs", "node_instances", "messages", "events")

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from durableflow.clock import iso
 from durableflow.storage import Store, queue, runs
 from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import connect
+
+
+@pytest.fixture
+def backend():
+    """SQLite's own file, PRAGMAs, planner or migration series: these tests stay SQLite's (the
+    PostgreSQL schema and its migrations are checked by tests/postgres)."""
+    return "sqlite"
+
 
 TABLES = ("workflows", "runs", "node_instances", "messages", "leases", "dead_letters", "events",
           "workers", "signals")

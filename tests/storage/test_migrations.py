@@ -20,6 +20,14 @@ from durableflow.storage import Store
 from durableflow.storage import migrate as migrator
 from durableflow.storage.connection import connect
 
+
+@pytest.fixture
+def backend():
+    """SQLite's own file, PRAGMAs, planner or migration series: these tests stay SQLite's (the
+    PostgreSQL schema and its migrations are checked by tests/postgres)."""
+    return "sqlite"
+
+
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).parent / "helpers"
 PYTHON = sys.executable

@@ -10,6 +10,14 @@ import pytest
 
 from durableflow.storage.statements import SQLITE
 
+
+@pytest.fixture
+def backend():
+    """SQLite's own file, PRAGMAs, planner or migration series: these tests stay SQLite's (the
+    PostgreSQL schema and its migrations are checked by tests/postgres)."""
+    return "sqlite"
+
+
 STATEMENTS = {name: getattr(family, name) for family in SQLITE.families().values() for name in family.names()}
 
 PARAMS = {"run_id": "r1", "now": "2026-01-01T00:00:00.000Z", "held": 1, "limit": 1, "after": 0,

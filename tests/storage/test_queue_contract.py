@@ -37,6 +37,15 @@ def msg(kind="task", **kw) -> NewMessage:
     return NewMessage(kind=kind, **kw)
 
 
+def transaction_statements(store, statements: list[str]) -> list[str]:
+    """The statements that began ("begin") and ended a transaction, in order (PostgreSQL's
+    COMMIT comes after a NOTIFY in the same round trip)."""
+    begin = store._writer.sql.database.begin_write
+    ends = [s.rsplit(";", 1)[-1].strip() for s in statements]
+    return ["begin" if s == begin else end for s, end in zip(statements, ends)
+            if s == begin or end in ("COMMIT", "ROLLBACK")]
+
+
 def row(raw, message_id: int) -> dict:
     cur = raw.execute("SELECT * FROM messages WHERE id = ?", (message_id,))
     r = cur.fetchone()
@@ -73,7 +82,7 @@ def test_enqueue_many_is_one_transaction_in_order(store, raw, msg_events):
     finally:
         store._writer.set_trace_callback(None)
     assert ids == sorted(ids) and len(set(ids)) == 50
-    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert transaction_statements(store, statements) == ["begin", "COMMIT"]
     assert [r[0] for r in raw.execute("SELECT payload FROM messages ORDER BY id")] == [str(i) for i in range(50)]
     assert [r[0] for r in raw.execute("SELECT id FROM messages ORDER BY id")] == ids
     assert all(msg_events(i) == [] for i in ids)
@@ -197,7 +206,7 @@ def test_held_messages_are_not_claimed_until_released(store, raw, run_factory):
     assert [m.id for m in store.claim("w", limit=10)] == [free]
     assert store.claim("w", limit=10) == []
     assert store.next_visible_at() is None
-    assert store.write(lambda c: c.execute(SQLITE.queue.messages_hold_run, {"held": 0, "run_id": "r1"}).rowcount) == 1
+    assert store.write(lambda c: c.execute(c.sql.queue.messages_hold_run, {"held": 0, "run_id": "r1"}).rowcount) == 1
     assert [m.id for m in store.claim("w", limit=10)] == [held]
 
 
@@ -264,7 +273,7 @@ def test_ack_and_claim_acks_one_and_leases_the_next_in_one_transaction(store, ra
         [nxt] = store.ack_and_claim(held, lease_seconds=20)
     finally:
         store._writer.set_trace_callback(None)
-    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert transaction_statements(store, statements) == ["begin", "COMMIT"]
     assert row(raw, first)["status"] == "acked" and lease(raw, first) is None
     assert [(t, e["_run"], e["_node"]) for t, e in msg_events(first)] == [
         ("message.leased", "r1", "a"), ("message.acked", "r1", "a")]
@@ -525,16 +534,28 @@ def test_every_transition_has_one_event_naming_its_run_and_node(store, clock, ms
     assert {(e["_run"], e["_node"]) for _, e in evs} == {("r1", "n1")}
 
 
-def test_event_and_status_change_commit_together(store, raw, snap):
+# A trigger that refuses the ack's event, in each database's dialect.
+REFUSE_ACK_EVENTS = {
+    "sqlite": ["CREATE TRIGGER no_acks BEFORE INSERT ON events WHEN NEW.type = 'message.acked' "
+               "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"],
+    "postgres": ["CREATE FUNCTION refuse_acks() RETURNS trigger LANGUAGE plpgsql AS "
+                 "'BEGIN RAISE EXCEPTION ''refused by test''; END'",
+                 "CREATE TRIGGER no_acks BEFORE INSERT ON events FOR EACH ROW "
+                 "WHEN (NEW.type = 'message.acked') EXECUTE FUNCTION refuse_acks()"],
+}
+DROP_REFUSAL = {"sqlite": "DROP TRIGGER no_acks", "postgres": "DROP TRIGGER no_acks ON events"}
+
+
+def test_event_and_status_change_commit_together(store, raw, snap, backend):
     store.enqueue(msg())
     [c] = store.claim("w1")
-    raw.execute("CREATE TRIGGER no_acks BEFORE INSERT ON events WHEN NEW.type = 'message.acked' "
-                "BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+    for statement in REFUSE_ACK_EVENTS[backend]:
+        raw.execute(statement)
     before = snap()
     with pytest.raises(StorageError, match="refused by test"):
         store.ack(c.id, c.token)
     assert snap() == before  # no status change, lease kept, no event
-    raw.execute("DROP TRIGGER no_acks")
+    raw.execute(DROP_REFUSAL[backend])
     store.ack(c.id, c.token)
     assert store.queue_counts()["acked"] == 1
 
@@ -686,7 +707,7 @@ def test_allowed_sources():
     assert set(machines.allowed_sources(machines.MESSAGE, "bury")) == {"leased", "ready"}
 
 
-def test_stored_status_words_match_the_lifecycles(store, raw):
+def test_stored_status_words_match_the_lifecycles(store, raw, sqlite_only):
     """The schema's CHECK constraints accept exactly the lifecycle's states."""
     for table, name in [("runs", "RUN"), ("node_instances", "NODE"), ("messages", "MESSAGE"),
                         ("circuit_breakers", "BREAKER")]:

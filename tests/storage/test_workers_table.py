@@ -29,7 +29,7 @@ def test_a_workers_start_drops_workers_stopped_over_a_week_ago(store, raw, clock
     assert kept == {"me", "crashed"} | {f"recent-{i}" for i in range(5)}
 
 
-def test_upkeep_finds_live_workers_without_reading_the_stopped_ones(store, raw, clock):
+def test_upkeep_finds_live_workers_without_reading_the_stopped_ones(store, raw, clock, sqlite_only):
     def ops() -> int:
         count = [0]
 

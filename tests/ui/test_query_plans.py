@@ -14,6 +14,14 @@ from durableflow.storage import ui as reads
 from durableflow.storage.connection import connect
 from durableflow.storage.statements import SQLITE
 
+
+@pytest.fixture
+def backend():
+    """SQLite's query plans: these tests stay SQLite's (PostgreSQL's plans are checked by
+    tests/postgres/test_postgres_sql.py)."""
+    return "sqlite"
+
+
 UI = {name: getattr(SQLITE.ui, name) for name in SQLITE.ui.names()}
 PARAMS = {"at": "2027-01-01T00:00:00.000Z", "rowid": 10, "limit": 50, "status": "failed", "top_level": 1,
           "workflow_id": "wf", "version": 1, "low": "01a", "high": "01b", "run_id": "r1", "cap": 100,

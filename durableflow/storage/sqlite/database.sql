@@ -20,3 +20,8 @@ SELECT name FROM pragma_table_info(:table);
 -- name: data_version
 -- Moves when another connection commits: a cheap look for news from other processes.
 PRAGMA data_version;
+
+-- name: server_time
+-- The database's clock in epoch seconds. SQLite's is this host's own: unused there (the store
+-- reads the wall clock directly); PostgreSQL's server clock is every host's clock.
+SELECT (julianday('now') - 2440587.5) * 86400.0;

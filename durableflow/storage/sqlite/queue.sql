@@ -9,6 +9,10 @@ INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, 
                       visible_at, held, max_attempts, created_at)
 VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?);
 
+-- name: last_insert_id
+-- The id the last enqueue of this connection got (a batch got consecutive ids ending there).
+SELECT last_insert_rowid();
+
 -- `held` says why a ready message is not in the claim index: 0 it is claimable, 1 its run is
 -- paused, 2 its run's maxConcurrency is reached, 3 it is parked until visible_at (a timer, a signal,
 -- child runs, a retry's backoff). Parked messages wait in messages_due_later; the claim promotes

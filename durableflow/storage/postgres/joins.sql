@@ -1,0 +1,27 @@
+-- joins and join_inputs: how many incoming connections of a node have delivered or been ruled out.
+-- Named statements for PostgreSQL, loaded by durableflow/storage/statements.py: the same names
+-- and parameters as ../sqlite/joins.sql.
+
+-- name: join_arrive
+-- One incoming connection resolved (delivered = 1 if it delivered): counted, and the counts
+-- after it returned, in one statement. The existing row is named `joins` (unqualified, the
+-- columns would be ambiguous with `excluded`'s).
+INSERT INTO joins (run_id, node_id, iteration, resolved, delivered, fired)
+VALUES (:run_id, :node_id, :iteration, 1, :delivered, 0)
+ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
+    resolved = joins.resolved + 1, delivered = joins.delivered + excluded.delivered
+RETURNING resolved, delivered, fired;
+
+-- name: join_fire
+UPDATE joins SET fired = 1 WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- name: join_input_put
+-- SQLite's INSERT OR REPLACE: the row of that key is replaced whole.
+INSERT INTO join_inputs (run_id, node_id, iteration, key, payload) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (run_id, node_id, iteration, key) DO UPDATE SET payload = excluded.payload;
+
+-- name: join_inputs_get
+SELECT key, payload FROM join_inputs WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
+-- name: join_unfired
+SELECT node_id, iteration, resolved FROM joins WHERE run_id = ? AND fired = 0 AND delivered > 0 LIMIT 1;

@@ -1,0 +1,239 @@
+-- The queue: messages, leases and dead letters. Every statement that writes one of them is here.
+-- Named statements for PostgreSQL, loaded by durableflow/storage/statements.py: the same names
+-- and parameters as ../sqlite/queue.sql. What differs: no INDEXED BY (the planner picks the
+-- partial indexes by their WHERE, tests/postgres/test_postgres_sql.py checks the hot ones with
+-- EXPLAIN); claims lock the rows they pick with FOR UPDATE SKIP LOCKED, so two claimers never
+-- wait for each other nor take the same message; SQLite's booleans-as-integers are spelt out.
+
+-- name: enqueue
+-- RETURNING id: PostgreSQL has no lastrowid.
+INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority,
+                      visible_at, held, max_attempts, created_at)
+VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?)
+RETURNING id;
+
+-- name: last_insert_id
+-- The id the last enqueue of this session got: a batch holds the write lock, so its ids are
+-- consecutive, ending there.
+SELECT currval(pg_get_serial_sequence('messages', 'id'));
+
+-- `held` says why a ready message is not in the claim index: 0 it is claimable, 1 its run is
+-- paused, 2 its run's maxConcurrency is reached, 3 it is parked until visible_at, 4 it waits for a
+-- concurrency key's slot. The claim promotes parked messages that are due (promote_due) first.
+
+-- name: claim
+-- Claimable: ready, not held, visible now; highest priority first, then oldest. Rows another
+-- claimer has locked are passed over, not waited for. The pick is a MATERIALIZED CTE, run once:
+-- as `id IN (subquery)` the planner could run it again inside a join and lease more than :limit.
+WITH picked AS MATERIALIZED (
+    SELECT id FROM messages
+    WHERE status = 'ready' AND held = 0 AND visible_at <= :now
+    ORDER BY priority DESC, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+UPDATE messages m SET status = 'leased' FROM picked WHERE m.id = picked.id
+RETURNING m.id, m.run_id, m.kind, m.target_node_id, m.iteration, m.payload, m.priority, m.attempts,
+          m.max_attempts;
+
+-- name: claim_one
+UPDATE messages SET status = 'leased'
+WHERE id = (
+    SELECT id FROM messages
+    WHERE status = 'ready' AND held = 0 AND visible_at <= :now
+    ORDER BY priority DESC, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+
+-- name: claim_oldest
+-- The oldest claimable message whatever its priority (one claim in FAIR_EVERY): the priorities
+-- present, one index probe each (a recursive walk down messages_claimable), the oldest visible
+-- message of each, and the oldest of those locked. FOR UPDATE may not sit in the recursive part,
+-- so it locks in the query around it; a candidate another claimer holds is passed over, and the
+-- caller then claims with claim_one.
+UPDATE messages SET status = 'leased'
+WHERE id = (
+    SELECT m.id FROM messages m
+    WHERE m.status = 'ready' AND m.held = 0 AND m.visible_at <= :now AND m.id IN (
+        WITH RECURSIVE present(p) AS (
+            SELECT max(priority) FROM messages
+            WHERE status = 'ready' AND held = 0
+            UNION ALL
+            SELECT (SELECT max(priority) FROM messages
+                    WHERE status = 'ready' AND held = 0 AND priority < present.p)
+            FROM present WHERE present.p IS NOT NULL)
+        SELECT (SELECT id FROM messages
+                WHERE status = 'ready' AND held = 0 AND priority = present.p AND visible_at <= :now
+                ORDER BY id LIMIT 1)
+        FROM present WHERE present.p IS NOT NULL)
+    ORDER BY m.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, run_id, kind, target_node_id, iteration, payload, priority, attempts, max_attempts;
+
+-- name: due_later_first
+-- Is a parked message due? One probe of messages_due_later, in every claim transaction.
+SELECT 1 FROM messages
+WHERE status = 'ready' AND held = 3 AND visible_at <= ?
+LIMIT 1;
+
+-- name: promote_due
+-- Parked messages that are due join the claim index, oldest due first, :limit at a time.
+WITH due AS MATERIALIZED (
+    SELECT id FROM messages
+    WHERE status = 'ready' AND held = 3 AND visible_at <= :now
+    ORDER BY visible_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+UPDATE messages m SET held = 0 FROM due WHERE m.id = due.id;
+
+-- name: lease_insert
+INSERT INTO leases (message_id, worker_id, token, acquired_at, expires_at)
+VALUES (?, ?, ?, ?, ?);
+
+-- name: lease_release
+DELETE FROM leases WHERE message_id = ? AND token = ?;
+
+-- name: lease_drop
+DELETE FROM leases WHERE message_id = ?;
+
+-- name: lease_renew_worker
+UPDATE leases SET expires_at = :until WHERE worker_id = :worker_id;
+
+-- name: lease_renew_one
+UPDATE leases SET expires_at = :until WHERE message_id = :message_id AND token = :token;
+
+-- name: message_ack
+-- RETURNING: the event names the message's run and node even when the caller did not.
+UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'
+RETURNING run_id, target_node_id;
+
+-- name: message_ack_known
+UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased';
+
+-- name: message_nack
+-- Held while its run is paused; else parked if it is given back for later (a backoff, a timer).
+UPDATE messages SET status = 'ready', visible_at = :visible_at, last_error = :error,
+                    attempts = attempts + :counted,
+                    held = CASE
+                        WHEN coalesce((SELECT r.status = 'paused' FROM runs r WHERE r.run_id = messages.run_id), false) THEN 1
+                        WHEN :visible_at::text > :now::text THEN 3
+                        ELSE 0 END
+WHERE id = :id AND status = 'leased'
+RETURNING run_id, target_node_id;
+
+-- name: message_bury
+-- held = 0: only a ready message may be parked (held 3), see messages_due_later.
+UPDATE messages SET status = 'dead', attempts = attempts + :counted, last_error = :error,
+                    finished_at = :now, held = 0
+WHERE id = :id AND status = :from
+RETURNING id, run_id, kind, target_node_id, iteration, payload, attempts;
+
+-- name: dead_letter_insert
+INSERT INTO dead_letters (message_id, run_id, kind, target_node_id, payload, error, attempts, created_at)
+VALUES (:id, :run_id, :kind, :target_node_id, :payload, :error, :attempts, :now);
+
+-- name: leases_expired
+SELECT l.message_id, l.worker_id, l.token, m.run_id, m.target_node_id, m.iteration, m.attempts,
+       m.max_attempts
+FROM leases l JOIN messages m ON m.id = l.message_id
+WHERE l.expires_at <= :now
+ORDER BY l.message_id;
+
+-- name: leases_of_worker
+SELECT l.message_id, l.worker_id, l.token, m.run_id, m.target_node_id, m.iteration, m.attempts,
+       m.max_attempts
+FROM leases l JOIN messages m ON m.id = l.message_id
+WHERE l.worker_id = :worker_id
+ORDER BY l.message_id;
+
+-- name: message_attempts
+SELECT attempts, max_attempts FROM messages WHERE id = ?;
+
+-- name: message_requeue
+UPDATE messages SET status = 'ready', attempts = 0, visible_at = :now, finished_at = NULL,
+                    held = coalesce((SELECT CASE WHEN r.status = 'paused' THEN 1 ELSE 0 END
+                                     FROM runs r WHERE r.run_id = messages.run_id), 0)
+WHERE id = :id AND status = 'dead';
+
+-- name: dead_letter_delete
+DELETE FROM dead_letters WHERE message_id = :id;
+
+-- name: dead_letters
+SELECT d.id, d.message_id, d.run_id, d.kind, d.target_node_id, d.payload, d.error, d.attempts,
+       d.created_at
+FROM dead_letters d ORDER BY d.id;
+
+-- name: message_get
+SELECT id, run_id, kind, target_node_id, iteration, payload, status, priority, visible_at, held,
+       attempts, max_attempts, last_error, created_at, finished_at
+FROM messages WHERE id = :id;
+
+-- name: next_visible
+-- The soonest a message is claimable: the claimable ones and the first parked one. Held
+-- messages wait for their run, not the clock.
+SELECT min(at) FROM (
+    SELECT min(visible_at) AS at FROM messages
+    WHERE status = 'ready' AND held = 0
+    UNION ALL
+    SELECT min(visible_at) FROM messages
+    WHERE status = 'ready' AND held = 3) AS soonest;
+
+-- name: leases_in_force
+SELECT count(*) FROM leases;
+
+-- name: queue_counts
+SELECT status, count(*) FROM messages GROUP BY status;
+
+-- name: messages_hold_run
+UPDATE messages SET held = :held
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
+
+-- name: messages_unhold_run
+-- A resumed run's messages: claimable if due, else parked until they are.
+UPDATE messages
+SET held = CASE WHEN visible_at > :now THEN 3 ELSE 0 END
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready';
+
+-- name: run_open_messages
+SELECT EXISTS (SELECT 1 FROM messages WHERE run_id = ? AND finished_at IS NULL);
+
+-- name: run_messages_discard
+-- held = 0: only a ready message may be parked (held 3), see messages_due_later.
+UPDATE messages SET status = 'acked', finished_at = :now, held = 0
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready'
+RETURNING id, target_node_id;
+
+-- name: messages_wake_waiting
+-- The messages of a run's waiting nodes become visible now; each looks again at what it waits for.
+-- A parked one joins the claim index; one of a paused run stays held.
+UPDATE messages
+SET visible_at = :now, held = CASE WHEN held = 3 THEN 0 ELSE held END
+WHERE run_id = :run_id AND finished_at IS NULL AND status = 'ready' AND visible_at > :now
+  AND id IN (SELECT message_id FROM node_instances WHERE run_id = :run_id AND status = 'waiting');
+
+-- name: message_set_payload
+UPDATE messages SET payload = ? WHERE id = ?;
+
+-- name: messages_release_throttled
+UPDATE messages SET held = 0
+WHERE run_id = ? AND finished_at IS NULL AND status = 'ready' AND held = 2;
+
+-- name: message_throttle
+UPDATE messages SET status = 'ready', held = 2 WHERE id = ? AND status = 'leased';
+
+-- name: message_wait_for_limit
+-- A claimed message whose concurrency key has no free slot waits (held 4) until one frees.
+UPDATE messages SET status = 'ready', held = 4 WHERE id = ? AND status = 'leased';
+
+-- name: message_limit_free
+-- Its slot is free: claimable (held while its run is paused).
+UPDATE messages SET held = coalesce((SELECT CASE WHEN r.status = 'paused' THEN 1 ELSE 0 END
+                                     FROM runs r WHERE r.run_id = messages.run_id), 0)
+WHERE id = ? AND status = 'ready' AND held = 4;
+
+-- name: message_discard
+-- A ready message that will not be delivered (its node gave up waiting for a limit).
+UPDATE messages SET status = 'acked', finished_at = :now, held = 0
+WHERE id = :id AND status = 'ready'
+RETURNING run_id, target_node_id;
