@@ -49,29 +49,26 @@ class Notifier:
             return self._counts[topic] != generation
 
 
-class ChangeWatcher:
-    """Wakes this process's idle workers when another process commits: it looks at a number
-    the database moves on every commit (SQLite's data_version) every `interval` seconds, on a
-    thread of its own, and notifies WORK when it moved. A worker in another process picks new
-    work up within a few milliseconds, without a loop of claim transactions."""
+class Watcher:
+    """A thread that runs `_watch(stop)` while at least one caller has started it and not stopped
+    it (each worker starts it, and stops it when it stops)."""
 
-    def __init__(self, version: Callable[[], int], notifier: Notifier, interval: float = 0.002):
-        self._version = version
-        self._notifier = notifier
-        self._interval = interval
+    thread_name = "durableflow-watcher"
+    join_seconds = 1.0
+
+    def __init__(self) -> None:
         self._users = 0
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Watch while at least one caller has started it and not stopped it."""
         with self._lock:
             self._users += 1
             if self._stop is None:
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._watch, args=(self._stop,),
-                                                name="durableflow-watcher", daemon=True)
+                                                name=self.thread_name, daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
@@ -82,7 +79,23 @@ class ChangeWatcher:
             self._stop.set()
             thread, self._stop, self._thread = self._thread, None, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(1.0)
+            thread.join(self.join_seconds)
+
+    def _watch(self, stop: threading.Event) -> None:
+        raise NotImplementedError
+
+
+class ChangeWatcher(Watcher):
+    """Wakes this process's idle workers when another process commits: it looks at a number
+    the database moves on every commit (SQLite's data_version) every `interval` seconds, on a
+    thread of its own, and notifies WORK when it moved. A worker in another process picks new
+    work up within a few milliseconds, without a loop of claim transactions."""
+
+    def __init__(self, version: Callable[[], int], notifier: Notifier, interval: float = 0.002):
+        super().__init__()
+        self._version = version
+        self._notifier = notifier
+        self._interval = interval
 
     def _watch(self, stop: threading.Event) -> None:
         seen = None

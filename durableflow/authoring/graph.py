@@ -253,8 +253,6 @@ class Graph:
 
     def _loop(self, node_id: str, kind: str, keys: dict[str, Any], body: BodySpec,
               body_version: int | None, options: Any, where: Where) -> NodeRef:
-        from durableflow.authoring.workflow import Workflow
-
         label = f"{self.label}: node {node_id!r}: body"
         if isinstance(body, Body):
             if body._owner is not None:
@@ -262,7 +260,7 @@ class Graph:
                                   f"{body._owner}; build one Body per loop")
             body._owner = label
             spec: Any = body
-        elif isinstance(body, (Workflow, str)):
+        elif isinstance(body, (Graph, str)):   # a Workflow (the one other Graph) or its id
             spec = {"workflowId": _workflow_id(body)}
             if body_version is not None:
                 spec["version"] = body_version

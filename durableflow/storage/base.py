@@ -9,7 +9,6 @@ Readers get a connection per thread; WAL lets them read while a writer writes.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import threading
@@ -25,7 +24,6 @@ from durableflow.storage.connection import (Connection, connect, database_file, 
                                              is_io_error, translate)
 
 T = TypeVar("T")
-log = logging.getLogger("durableflow.storage")
 
 # Files this process has read through with quick_check and found sound, by (device, inode): a
 # whole-file read (about a second per GB) is paid once per process and file, not per worker or
@@ -139,14 +137,7 @@ class StoreBase:
                 except sqlite3.Error:
                     pass  # SQLite may already have rolled back (e.g. SQLITE_FULL)
             raise
-        callbacks = conn._after_commit
-        if callbacks:
-            conn._after_commit = None
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:  # committed: a failing wake-up must not read as a failed write
-                    log.exception("after-commit callback %r failed", callback)
+        conn.committed()
         return result
 
     def _retry_busy(self, fn, *args):

@@ -12,6 +12,10 @@ cutting the lists back to the mark taken there (`commit_mark` / `forget_since`).
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("durableflow.storage")
+
 # Rows per multi-row INSERT of events: one statement instead of one per row.
 EVENTS_PER_INSERT = 64
 
@@ -63,6 +67,17 @@ class TxnBuffers:
             self._after_commit = [fn]
         elif fn not in pending:
             pending.append(fn)
+
+    def committed(self) -> None:
+        """The transaction committed: run what waited for it."""
+        callbacks = self._after_commit
+        if callbacks:
+            self._after_commit = None
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # committed: a failing wake-up must not read as a failed write
+                    log.exception("after-commit callback %r failed", callback)
 
     def commit_mark(self) -> tuple[int, int, int]:
         """Where the buffers stand; taken at a SAVEPOINT."""

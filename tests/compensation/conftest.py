@@ -14,22 +14,12 @@ FIXTURES = Path(__file__).parent.parent / "integration" / "fixtures"
 if str(FIXTURES) not in sys.path:
     sys.path.insert(0, str(FIXTURES))
 
-import df_it_hooks  # noqa: E402
-from df_it_support import Sql  # noqa: E402
+from df_it_fixtures import hooks, sql  # noqa: E402,F401 (shared fixtures)
 
 # A compensation body: records what it undoes, with the failure it was told about.
 UNDO = ("import df_it_hooks as h\n"
         "h.record('undone', (ctx.input['nodeId'], ctx.input['output'], ctx.failure))\n"
         "output = 'undid ' + ctx.input['nodeId']\n")
-
-
-@pytest.fixture
-def hooks():
-    df_it_hooks.reset()
-    try:
-        yield df_it_hooks
-    finally:
-        df_it_hooks.reset()
 
 
 @pytest.fixture
@@ -40,12 +30,3 @@ def engine(tmp_path, clock, hooks):
     finally:
         hooks.reset()
         eng.close()
-
-
-@pytest.fixture
-def sql(engine):
-    s = Sql(engine.path)
-    try:
-        yield s
-    finally:
-        s.close()

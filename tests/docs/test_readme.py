@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from durableflow import Engine
 from durableflow.storage.statements import SQLITE
+from tests.readme_history import make_history, plain_sql
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
@@ -18,28 +18,7 @@ QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
 @pytest.fixture(scope="module")
 def history_db(tmp_path_factory):
     db = tmp_path_factory.mktemp("readme") / "history.db"
-    engine = Engine(db)
-    ok = {"workflowId": "ok", "nodes": [
-        {"nodeId": "a", "runtimeType": "Python", "script": "output = {'rows': 2}"},
-        {"nodeId": "b", "runtimeType": "Python",
-         "script": "if ctx.attempt < 2:\n    raise TimeoutError('slow')\noutput = 1",
-         "retry": {"strategy": "fixed", "maxAttempts": 2, "initialDelay": "10ms", "jitter": 0}}],
-        "connections": [{"sourceNodeId": "a", "targetNodeId": "b"}]}
-    bad = {"workflowId": "bad", "nodes": [{"nodeId": "x", "runtimeType": "Python", "script": "raise KeyError('k')"}]}
-    # y fails first and waits for a retry when x fails the run: y's failed attempt is not why.
-    retrying = {"workflowId": "retrying", "nodes": [
-        {"nodeId": "x", "runtimeType": "Python", "script": "raise ValueError('bad input')"},
-        {"nodeId": "y", "runtimeType": "Python", "script": "raise RuntimeError('transient')",
-         "priority": "high",      # claimed before x, though x's rows come first
-         "retry": {"strategy": "fixed", "maxAttempts": 3, "initialDelay": "5s", "jitter": 0}}]}
-    good = engine.execute(ok, timeout=60)
-    failed = engine.execute(bad, timeout=60)
-    cut_short = engine.execute(retrying, timeout=60, concurrency=1)
-    assert (good.status, failed.status, cut_short.status) == ("completed", "failed", "failed")
-    assert [(n.node_id, n.attempt, n.status) for n in cut_short.nodes if n.node_id == "y"] == [
-        ("y", 1, "failed"), ("y", 2, "cancelled")]
-    engine.close()
-    return db, good.run_id
+    return db, make_history(db)
 
 
 def test_the_readme_has_thirteen_history_queries():
@@ -79,20 +58,13 @@ NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'"
 CLOCK = {NOW + ", '-1 hour')": ":since", NOW + ", '-1 day')": ":since", NOW + ")": ":now"}
 
 
-def _sql(text: str) -> str:
-    """A statement without its comments and layout."""
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    text = re.sub(r"\s+", " ", text).strip().rstrip(";").strip()
-    return re.sub(r"\s*([(),])\s*", r"\1", text)
-
-
 @pytest.mark.parametrize("number, name", [(4, "slowest_nodes"), (11, "run_figures"), (12, "runs_by_status"),
                                           (13, "throughput")])
 def test_status_and_stats_run_the_readme_query_itself(number, name):
     readme = QUERIES[number - 1]
     for text, param in CLOCK.items():
         readme = readme.replace(text, param)
-    assert _sql(readme) == _sql(getattr(SQLITE.metrics, name))
+    assert plain_sql(readme) == plain_sql(getattr(SQLITE.metrics, name))
 
 
 def test_query_13_counts_the_runs_and_nodes_of_the_last_hour(history_db):

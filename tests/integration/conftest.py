@@ -18,17 +18,7 @@ if str(FIXTURES) not in sys.path:
     # for threads abandoned by a test after that test's monkeypatch is undone.
     sys.path.insert(0, str(FIXTURES))
 
-import df_it_hooks  # noqa: E402
-from df_it_support import Sql  # noqa: E402
-
-
-@pytest.fixture
-def hooks():
-    df_it_hooks.reset()
-    try:
-        yield df_it_hooks
-    finally:
-        df_it_hooks.reset()
+from df_it_fixtures import hooks, sql  # noqa: E402,F401 (shared fixtures)
 
 
 @pytest.fixture
@@ -39,13 +29,3 @@ def engine(tmp_path, hooks, backend):
     finally:
         hooks.reset()   # free blocked bodies before the workers are stopped
         eng.close()
-
-
-
-@pytest.fixture
-def sql(engine):
-    s = Sql(engine.path)
-    try:
-        yield s
-    finally:
-        s.close()

@@ -5,7 +5,7 @@ when its backoff ends, a resume; and nothing of a paused run is claimed."""
 from __future__ import annotations
 
 import pytest
-from df_it_support import Sql, conn, node, py, wait_until, wf
+from df_it_support import conn, node, py, wait_until, wf
 
 from durableflow import Engine, ManualClock
 
@@ -24,15 +24,6 @@ def engine(tmp_path, clock):
         yield eng
     finally:
         eng.close()
-
-
-@pytest.fixture
-def sql(engine):
-    s = Sql(engine.path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def parked(sql, run_id: str, node_id: str):

@@ -15,8 +15,7 @@ FIXTURES = Path(__file__).parent.parent / "integration" / "fixtures"
 if str(FIXTURES) not in sys.path:
     sys.path.insert(0, str(FIXTURES))
 
-import df_it_hooks  # noqa: E402
-from df_it_support import Sql  # noqa: E402
+from df_it_fixtures import hooks, sql  # noqa: E402,F401 (shared fixtures)
 
 # A body that holds its slot until the test sets "release:<run id>", counting how many are in.
 HOLD = ("import df_it_hooks as h\n"
@@ -30,15 +29,6 @@ HOLD = ("import df_it_hooks as h\n"
 
 
 @pytest.fixture
-def hooks():
-    df_it_hooks.reset()
-    try:
-        yield df_it_hooks
-    finally:
-        df_it_hooks.reset()
-
-
-@pytest.fixture
 def engine(tmp_path, clock, hooks):
     eng = Engine(tmp_path / "limits.db", clock=clock)
     try:
@@ -46,12 +36,3 @@ def engine(tmp_path, clock, hooks):
     finally:
         hooks.reset()   # free held bodies before the workers stop
         eng.close()
-
-
-@pytest.fixture
-def sql(engine):
-    s = Sql(engine.path)
-    try:
-        yield s
-    finally:
-        s.close()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from durableflow import Engine
+from durableflow.storage.transfer import migrate_store
 from durableflow.storage.statements import load
 from tests import pg_cluster
+from tests.readme_history import make_history, plain_sql
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip install -e '.[test]')")
 
@@ -23,7 +24,6 @@ SQLITE_QUERIES = re.findall(r"```sql\n(.*?)```", README, re.S)
 PG_FORMS = {int(re.match(r"\s*-- (\d+)\.", q).group(1)): q
             for q in re.findall(r"```sql postgresql\n(.*?)```", README, re.S)}
 PG_METRICS = load(REPO / "durableflow" / "storage" / "postgres" / "metrics.sql")
-PG_SCHEMA = REPO / "postgres" / "schema.sql"
 
 pytestmark = pytest.mark.skipif(pg_cluster.skip_reason() is not None,
                                 reason=pg_cluster.skip_reason() or "")
@@ -49,67 +49,14 @@ def for_psycopg(sql: str) -> str:
 
 # --- a history, in SQLite and copied into PostgreSQL ------------------------------------------
 
-def make_history(db: Path) -> str:
-    engine = Engine(db)
-    ok = {"workflowId": "ok", "nodes": [
-        {"nodeId": "a", "runtimeType": "Python", "script": "output = {'rows': 2}"},
-        {"nodeId": "b", "runtimeType": "Python",
-         "script": "if ctx.attempt < 2:\n    raise TimeoutError('slow')\noutput = 1",
-         "retry": {"strategy": "fixed", "maxAttempts": 2, "initialDelay": "10ms", "jitter": 0}}],
-        "connections": [{"sourceNodeId": "a", "targetNodeId": "b"}]}
-    bad = {"workflowId": "bad", "nodes": [{"nodeId": "x", "runtimeType": "Python", "script": "raise KeyError('k')"}]}
-    retrying = {"workflowId": "retrying", "nodes": [
-        {"nodeId": "x", "runtimeType": "Python", "script": "raise ValueError('bad input')"},
-        {"nodeId": "y", "runtimeType": "Python", "script": "raise RuntimeError('transient')",
-         "priority": "high",
-         "retry": {"strategy": "fixed", "maxAttempts": 3, "initialDelay": "5s", "jitter": 0}}]}
-    try:
-        good = engine.execute(ok, timeout=60)
-        runs = [good, engine.execute(bad, timeout=60), engine.execute(retrying, timeout=60, concurrency=1)]
-        assert [r.status for r in runs] == ["completed", "failed", "failed"]
-        # A run started with no worker to take it: the queue (7) has a ready message to show.
-        engine.start({"workflowId": "waits", "nodes": [
-            {"nodeId": "w", "runtimeType": "Python", "script": "output = 1"}]})
-    finally:
-        engine.close()
-    return good.run_id
-
-
-def copy_into_postgres(sqlite_db: Path, conn) -> None:
-    """Every row of every table, ids as they are (runs.rowid from SQLite's rowid)."""
-    lite = sqlite3.connect(sqlite_db)
-    try:
-        tables = [t for (t,) in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-            "AND table_type = 'BASE TABLE'")]
-        # Parents before children: the foreign keys are checked row by row.
-        order = ["schema_version", "workflows", "runs", "messages"]
-        for table in order + sorted(set(tables) - set(order)):
-            cols = [c for (c,) in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-                "AND table_name = %s ORDER BY ordinal_position", (table,))]
-            if table == "schema_version":
-                continue
-            select = ", ".join("rowid" if c == "rowid" else c for c in cols)
-            order_by = " ORDER BY rowid" if table == "runs" else ""   # a parent run before its children
-            rows = lite.execute(f"SELECT {select} FROM {table}{order_by}").fetchall()
-            if rows:
-                with conn.cursor() as cur:
-                    cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) "
-                                    f"VALUES ({', '.join(['%s'] * len(cols))})", rows)
-    finally:
-        lite.close()
-
-
 @pytest.fixture(scope="module")
 def histories(tmp_path_factory, pg_cluster_session):
     db = tmp_path_factory.mktemp("readme-pg") / "history.db"
-    run_id = make_history(db)
+    run_id = make_history(db, waiting=True)
     name = pg_cluster_session.new_database("readme")
+    migrate_store(db, pg_cluster_session.dsn(name))
     conn = psycopg.connect(pg_cluster_session.dsn(name), autocommit=True)
     try:
-        conn.execute(PG_SCHEMA.read_text(encoding="utf-8"))
-        copy_into_postgres(db, conn)
         yield db, conn, run_id
     finally:
         conn.close()
@@ -156,16 +103,10 @@ PG_CLOCK = {PG_NOW + " - interval '1 day', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
             ":'run_id'": ":run_id"}
 
 
-def _sql(text: str) -> str:
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    text = re.sub(r"\s+", " ", text).strip().rstrip(";").strip()
-    return re.sub(r"\s*([(),])\s*", r"\1", text)
-
-
 @pytest.mark.parametrize("number, name", [(4, "slowest_nodes"), (11, "run_figures"), (12, "runs_by_status"),
                                           (13, "throughput")])
 def test_status_and_stats_run_the_readme_form_itself(number, name):
     readme = PG_FORMS[number]
     for text, param in PG_CLOCK.items():
         readme = readme.replace(text, param)
-    assert _sql(readme) == _sql(PG_METRICS[name])
+    assert plain_sql(readme) == plain_sql(PG_METRICS[name])

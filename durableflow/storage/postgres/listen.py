@@ -16,7 +16,7 @@ from typing import Callable
 
 import psycopg
 
-from durableflow.notify import Notifier
+from durableflow.notify import Notifier, Watcher
 
 log = logging.getLogger("durableflow.notify")
 
@@ -30,37 +30,18 @@ def channel_name(schema: str) -> str:
     return f"durableflow:{schema}"
 
 
-class ListenWatcher:
-    """Same face as notify.ChangeWatcher: start() by each worker, stop() when it stops."""
+class ListenWatcher(Watcher):
+    """In place of notify.ChangeWatcher: start() by each worker, stop() when it stops."""
+
+    thread_name = "durableflow-listener"
+    join_seconds = 2.0
 
     def __init__(self, connect: Callable[[], psycopg.Connection], channel_name: str, notifier: Notifier):
+        super().__init__()
         self._connect = connect
         self._channel = channel_name
         self._notifier = notifier
-        self._users = 0
-        self._lock = threading.Lock()
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
         self.listening = threading.Event()     # set while a LISTEN connection is up (tests wait on it)
-
-    def start(self) -> None:
-        with self._lock:
-            self._users += 1
-            if self._stop is None:
-                self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._watch, args=(self._stop,),
-                                                name="durableflow-listener", daemon=True)
-                self._thread.start()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            if self._users or self._stop is None:
-                return
-            self._stop.set()
-            thread, self._stop, self._thread = self._thread, None, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(2.0)
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 import psycopg
 import psycopg_pool
 
+from durableflow.clock import Clock
 from durableflow.notify import Notifier
 from durableflow.errors import DatabaseCorrupt, DatabaseUnavailable, DurableflowError, StorageError
 from durableflow.storage.postgres import listen
@@ -26,6 +27,8 @@ from durableflow.storage.postgres import migrate as migrator
 from durableflow.storage.postgres.clock import ServerClock
 from durableflow.storage.postgres.connection import (PgConnection, configure, connect, is_busy,
                                                      is_disconnect, is_io_error, translate)
+from durableflow.storage.base import StoreBase
+from durableflow.storage.methods import StoreMethods
 from durableflow.storage.postgres.dsn import SecretDsn, full_text, parse
 
 T = TypeVar("T")
@@ -176,14 +179,7 @@ class PostgresPlumbing:
                 except psycopg.Error:
                     pass
             raise
-        callbacks = conn._after_commit
-        if callbacks:
-            conn._after_commit = None
-            for callback in callbacks:
-                try:
-                    callback()
-                except Exception:  # committed: a failing wake-up must not read as a failed write
-                    log.exception("after-commit callback %r failed", callback)
+        conn.committed()
         return result
 
     def _retry_busy(self, fn, *args):
@@ -275,18 +271,5 @@ class PostgresPlumbing:
             self._writer.close()
 
 
-def store_class():
-    """Store on PostgreSQL: the Store's methods over this plumbing (made on first use, so the
-    storage package never imports psycopg for SQLite)."""
-    global _PgStore
-    if _PgStore is None:
-        from durableflow.storage.store import Store
-
-        class PgStore(PostgresPlumbing, Store):
-            """A Store on PostgreSQL."""
-
-        _PgStore = PgStore
-    return _PgStore
-
-
-_PgStore = None
+class PgStore(PostgresPlumbing, StoreMethods, StoreBase):
+    """A Store on PostgreSQL: the Store's methods over this plumbing (StoreBase's for the rest)."""
