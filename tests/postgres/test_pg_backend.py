@@ -232,6 +232,9 @@ def test_a_really_full_disk_is_disk_full_and_what_was_written_stays(cluster):
         cluster.admin_sql(f'CREATE DATABASE "{name}" OWNER {pg_cluster.TEST_ROLE} TEMPLATE template0 '
                           f'TABLESPACE df_small')
         with Store(cluster.dsn(name), clock=ManualClock(T0)) as store:
+            # A reader connected before the disk fills: a new connection has the server write a
+            # cache file into the database's folder, which a full disk refuses.
+            assert store.queue_counts()["ready"] == 0
             written = 0
             with pytest.raises(DiskFull, match="disk full on the database server") as exc:
                 for _ in range(10_000):
