@@ -17,6 +17,7 @@ from durableflow.notify import WORK, Notifier
 from durableflow.procs import pid_started
 from durableflow.secrets import Secrets
 from durableflow.storage import Store, nodes, queue, workers
+from durableflow.storage.handoff import Handoff
 from durableflow.tasks import Outcome, Task
 from durableflow.triggers.scheduler import Scheduler
 from durableflow.triggers.schedules import Firing
@@ -135,30 +136,72 @@ class WorkerService:
             results = self.execution.record_many(conn, items, now)
             if not claim:
                 return results, []
-            worker_id, limit, lease_seconds, free = claim
-            attempts = self.execution.attempts
             if cheap is None:
-                return results, attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
-            tasks = attempts.claim(conn, worker_id, limit, lease_seconds, now, free, inline)
-            until = self.clock.monotonic() + CHEAP_SECONDS
-            for _ in range(CHEAP_STEPS):
-                if not tasks or self.clock.monotonic() > until:
-                    break
-                done, others = cheap(tasks)
-                if not done:
-                    break
-                now = self.clock.now()
-                for (task, _outcome), err in zip(done, self.execution.record_many(conn, done, now)):
-                    if err is not None:
-                        log.warning("result of %s of run %s discarded: %s", task.node_id, task.run_id, err)
-                if others:
-                    tasks = others
-                    break
-                tasks = attempts.claim(conn, worker_id, limit, lease_seconds, now, free, inline)
-            for task in tasks:   # leaving this transaction unfinished: started now
-                attempts.start_deferred(conn, task)
-            return results, tasks
+                worker_id, limit, lease_seconds, free = claim
+                return results, self.execution.attempts.claim(conn, worker_id, limit, lease_seconds, now, free)
+            return results, self._claim_rounds(conn, claim, cheap, inline, now)[0]
         return self.write(txn)
+
+    def claim_and_run(self, claim: tuple[str, int, float, tuple | None],
+                      cheap: Callable[[list[Task]], tuple[list, list[Task]]],
+                      inline: Callable | None = None) -> tuple[list[Task], int]:
+        """Claim as record_many(claim=..., cheap=..., inline=...) does, with nothing to record
+        first. Returns the tasks handed out and how many cheap nodes ran in the transaction (a
+        worker that got no task may still have done work, and should claim again at once)."""
+        tasks, ran = self.store.write(lambda conn: self._claim_rounds(conn, claim, cheap, inline, self.clock.now()))
+        if ran:   # what they recorded may be work for this process's other workers
+            self.notifier.work()
+        return tasks, ran
+
+    def _claim_rounds(self, conn, claim, cheap, inline, now: float) -> tuple[list[Task], int]:
+        """Claim, run the cheap nodes claimed and record them, claim what they lead to, and so on,
+        within CHEAP_STEPS rounds and CHEAP_SECONDS. Returns the tasks that are not cheap, for
+        the dispatcher, and how many cheap ones ran."""
+        worker_id, limit, lease_seconds, free = claim
+        if inline is not None:
+            # What the cheap nodes queue, the next round takes, written once (storage.handoff).
+            conn.handoff = Handoff(lambda plan, node_id: inline(plan, node_id) and not plan.limits.get(node_id)
+                                   and not plan.definition.max_concurrency)
+        try:
+            return self._rounds(conn, worker_id, limit, lease_seconds, free, cheap, inline, now)
+        finally:
+            conn.handoff = None
+
+    def _rounds(self, conn, worker_id, limit, lease_seconds, free, cheap, inline, now) -> tuple[list[Task], int]:
+        attempts = self.execution.attempts
+        clock = self.clock
+        began = clock.monotonic()
+        tasks = attempts.claim(conn, worker_id, limit, lease_seconds, now, free, inline)
+        ran = 0
+        for step in range(CHEAP_STEPS):
+            if not tasks:
+                break
+            done, others = cheap(tasks)
+            if not done:
+                break
+            now = clock.now()
+            for (task, _outcome), err in zip(done, self.execution.record_many(conn, done, now)):
+                if err is not None:
+                    log.warning("result of %s of run %s discarded: %s", task.node_id, task.run_id, err)
+            ran += len(done)
+            if others:
+                tasks = others
+                break
+            # The budget is checked before claiming, not after: a node claimed past it would be
+            # handed to the next transaction with its start written, and its row written twice.
+            spent = clock.monotonic() - began
+            if step == CHEAP_STEPS - 1 or spent >= CHEAP_SECONDS:
+                tasks = []
+                break
+            # No more than the time left runs at the pace so far.
+            fits = int((CHEAP_SECONDS - spent) * ran / spent) if spent > 0 else limit
+            tasks = attempts.claim(conn, worker_id, max(1, min(limit, fits)), lease_seconds, now, free, inline)
+        for task in tasks:   # leaving this transaction unfinished: started now
+            attempts.start_deferred(conn, task)
+        # Offers not taken are written as ready messages; a node taken whose record was refused
+        # gets its rows (and its lease, which expires: it is delivered again).
+        conn.write_put_off()
+        return tasks, ran
 
     def release(self, tasks: list[Task], why: str = "the worker stopped before starting it") -> None:
         """Give back claimed nodes that were not started: deliverable again at once."""

@@ -47,6 +47,9 @@ class Task:
     # Claimed to run and be recorded in the claiming transaction: its row's start is not written
     # yet; (the row's status then, when it started, the worker). See nodes.defer_start_txn.
     deferred_start: tuple[str, str, str] | None = None
+    # Queued and taken in the claiming transaction, its rows not written yet (storage.handoff):
+    # until they are, message.id and instance_id are None.
+    offer: Any = None
 
     @property
     def run_id(self) -> str:

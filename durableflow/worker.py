@@ -225,7 +225,11 @@ class Worker:
                 self.idle.clear()
                 self.claim_rounds += 1
                 try:
-                    tasks = service.claim(self.worker_id, limit, self.lease_seconds, self._free_resources())
+                    # Cheap nodes claimed are run and recorded in the claiming transaction, and
+                    # what they lead to claimed there too (service._claim_rounds).
+                    tasks, ran = service.claim_and_run(
+                        (self.worker_id, limit, self.lease_seconds, self._free_resources()),
+                        self._cheap_outcomes, self._runs_inline)
                 except DurableflowError as exc:
                     # Nothing was claimed (the transaction rolled back): nothing is lost by
                     # trying again, after the same waits as when there is no work. A damaged
@@ -242,6 +246,9 @@ class Worker:
                 if failing.since is not None:
                     failing.ok()
                 if not tasks:
+                    if ran:
+                        self._inline_streak = True
+                        continue
                     self._inline_streak = False
                     self.idle.set()
                     service.wait_for_work(gen, wait)

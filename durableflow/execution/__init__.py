@@ -50,14 +50,15 @@ class Execution:
                 self.attempts.start_deferred(conn, task)
             conn.execute("SAVEPOINT record")
             mark = conn.commit_mark()
+            started = task.deferred_start
             try:
                 self._record(conn, task, outcome, now)
             except DurableflowError as exc:
-                _rollback_to(conn, "record", mark)
+                _rollback_to(conn, "record", mark, task, started)
                 results.append(exc)
             except conn.IntegrityError as exc:
                 # e.g. a second 'completed' row for one (run, node, iteration): refuse this one
-                _rollback_to(conn, "record", mark)
+                _rollback_to(conn, "record", mark, task, started)
                 results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
                                                  f"result refused by the database ({exc})"))
             except conn.Error:
@@ -65,7 +66,7 @@ class Execution:
             except Exception as exc:
                 # A fault of ours in recording this one result (a bug, a value out of range):
                 # it fails this node, not the worker that also serves every other run.
-                _rollback_to(conn, "record", mark)
+                _rollback_to(conn, "record", mark, task, started)
                 log.exception("recording node %s of run %s failed", task.node_id, task.run_id)
                 results.append(self._fail_unrecordable(conn, task, exc, now))
             else:
@@ -104,7 +105,10 @@ class Execution:
         return None
 
 
-def _rollback_to(conn, savepoint: str, mark: int) -> None:
-    """Undo one result's writes, and the after-commit work they asked for (a plan kept, a wake-up)."""
+def _rollback_to(conn, savepoint: str, mark: int, task: Task | None = None, started=None) -> None:
+    """Undo one result's writes, and the after-commit work they asked for (a plan kept, a wake-up);
+    a node whose start was put off (Task.deferred_start) is again owed its start."""
     conn.execute(f"ROLLBACK TO {savepoint}")
     conn.forget_since(mark)
+    if task is not None:
+        task.deferred_start = started

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from typing import Callable
 
 from durableflow import retry as retry_policy
@@ -14,7 +15,7 @@ from durableflow.clock import iso
 from durableflow.errors import DefinitionError, ExpressionError
 from durableflow.plan import Plan, Plans
 from durableflow.records import Claimed, Reclaimed, RunState
-from durableflow.storage import limits as limit_rows, nodes, queue, runs, signals
+from durableflow.storage import handoff, limits as limit_rows, nodes, queue, runs, signals
 from durableflow.storage.events import dumps
 from durableflow.execution.limits import FAIL, FALLBACK, WAIT, Admission, Batch, LimitGate
 from durableflow.execution.routing import Routing
@@ -26,6 +27,16 @@ from durableflow.tasks import ACTIVE, SIGNAL_RECHECK, EnqueueAs, Outcome, Task
 # A node whose fallback runs waits for it; its own message is parked this long, i.e. for good:
 # the fallback's end takes it away.
 FALLBACK_PARK = 10 * 365 * 86400.0
+
+
+def _written(conn, task: Task, message: Claimed, instance_id: int) -> None:
+    """A node taken from this transaction's offers has its rows now (until ROLLBACK TO undoes it)."""
+    before = task.message, task.instance_id, task.offer, task.deferred_start
+    task.message, task.instance_id, task.offer, task.deferred_start = message, instance_id, None, None
+
+    def undo():
+        task.message, task.instance_id, task.offer, task.deferred_start = before
+    conn.handoff.log.append(undo)
 
 
 def _compensation(c: Claimed) -> bool:
@@ -49,6 +60,10 @@ class AttemptLifecycle:
         (MB) the worker has free, for nodes with `resources`. `inline(plan, node_id)`: whether the
         caller runs and records that node in this same transaction; if so (and no limit applies
         to it), its row is written once, when it finishes (Task.deferred_start)."""
+        if conn.handoff is not None and conn.handoff.offers:
+            taken = handoff.take_txn(conn, limit, iso(now))
+            if taken:
+                return self._take_offers(conn, taken, worker_id, lease_seconds, now)
         claimed = queue.claim_txn(conn, worker_id, limit, lease_seconds, now)
         if not claimed:
             return []
@@ -129,9 +144,36 @@ class AttemptLifecycle:
             tasks.append(task)
         return tasks
 
+    def _take_offers(self, conn, offers: list[handoff.Offer], worker_id: str, lease_seconds: float,
+                     now: float) -> list[Task]:
+        """Claim nodes queued in this transaction (storage.handoff): their rows are written once,
+        when they finish. The caller runs them all here: no limit applies to them."""
+        now_s = iso(now)
+        token = secrets.token_hex(8)
+        expires = now + lease_seconds
+        tasks = []
+        for o in offers:
+            state = runs.run_state(conn, o.run_id)   # running: a run that stops writes its offers first
+            payload = json.loads(o.payload)
+            task = Task(Claimed(None, o.run_id, "node", o.node_id, o.iteration, o.payload, o.priority, 0,
+                                o.max_attempts, token, worker_id, expires),
+                        o.plan, None, 1, payload.get("input"), payload.get("inputs") or {},
+                        {} if state.variables in (None, "{}") else json.loads(state.variables),
+                        state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
+                        deferred_start=("pending", now_s, worker_id), offer=o)
+            conn.put_off(functools.partial(self.start_deferred, conn, task))
+            tasks.append(task)
+        return tasks
+
     @staticmethod
     def start_deferred(conn, task: Task) -> None:
         """Write the start of a node claimed to finish at once that does not (see claim)."""
+        if task.offer is not None:
+            c = task.message
+            mid, iid = handoff.write_taken_txn(conn, task.offer, c.worker_id, c.token, iso(c.expires_at),
+                                               task.deferred_start[1])
+            _written(conn, task, c._replace(id=mid), iid)
+            return
         if task.deferred_start is not None:
             nodes.start_deferred_txn(conn, task.instance_id, task.node_id, task.deferred_start)
             task.deferred_start = None
@@ -157,17 +199,26 @@ class AttemptLifecycle:
         """Record a successful attempt and route its Complete message, guarded by the lease token."""
         c = task.message
         now_s = iso(now)
-        queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
-        if task.limit_key is not None or task.breaker_key is not None:
-            self.gate.leave(conn, task)
-            self.gate.call(conn, task, True, now)
         delta = vars_delta(task.variables, outcome.variables)
         # The change to the variables goes in the node's event too: `rerun --from` replays those
         # of the nodes it keeps, to start from the variables as they stood then.
         shown = event_delta(delta)
-        nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
-                              now_s, output=outcome.output_json, port=outcome.port,
-                              data={"vars": shown} if shown else None, started=task.deferred_start)
+        data = {"vars": shown} if shown else None
+        if task.offer is not None:   # queued in this transaction: its rows are written now, once
+            mid, iid = handoff.write_done_txn(
+                conn, task.offer, c.worker_id, task.deferred_start[1], now_s, outcome.output_json, outcome.port,
+                lambda iid: nodes.finish_event_text(iid, "running", None, None, outcome.port, data))
+            _written(conn, task, c._replace(id=mid), iid)
+        else:
+            queue.ack_txn(conn, c.id, c.token, now, c.run_id, c.target_node_id)
+            if task.limit_key is not None or task.breaker_key is not None:
+                self.gate.leave(conn, task)
+                self.gate.call(conn, task, True, now)
+            nodes.finish_node_txn(conn, task.instance_id, c.run_id, c.target_node_id, "complete", "running",
+                                  now_s, output=outcome.output_json, port=outcome.port, data=data,
+                                  started=task.deferred_start)
+            # Written: a run stopped later in this transaction must not start it.
+            task.deferred_start = None
         state = runs.run_state(conn, c.run_id)
         status = state.status
         variables = merge_variables(conn, task.run_id, delta, state.variables)

@@ -13,7 +13,7 @@ from durableflow.errors import ExpressionError
 from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.plan import Edge, Plan
 from durableflow.records import NewMessage
-from durableflow.storage import joins, nodes, queue
+from durableflow.storage import handoff, joins, nodes, queue
 from durableflow.storage.events import dumps
 from durableflow.tasks import EnqueueAs
 
@@ -42,6 +42,18 @@ class Routing:
             None, how.held, self.max_deliveries)], now)
         return nodes.insert_node_txn(conn, run_id, node_id, iteration, attempt, "pending", mid, input_json,
                                      iso(now))
+
+    def queue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
+                   input_json: str, inputs_json: str, how: EnqueueAs, now: float) -> None:
+        """enqueue_node, for a node a delivery sets off: offered instead (written only once it has
+        run) when this transaction will take and run it itself (storage.handoff)."""
+        h = conn.handoff
+        if h is not None and not how.held and h.takes(plan, node_id):
+            handoff.offer_txn(conn, handoff.Offer(
+                plan, run_id, node_id, iteration, '{"input":' + input_json + ',"inputs":' + inputs_json + "}",
+                plan.priorities[node_id] * 3 + how.priority, self.max_deliveries, input_json, iso(now)))
+            return
+        self.enqueue_node(conn, plan, run_id, node_id, iteration, input_json, inputs_json, how, now)
 
     @staticmethod
     def deliveries(plan: Plan, node_id: str, outcome: str, port: str | None,
@@ -84,7 +96,7 @@ class Routing:
         if len(incoming) == 1 and mode != "each":
             if delivered:
                 inputs_json = "{" + _key_json(key) + ":" + value_json + "}"
-                self.enqueue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
+                self.queue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
                 return True
             self.skip(conn, plan, run_id, target, iteration, how, now)
             return False
@@ -97,7 +109,7 @@ class Routing:
         if mode == "each":
             if delivered:  # fires on every delivery
                 fired = queued = True
-                self.enqueue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
+                self.queue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
             elif done and not fired:
                 # Skipped once: behind another `each` node, every iteration up there rules this
                 # connection out again, and each would rule everything below out once more.
@@ -106,7 +118,7 @@ class Routing:
         elif mode == "any":
             if delivered and not fired:
                 fired = queued = True
-                self.enqueue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now)
+                self.queue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now)
             elif done and not fired:
                 fired = True
                 self.skip(conn, plan, run_id, target, iteration, how, now)
@@ -118,8 +130,8 @@ class Routing:
                 if count:
                     got = joins.join_inputs_get(conn, run_id, target, join_iteration)
                     inputs_json = "{" + ",".join(_key_json(k) + ":" + v for k, v in got) + "}"
-                    self.enqueue_node(conn, plan, run_id, target, iteration,
-                                      got[0][1] if len(got) == 1 else inputs_json, inputs_json, how, now)
+                    self.queue_node(conn, plan, run_id, target, iteration,
+                                    got[0][1] if len(got) == 1 else inputs_json, inputs_json, how, now)
                     queued = True
                 else:
                     self.skip(conn, plan, run_id, target, iteration, how, now)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 
+from durableflow.storage import handoff
+
 log = logging.getLogger("durableflow.storage")
 
 # Rows per multi-row INSERT of events: one statement instead of one per row.
@@ -33,11 +35,14 @@ class TxnBuffers:
     # Writes put off in the hope they fold into a later one (a node's start into its end), to be
     # made before anything acts on a whole run (see write_put_off).
     _put_off: list | None = None
+    # Nodes queued and taken within this transaction, written once (storage.handoff.Handoff):
+    # set by a worker's claiming transaction, None otherwise.
+    handoff = None
 
     def reset_buffers(self) -> None:
         """A transaction begins, or rolled back: nothing carried over."""
         self._after_commit = self._events = self._leases = self._lease_log = self.run_states = None
-        self._put_off = None
+        self._put_off = self.handoff = None
 
     def put_off(self, write) -> None:
         """write() makes a write this transaction put off, if it is still owed (it says so itself:
@@ -50,6 +55,8 @@ class TxnBuffers:
     def write_put_off(self) -> None:
         """Before a run is failed, cancelled or compensated in this transaction: its nodes' rows
         must say what they are (a node started, its row not yet written, is running)."""
+        if self.handoff is not None and self.handoff.offers:
+            handoff.write_offers_txn(self)
         owed = self._put_off
         if owed:
             self._put_off = None
@@ -79,14 +86,17 @@ class TxnBuffers:
                 except Exception:  # committed: a failing wake-up must not read as a failed write
                     log.exception("after-commit callback %r failed", callback)
 
-    def commit_mark(self) -> tuple[int, int, int]:
+    def commit_mark(self) -> tuple[int, int, int, int]:
         """Where the buffers stand; taken at a SAVEPOINT."""
-        return len(self._after_commit or ()), len(self._events or ()), len(self._lease_log or ())
+        return (len(self._after_commit or ()), len(self._events or ()), len(self._lease_log or ()),
+                len(self.handoff.log) if self.handoff is not None else 0)
 
-    def forget_since(self, mark: tuple[int, int, int]) -> None:
+    def forget_since(self, mark: tuple[int, int, int, int]) -> None:
         """ROLLBACK TO a savepoint undid what was registered since its mark: none of it runs,
         and none of its rows is written."""
-        callbacks, events, leases = mark
+        callbacks, events, leases, handed = mark
+        if self.handoff is not None:
+            self.handoff.undo_to(handed)
         if self._after_commit:
             del self._after_commit[callbacks:]
         if self._events:

@@ -94,19 +94,24 @@ def finish_node_txn(conn, instance_id: int, run_id: str, node_id: str, trigger: 
     if cur.rowcount != 1:
         raise InvalidTransition(f"node instance {instance_id} ({node_id}): cannot '{trigger}', "
                                 f"it is no longer {source}")
-    if error is None and port is None and not data:
-        text = f'{{"id":{instance_id},"from":"{source}"}}'
-    else:
-        payload = {"id": instance_id, "from": source}
-        if error is not None:
-            payload.update(error=error, errorType=error_type)
-        if port is not None:
-            payload["port"] = port
-        if data:
-            payload.update(data)
-        text = dumps(payload)
-    conn.add_event((run_id, node_id, "node." + to, text, now))
+    conn.add_event((run_id, node_id, "node." + to, finish_event_text(instance_id, source, error, error_type,
+                                                                     port, data), now))
     return to
+
+
+def finish_event_text(instance_id: int, source: str, error: str | None, error_type: str | None,
+                      port: str | None, data: dict | None) -> str:
+    """The data of a node's event as it ends."""
+    if error is None and port is None and not data:
+        return f'{{"id":{instance_id},"from":"{source}"}}'
+    payload = {"id": instance_id, "from": source}
+    if error is not None:
+        payload.update(error=error, errorType=error_type)
+    if port is not None:
+        payload["port"] = port
+    if data:
+        payload.update(data)
+    return dumps(payload)
 
 
 def release_node_txn(conn, instance_id: int, run_id: str, node_id: str, now: str) -> None:

@@ -9,7 +9,6 @@ row-count checked, and appended to `events` in the same transaction.
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
 from typing import Iterable, Sequence
@@ -19,6 +18,7 @@ from durableflow.clock import iso
 from durableflow.errors import InvalidTransition, MessageNotFound, StaleLease
 from durableflow.records import Claimed, NewMessage, Reclaimed
 from durableflow.storage.events import event_txn
+from durableflow.storage.handoff import json_text as _json_text, write_offers_txn
 from durableflow.storage.rows import insert_rows
 
 MSG = machines.MESSAGE
@@ -47,6 +47,8 @@ def enqueue_txn(conn, messages: Sequence[NewMessage], now: float) -> list[int]:
     """Insert ready messages. Creating a message is not a status change, so no event is written:
     the row itself (created_at) records it, and the engine's `node.pending` names the node."""
     now_s = iso(now)
+    if conn.handoff is not None and conn.handoff.offers:
+        write_offers_txn(conn)   # queued before these: claimed before them too
     if len(messages) == 1:  # one per transaction, the commonest call: no list to build
         return [conn.execute(conn.sql.queue.enqueue, _insert_values(messages[0], now_s)).lastrowid]
     rows = [_insert_values(m, now_s) for m in messages]
@@ -109,11 +111,6 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
         for r in rows
     ])
     return [Claimed(*r, token, worker_id, expires) for r in rows]
-
-
-@functools.lru_cache(maxsize=256)
-def _json_text(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
 
 
 def release_txn(conn, message_id: int, token: str) -> None:
@@ -362,7 +359,10 @@ def discard_run_messages_txn(conn, run_id: str, now: str) -> list[tuple[int, str
 
 
 def has_open_messages(conn, run_id: str) -> bool:
-    """Whether any message of the run is still ready or leased."""
+    """Whether any message of the run is still ready or leased (or queued in this transaction
+    and not written yet: storage.handoff)."""
+    if conn.handoff is not None and conn.handoff.open.get(run_id):
+        return True
     return bool(conn.execute(conn.sql.queue.run_open_messages, (run_id,)).fetchone()[0])
 
 

@@ -1,4 +1,4 @@
-"""What a cheap node (claimed, run and recorded in one transaction) writes: its row once, no lease
+"""What a cheap node (claimed, run and recorded in one transaction) writes: its rows once, no lease
 row, and the same history as any other node. And when it does not finish at once after all, its
 start is written as any other node's (issue 12)."""
 
@@ -42,15 +42,21 @@ def test_a_chain_of_cheap_nodes_writes_each_row_once_and_no_lease(tmp_path):
         finally:
             worker.stop()
             engine.store._writer.set_trace_callback(None)
-    updates = [s for s in statements if re.match(r"\s*UPDATE node_instances", s)]
-    starts = [s for s in updates if "SET status = 'running'" in s]
+    def writes(verb, table):
+        return [s for s in statements if re.match(rf"\s*{verb} (INTO )?{table}\b", s)]
     transactions = sum(1 for s in statements if s.startswith("BEGIN"))
-    # One write per node, at its end, but for a node a transaction hands on to the next (its
-    # time or step budget ran out, or the first claim): at most one per transaction in a chain.
-    assert len(updates) == N + len(starts), updates[:5]
-    assert len(starts) <= transactions < N / 2, (len(starts), transactions)
-    leases = [s for s in statements if "INSERT INTO leases" in s]
-    assert len(leases) <= len(starts), leases   # only those of nodes handed on
+    assert transactions < N / 10, transactions
+    # Each node's message and attempt are inserted once. The node a transaction claims from the
+    # database first is then updated (leased, acked; started and finished at once); the ones it
+    # queues and takes itself are inserted as they end (storage.handoff) and never updated.
+    # (n0's by engine.start, before the trace began)
+    assert len(writes("INSERT", "messages")) == N - 1
+    assert len(writes("INSERT", "node_instances")) == N - 1
+    node_updates = writes("UPDATE", "node_instances")
+    assert len(node_updates) <= transactions, node_updates[:5]
+    assert not [s for s in node_updates if "SET status = 'running'" in s], node_updates[:5]
+    assert len(writes("UPDATE", "messages")) <= 2 * transactions
+    assert not writes("INSERT", "leases")
     for node_id in ("n0", "n17", f"n{N - 1}"):
         assert node_events(path, run_id, node_id) == [
             "node.pending", "message.leased", "node.running", "message.acked", "node.completed"]

@@ -8,6 +8,14 @@ INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id;
 
+-- name: node_insert_handed
+-- The attempt of a message queued and taken in the same transaction (storage/handoff.py): written
+-- once, as it stands by the commit (running, or finished with its output).
+INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message_id, input, output,
+                            port, worker_id, created_at, started_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id;
+
 -- name: node_copy
 INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, input, output, error,
                             error_type, port, worker_id, created_at, started_at, finished_at)

@@ -12,6 +12,20 @@ INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, 
 VALUES (?, ?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?)
 RETURNING id;
 
+-- name: enqueue_handed
+-- A message queued and taken in the same transaction (storage/handoff.py): written once, in the
+-- status it has by the commit (leased, or acked with finished_at), never in the claim index.
+INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority,
+                      visible_at, held, max_attempts, created_at, finished_at)
+VALUES (?, 'node', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+RETURNING id;
+
+-- name: claimable_first
+-- Is anything claimable now? What a message queued in this transaction would be claimed after.
+SELECT 1 FROM messages
+WHERE status = 'ready' AND held = 0 AND visible_at <= ?
+LIMIT 1;
+
 -- name: last_insert_id
 -- The id the last enqueue of this session got: a batch holds the write lock, so its ids are
 -- consecutive, ending there.
