@@ -68,6 +68,11 @@ class AttemptLifecycle:
         if not claimed:
             return []
         now_s = iso(now)
+        read = None
+        if len(claimed) > 1:   # a batch: its runs and attempts read in one statement each
+            runs.read_run_states(conn, dict.fromkeys(c.run_id for c in claimed))
+            if inline is not None:
+                read = nodes.rows_to_start(conn, [c.id for c in claimed])
         tasks: list[Task] = []
         states: dict[str, RunState] = {}
         started: dict[str, int] = {}
@@ -111,7 +116,7 @@ class AttemptLifecycle:
             slot = admission.limit_key if admission is not None else None
             deferred = got = None
             if inline is not None and admission is None and not limit_run and inline(plan, c.target_node_id):
-                row = nodes.defer_start_txn(conn, c.id, c.run_id, c.target_node_id, now_s)
+                row = nodes.defer_start_txn(conn, c.id, c.run_id, c.target_node_id, now_s, read)
                 if row is not None:
                     got, deferred = row[:2], (row[2], now_s, worker_id)
             if got is None:

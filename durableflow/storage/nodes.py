@@ -6,6 +6,8 @@ row-count checked, and appended to `events` in the same transaction.
 
 from __future__ import annotations
 
+import json
+
 from durableflow import machines
 from durableflow.errors import InvalidTransition
 from durableflow.storage.events import dumps, event_txn
@@ -56,11 +58,25 @@ def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: 
     return instance_id, attempt
 
 
-def defer_start_txn(conn, message_id: int, run_id: str, node_id: str, now: str) -> tuple[int, int, str] | None:
+def rows_to_start(conn, message_ids: list[int]) -> dict[int, tuple[int, int, str]]:
+    """What node_to_start reads, for a claimed batch's messages at once: message id -> (instance
+    id, attempt, status) of the attempt each delivers, if it has one."""
+    got = {}
+    for mid, *row in conn.execute(conn.sql.nodes.nodes_to_start, (json.dumps(message_ids),)):
+        got[mid] = tuple(row)   # ordered by id: the latest attempt of a message is kept
+    return got
+
+
+def defer_start_txn(conn, message_id: int, run_id: str, node_id: str, now: str,
+                    read: dict | None = None) -> tuple[int, int, str] | None:
     """Start the node a message delivers, in the events only: its row stays as it is until the
     node finishes in this same transaction (finish_node_txn with `started`) or start_deferred_txn
-    writes the start after all. (instance id, attempt, the row's status), or None."""
-    row = conn.execute(conn.sql.nodes.node_to_start, (message_id,)).fetchone()
+    writes the start after all. (instance id, attempt, the row's status), or None. `read`: what
+    rows_to_start read for the batch, if it did."""
+    if read is not None:
+        row = read.get(message_id)
+    else:
+        row = conn.execute(conn.sql.nodes.node_to_start, (message_id,)).fetchone()
     if row is None:
         return None
     machines.target(machines.NODE, "start", row[2])

@@ -78,6 +78,18 @@ def run_state(conn, run_id: str) -> RunState:
     return state
 
 
+def read_run_states(conn, run_ids) -> None:
+    """Read the states of several runs at once into this transaction's cache (a claimed batch's:
+    one statement instead of one per run); runs read already are not read again."""
+    seen = conn.run_states
+    if seen is None:
+        seen = conn.run_states = {}
+    todo = [r for r in run_ids if r not in seen]
+    if len(todo) > 1:
+        for row in conn.execute(conn.sql.runs.run_states_of, (json.dumps(todo),)):
+            seen[row[0]] = RunState(*row[1:])
+
+
 def get_run_row(conn, run_id: str) -> dict:
     row = conn.execute(conn.sql.runs.run_get, (run_id,)).fetchone()
     if row is None:

@@ -44,6 +44,13 @@ SELECT id, attempt, status FROM node_instances
 WHERE message_id = ? AND (status = 'pending' OR status = 'waiting')
 ORDER BY id DESC LIMIT 1;
 
+-- name: nodes_to_start
+-- node_to_start for the messages of a claimed batch at once; ? is a JSON array of message ids.
+SELECT message_id, id, attempt, status FROM node_instances
+WHERE message_id IN (SELECT jsonb_array_elements_text(?::jsonb)::bigint)
+  AND (status = 'pending' OR status = 'waiting')
+ORDER BY id;
+
 -- name: node_start_deferred
 -- The start node_to_start put off, written after all (the node does not finish at once).
 UPDATE node_instances SET status = 'running', started_at = coalesce(started_at, :now), worker_id = :worker_id,

@@ -22,6 +22,11 @@ FROM runs WHERE run_id = ?;
 SELECT status, workflow_id, workflow_version, variables, retries_used, priority, scheduled_at
 FROM runs WHERE run_id = ?;
 
+-- name: run_states_of
+-- run_state for the runs of a claimed batch at once; ? is a JSON array of run ids.
+SELECT run_id, status, workflow_id, workflow_version, variables, retries_used, priority, scheduled_at
+FROM runs WHERE run_id IN (SELECT jsonb_array_elements_text(?::jsonb));
+
 -- name: run_transition
 UPDATE runs SET status = :to,
                 started_at = coalesce(started_at, :started_at),
