@@ -50,6 +50,7 @@ class Task:
     # Queued and taken in the claiming transaction, its rows not written yet (storage.handoff):
     # until they are, message.id and instance_id are None.
     offer: Any = None
+    input_json: str | None = None   # the input's JSON, when the claim had it as text (an offer's)
 
     @property
     def run_id(self) -> str:

@@ -396,7 +396,9 @@ class Worker:
                 output = redact.value(get_runtime(kind).execute(body.node, ctx, timeout=node.timeout))
                 if kind == "Python":
                     variables = body.stored_vars(ctx.vars)
-            output_json = check_output(output)
+            # Passed on unchanged (Noop, IfElse, Switch): its JSON is the input's, if known.
+            output_json = task.input_json if output is task.input and task.input_json is not None \
+                else check_output(output)
             limit = self.service.max_output_bytes
             size = len(output_json) if output_json.isascii() else len(output_json.encode())
             if limit and size > limit:

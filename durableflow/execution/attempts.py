@@ -61,7 +61,7 @@ class AttemptLifecycle:
         caller runs and records that node in this same transaction; if so (and no limit applies
         to it), its row is written once, when it finishes (Task.deferred_start)."""
         if conn.handoff is not None and conn.handoff.offers:
-            taken = handoff.take_txn(conn, limit, iso(now))
+            taken = queue.take_offers_txn(conn, limit, iso(now))
             if taken:
                 return self._take_offers(conn, taken, worker_id, lease_seconds, now)
         claimed = queue.claim_txn(conn, worker_id, limit, lease_seconds, now)
@@ -159,13 +159,18 @@ class AttemptLifecycle:
         tasks = []
         for o in offers:
             state = runs.run_state(conn, o.run_id)   # running: a run that stops writes its offers first
-            payload = json.loads(o.payload)
+            if o.values is None:
+                payload = json.loads(o.payload)
+                value, inputs = payload.get("input"), payload.get("inputs") or {}
+            else:
+                value, inputs = o.values
+                payload = {"input": value, "inputs": inputs}
             task = Task(Claimed(None, o.run_id, "node", o.node_id, o.iteration, o.payload, o.priority, 0,
                                 o.max_attempts, token, worker_id, expires),
-                        o.plan, None, 1, payload.get("input"), payload.get("inputs") or {},
+                        o.plan, None, 1, value, inputs,
                         {} if state.variables in (None, "{}") else json.loads(state.variables),
                         state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
-                        deferred_start=("pending", now_s, worker_id), offer=o)
+                        deferred_start=("pending", now_s, worker_id), offer=o, input_json=o.input_json)
             conn.put_off(functools.partial(self.start_deferred, conn, task))
             tasks.append(task)
         return tasks

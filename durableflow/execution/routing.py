@@ -44,14 +44,16 @@ class Routing:
                                      iso(now))
 
     def queue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
-                   input_json: str, inputs_json: str, how: EnqueueAs, now: float) -> None:
+                   input_json: str, inputs_json: str, how: EnqueueAs, now: float,
+                   values: tuple | None = None) -> None:
         """enqueue_node, for a node a delivery sets off: offered instead (written only once it has
-        run) when this transaction will take and run it itself (storage.handoff)."""
+        run) when this transaction will take and run it itself (storage.handoff). `values`: the
+        (input, inputs) those JSON texts are, if the caller has them."""
         h = conn.handoff
         if h is not None and not how.held and h.takes(plan, node_id):
             handoff.offer_txn(conn, handoff.Offer(
                 plan, run_id, node_id, iteration, '{"input":' + input_json + ',"inputs":' + inputs_json + "}",
-                plan.priorities[node_id] * 3 + how.priority, self.max_deliveries, input_json, iso(now)))
+                plan.priorities[node_id] * 3 + how.priority, self.max_deliveries, input_json, iso(now), values))
             return
         self.enqueue_node(conn, plan, run_id, node_id, iteration, input_json, inputs_json, how, now)
 
@@ -96,7 +98,8 @@ class Routing:
         if len(incoming) == 1 and mode != "each":
             if delivered:
                 inputs_json = "{" + _key_json(key) + ":" + value_json + "}"
-                self.queue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now)
+                self.queue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now,
+                                (value, {key: value}))
                 return True
             self.skip(conn, plan, run_id, target, iteration, how, now)
             return False
@@ -109,7 +112,8 @@ class Routing:
         if mode == "each":
             if delivered:  # fires on every delivery
                 fired = queued = True
-                self.queue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now)
+                self.queue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now,
+                                (value, {key: value}))
             elif done and not fired:
                 # Skipped once: behind another `each` node, every iteration up there rules this
                 # connection out again, and each would rule everything below out once more.
@@ -118,7 +122,8 @@ class Routing:
         elif mode == "any":
             if delivered and not fired:
                 fired = queued = True
-                self.queue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now)
+                self.queue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now,
+                                (value, {key: value}))
             elif done and not fired:
                 fired = True
                 self.skip(conn, plan, run_id, target, iteration, how, now)

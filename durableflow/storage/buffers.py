@@ -38,11 +38,14 @@ class TxnBuffers:
     # Nodes queued and taken within this transaction, written once (storage.handoff.Handoff):
     # set by a worker's claiming transaction, None otherwise.
     handoff = None
+    # Whether this transaction looked for parked messages that came due (queue.promote_due_txn).
+    promoted = False
 
     def reset_buffers(self) -> None:
         """A transaction begins, or rolled back: nothing carried over."""
         self._after_commit = self._events = self._leases = self._lease_log = self.run_states = None
         self._put_off = self.handoff = None
+        self.promoted = False
 
     def put_off(self, write) -> None:
         """write() makes a write this transaction put off, if it is still owed (it says so itself:

@@ -10,7 +10,7 @@ events a written one gets, in the same order.
 
 Whatever would need an offer's rows first writes them first:
 - a claim that finds work in the database writes the offers as ready messages, then claims
-  (take_txn): claims keep priority and arrival order;
+  (queue.take_offers_txn): claims keep priority and arrival order;
 - a message queued the ordinary way is written after the offers (queue.enqueue_txn);
 - a run failed or cancelled (write_put_off), a node taken that does not complete at once
   (AttemptLifecycle.start_deferred), and the end of the claiming transaction.
@@ -34,10 +34,10 @@ class Offer:
     """A node queued in this transaction and not written: its message and its first attempt."""
 
     __slots__ = ("plan", "run_id", "node_id", "iteration", "payload", "priority", "max_attempts",
-                 "input_json", "created_at")
+                 "input_json", "created_at", "values")
 
     def __init__(self, plan, run_id: str, node_id: str, iteration: int, payload: str, priority: int,
-                 max_attempts: int, input_json: str, created_at: str):
+                 max_attempts: int, input_json: str, created_at: str, values: tuple | None = None):
         self.plan = plan
         self.run_id = run_id
         self.node_id = node_id
@@ -47,6 +47,9 @@ class Offer:
         self.max_attempts = max_attempts
         self.input_json = input_json
         self.created_at = created_at
+        # (input, inputs) as Python values, when the sender had them: the payload is not parsed
+        # back. Shared with the sender's output, which nothing changes (cheap nodes only).
+        self.values = values
 
 
 class Handoff:
@@ -85,16 +88,8 @@ def _unoffer(h: Handoff, offer: Offer) -> None:
     h._count(offer.run_id, -1)
 
 
-def take_txn(conn, limit: int, now_s: str) -> list[Offer]:
-    """Up to `limit` offers, highest priority first, then oldest, if nothing in the database is
-    claimable now (it would come first); else none, and the offers are written as ready messages
-    for the claim to take in order."""
-    h = conn.handoff
-    q = conn.sql.queue
-    if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None or \
-            conn.execute(q.claimable_first, (now_s,)).fetchone() is not None:
-        write_offers_txn(conn)
-        return []
+def take(h: Handoff, limit: int) -> list[Offer]:
+    """Up to `limit` offers, highest priority first, then oldest (queue.take_offers_txn says when)."""
     offers = sorted(h.offers, key=_claim_order)[:limit]
     taken = set(map(id, offers))
     h.offers = [o for o in h.offers if id(o) not in taken]

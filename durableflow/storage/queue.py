@@ -18,6 +18,7 @@ from durableflow.clock import iso
 from durableflow.errors import InvalidTransition, MessageNotFound, StaleLease
 from durableflow.records import Claimed, NewMessage, Reclaimed
 from durableflow.storage.events import event_txn
+from durableflow.storage import handoff
 from durableflow.storage.handoff import json_text as _json_text, write_offers_txn
 from durableflow.storage.rows import insert_rows
 
@@ -79,8 +80,7 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
     expires_s = iso(expires)
     who = _json_text(worker_id)
     q = conn.sql.queue
-    if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None:
-        conn.execute(q.promote_due, {"now": now_s, "limit": PROMOTE_BATCH})
+    promote_due_txn(conn, now_s)
     # Priority with aging: every FAIR_EVERY-th claim on a connection leads with the oldest
     # claimable message, whatever its priority.
     conn.claims += 1
@@ -111,6 +111,29 @@ def claim_txn(conn, worker_id: str, limit: int, lease_seconds: float, now: float
         for r in rows
     ])
     return [Claimed(*r, token, worker_id, expires) for r in rows]
+
+
+def promote_due_txn(conn, now_s: str) -> None:
+    """Parked messages that are due join the claim index. Looked for once per transaction: a
+    claiming transaction's rounds take milliseconds, and what comes due meanwhile is promoted
+    by the next."""
+    if conn.promoted:
+        return
+    conn.promoted = True
+    q = conn.sql.queue
+    if conn.execute(q.due_later_first, (now_s,)).fetchone() is not None:
+        conn.execute(q.promote_due, {"now": now_s, "limit": PROMOTE_BATCH})
+
+
+def take_offers_txn(conn, limit: int, now_s: str) -> list[handoff.Offer]:
+    """Claim from this transaction's offers (storage.handoff) if nothing in the database is
+    claimable now (it would come first); else take none, and write the offers as ready messages,
+    for claim_txn to take in priority and arrival order."""
+    promote_due_txn(conn, now_s)
+    if conn.execute(conn.sql.queue.claimable_first, (now_s,)).fetchone() is not None:
+        write_offers_txn(conn)
+        return []
+    return handoff.take(conn.handoff, limit)
 
 
 def release_txn(conn, message_id: int, token: str) -> None:
