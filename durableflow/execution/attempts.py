@@ -29,6 +29,28 @@ from durableflow.tasks import ACTIVE, SIGNAL_RECHECK, EnqueueAs, Outcome, Task
 FALLBACK_PARK = 10 * 365 * 86400.0
 
 
+_INPUT = '{"input":'
+_decode = json.JSONDecoder().raw_decode
+
+
+def _read_payload(text: str | None) -> tuple[dict, str | None]:
+    """A node message's payload, and its input's JSON text (Routing.enqueue_node writes the input
+    first): a node that passes its input on (Noop) need not encode it again."""
+    if not text:
+        return {}, None
+    if text.startswith(_INPUT):
+        try:
+            value, end = _decode(text, len(_INPUT))
+        except ValueError:   # not as the engine writes it (spaced, say): read it the long way
+            return json.loads(text), None
+        rest = text[end:]
+        payload = {} if rest == "}" else json.loads("{" + rest[1:]) if rest.startswith(",") else None
+        if payload is not None and "input" not in payload:
+            payload["input"] = value
+            return payload, text[len(_INPUT):end]
+    return json.loads(text), None
+
+
 def _written(conn, task: Task, message: Claimed, instance_id: int) -> None:
     """A node taken from this transaction's offers has its rows now (until ROLLBACK TO undoes it)."""
     before = task.message, task.instance_id, task.offer, task.deferred_start
@@ -128,11 +150,11 @@ class AttemptLifecycle:
                                       c.id, None, now_s)
                 got = nodes.start_node_txn(conn, c.id, c.run_id, c.target_node_id, worker_id, now_s, slot)
             instance_id, attempt = got
-            payload = json.loads(c.payload) if c.payload else {}
+            payload, input_json = _read_payload(c.payload)
             task = Task(c, plan, instance_id, attempt, payload.get("input"), payload.get("inputs") or {},
                         {} if state.variables in (None, "{}") else json.loads(state.variables),
                         state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
-                        deferred_start=deferred)
+                        deferred_start=deferred, input_json=input_json)
             if deferred is not None:
                 conn.put_off(functools.partial(self.start_deferred, conn, task))
             if admission is not None:
