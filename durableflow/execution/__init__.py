@@ -43,6 +43,8 @@ class Execution:
     def record_many(self, conn, items: list[tuple[Task, Outcome]], now: float) -> list[Exception | None]:
         """Record several results in this transaction, each behind its own savepoint: a stale
         lease on one does not undo the others. Returns, per item, None or what refused it."""
+        if len(items) > 1 and self._record_together(conn, items, now):
+            return [None] * len(items)
         results: list[Exception | None] = []
         for task, outcome in items:
             if task.deferred_start is not None and not outcome.ok:
@@ -50,15 +52,14 @@ class Execution:
                 self.attempts.start_deferred(conn, task)
             conn.execute("SAVEPOINT record")
             mark = conn.commit_mark()
-            started = task.deferred_start
             try:
                 self._record(conn, task, outcome, now)
             except DurableflowError as exc:
-                _rollback_to(conn, "record", mark, task, started)
+                _rollback_to(conn, "record", mark)
                 results.append(exc)
             except conn.IntegrityError as exc:
                 # e.g. a second 'completed' row for one (run, node, iteration): refuse this one
-                _rollback_to(conn, "record", mark, task, started)
+                _rollback_to(conn, "record", mark)
                 results.append(InvalidTransition(f"node {task.node_id} of run {task.run_id}: "
                                                  f"result refused by the database ({exc})"))
             except conn.Error:
@@ -66,13 +67,37 @@ class Execution:
             except Exception as exc:
                 # A fault of ours in recording this one result (a bug, a value out of range):
                 # it fails this node, not the worker that also serves every other run.
-                _rollback_to(conn, "record", mark, task, started)
+                _rollback_to(conn, "record", mark)
                 log.exception("recording node %s of run %s failed", task.node_id, task.run_id)
                 results.append(self._fail_unrecordable(conn, task, exc, now))
             else:
                 results.append(None)
             conn.execute("RELEASE record")
         return results
+
+    def _record_together(self, conn, items: list[tuple[Task, Outcome]], now: float) -> bool:
+        """The common case first: every result recorded behind one savepoint. If one is refused
+        (or recording it fails), all of them are undone and False returned: record_many then
+        records them one by one, each behind its own."""
+        conn.execute("SAVEPOINT records")
+        mark = conn.commit_mark()
+        try:
+            for task, outcome in items:
+                if task.deferred_start is not None and not outcome.ok:
+                    self.attempts.start_deferred(conn, task)
+                self._record(conn, task, outcome, now)
+        except conn.IntegrityError:
+            pass
+        except conn.Error:
+            raise  # busy, disk full, corrupt: the whole transaction's business
+        except Exception:  # noqa: BLE001 - said and dealt with when recorded alone
+            pass
+        else:
+            conn.execute("RELEASE records")
+            return True
+        _rollback_to(conn, "records", mark)
+        conn.execute("RELEASE records")
+        return False
 
     def _record(self, conn, task: Task, outcome: Outcome, now: float) -> None:
         waits = outcome.park_until is not None or outcome.await_signal is not None or outcome.subflow is not None
@@ -105,10 +130,8 @@ class Execution:
         return None
 
 
-def _rollback_to(conn, savepoint: str, mark: int, task: Task | None = None, started=None) -> None:
-    """Undo one result's writes, and the after-commit work they asked for (a plan kept, a wake-up);
-    a node whose start was put off (Task.deferred_start) is again owed its start."""
+def _rollback_to(conn, savepoint: str, mark) -> None:
+    """Undo one result's writes, the after-commit work they asked for (a plan kept, a wake-up),
+    and what they changed in memory (a node's put-off start, the hand-off's offers)."""
     conn.execute(f"ROLLBACK TO {savepoint}")
     conn.forget_since(mark)
-    if task is not None:
-        task.deferred_start = started

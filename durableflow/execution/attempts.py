@@ -51,6 +51,13 @@ def _read_payload(text: str | None) -> tuple[dict, str | None]:
     return json.loads(text), None
 
 
+def _start_written(conn, task: Task) -> None:
+    """The start put off (Task.deferred_start) is written now (until ROLLBACK TO undoes it)."""
+    started, task.deferred_start = task.deferred_start, None
+    if started is not None:
+        conn.on_rollback(functools.partial(setattr, task, "deferred_start", started))
+
+
 def _written(conn, task: Task, message: Claimed, instance_id: int) -> None:
     """A node taken from this transaction's offers has its rows now (until ROLLBACK TO undoes it)."""
     before = task.message, task.instance_id, task.offer, task.deferred_start
@@ -58,7 +65,7 @@ def _written(conn, task: Task, message: Claimed, instance_id: int) -> None:
 
     def undo():
         task.message, task.instance_id, task.offer, task.deferred_start = before
-    conn.handoff.log.append(undo)
+    conn.on_rollback(undo)
 
 
 def _compensation(c: Claimed) -> bool:
@@ -208,7 +215,7 @@ class AttemptLifecycle:
             return
         if task.deferred_start is not None:
             nodes.start_deferred_txn(conn, task.instance_id, task.node_id, task.deferred_start)
-            task.deferred_start = None
+            _start_written(conn, task)
 
     def _drop_claimed(self, conn, c: Claimed, run_status: str, now: float) -> None:
         """A message of a run that is no longer running: consume it, cancel its pending node."""
@@ -250,7 +257,7 @@ class AttemptLifecycle:
                                   now_s, output=outcome.output_json, port=outcome.port, data=data,
                                   started=task.deferred_start)
             # Written: a run stopped later in this transaction must not start it.
-            task.deferred_start = None
+            _start_written(conn, task)
         state = runs.run_state(conn, c.run_id)
         status = state.status
         variables = merge_variables(conn, task.run_id, delta, state.variables)

@@ -40,11 +40,14 @@ class TxnBuffers:
     handoff = None
     # Whether this transaction looked for parked messages that came due (queue.promote_due_txn).
     promoted = False
+    # What puts back in-memory state (a task's put-off start, the hand-off's offers) when
+    # ROLLBACK TO a savepoint undoes the writes that changed it: callables, in order.
+    _undo: list | None = None
 
     def reset_buffers(self) -> None:
         """A transaction begins, or rolled back: nothing carried over."""
         self._after_commit = self._events = self._leases = self._lease_log = self.run_states = None
-        self._put_off = self.handoff = None
+        self._put_off = self.handoff = self._undo = None
         self.promoted = False
 
     def put_off(self, write) -> None:
@@ -63,8 +66,20 @@ class TxnBuffers:
         owed = self._put_off
         if owed:
             self._put_off = None
+            self.on_rollback(lambda: self._owe_again(owed))
             for write in owed:
                 write()
+
+    def _owe_again(self, owed: list) -> None:
+        self._put_off = owed + (self._put_off or [])
+
+    def on_rollback(self, fn) -> None:
+        """Call fn() if ROLLBACK TO a savepoint taken before now undoes this transaction's writes
+        since: it puts back the in-memory state those writes changed."""
+        if self._undo is None:
+            self._undo = [fn]
+        else:
+            self._undo.append(fn)
 
     # --- after-commit callbacks --------------------------------------------------------------
 
@@ -92,14 +107,16 @@ class TxnBuffers:
     def commit_mark(self) -> tuple[int, int, int, int]:
         """Where the buffers stand; taken at a SAVEPOINT."""
         return (len(self._after_commit or ()), len(self._events or ()), len(self._lease_log or ()),
-                len(self.handoff.log) if self.handoff is not None else 0)
+                len(self._undo or ()))
 
     def forget_since(self, mark: tuple[int, int, int, int]) -> None:
         """ROLLBACK TO a savepoint undid what was registered since its mark: none of it runs,
         and none of its rows is written."""
-        callbacks, events, leases, handed = mark
-        if self.handoff is not None:
-            self.handoff.undo_to(handed)
+        callbacks, events, leases, undo = mark
+        pending = self._undo
+        if pending:
+            while len(pending) > undo:
+                pending.pop()()
         if self._after_commit:
             del self._after_commit[callbacks:]
         if self._events:

@@ -17,8 +17,7 @@ Whatever would need an offer's rows first writes them first:
 Inside that transaction nothing else reads a run's messages or attempts but has_open_messages,
 which counts the offers.
 
-The state here changes inside savepoints; ROLLBACK TO one unwinds it with `log` (undo callables),
-as TxnBuffers does its lists.
+The state here changes inside savepoints; ROLLBACK TO one puts it back (TxnBuffers.on_rollback).
 """
 
 from __future__ import annotations
@@ -60,27 +59,23 @@ class Handoff:
         self.takes = takes
         self.offers: list[Offer] = []     # not taken yet, in arrival order
         self.open: dict[str, int] = {}    # run_id -> its offers and taken ones not written yet
-        self.log: list[Callable[[], None]] = []
 
     def _count(self, run_id: str, n: int) -> None:
         self.open[run_id] = self.open.get(run_id, 0) + n
 
-    def written(self, run_id: str) -> None:
-        """An offer taken was written: its run counts it no more."""
-        self._count(run_id, -1)
-        self.log.append(functools.partial(self._count, run_id, 1))
 
-    def undo_to(self, mark: int) -> None:
-        log = self.log
-        while len(log) > mark:
-            log.pop()()
+def _taken_written(conn, run_id: str) -> None:
+    """An offer taken was written: its run counts it no more."""
+    h = conn.handoff
+    h._count(run_id, -1)
+    conn.on_rollback(functools.partial(h._count, run_id, 1))
 
 
 def offer_txn(conn, offer: Offer) -> None:
     h = conn.handoff
     h.offers.append(offer)
     h._count(offer.run_id, 1)
-    h.log.append(functools.partial(_unoffer, h, offer))
+    conn.on_rollback(functools.partial(_unoffer, h, offer))
 
 
 def _unoffer(h: Handoff, offer: Offer) -> None:
@@ -106,7 +101,7 @@ def write_offers_txn(conn) -> None:
     offers, h.offers = h.offers, []
     if not offers:
         return
-    h.log.append(functools.partial(_restore_offers, h, offers))
+    conn.on_rollback(functools.partial(_restore_offers, h, offers))
     q, n = conn.sql.queue, conn.sql.nodes
     for o in offers:
         h._count(o.run_id, -1)
@@ -136,7 +131,7 @@ def write_taken_txn(conn, o: Offer, worker_id: str, token: str, expires_s: str,
                                                            started_s, None)).lastrowid
     conn.add_lease((mid, worker_id, token, started_s, expires_s))
     _started_events(conn, o, mid, iid, worker_id, started_s)
-    conn.handoff.written(o.run_id)
+    _taken_written(conn, o.run_id)
     return mid, iid
 
 
@@ -154,7 +149,7 @@ def write_done_txn(conn, o: Offer, worker_id: str, started_s: str, now_s: str, o
     _started_events(conn, o, mid, iid, worker_id, started_s)
     conn.add_events([(o.run_id, o.node_id, "message.acked", f'{{"id":{mid},"from":"leased"}}', now_s),
                      (o.run_id, o.node_id, "node.completed", completed_event(iid), now_s)])
-    conn.handoff.written(o.run_id)
+    _taken_written(conn, o.run_id)
     return mid, iid
 
 
