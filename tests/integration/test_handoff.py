@@ -146,8 +146,9 @@ def test_a_run_failed_in_the_transaction_gets_the_rows_of_what_it_had_queued(eng
 
 
 def test_a_record_undone_by_a_fault_leaves_the_node_failed_once_with_its_rows(engine, sql, monkeypatch):
-    """b is written as completed, then routing it fails (a fault of ours): the savepoint undoes
-    the rows, the hand-off forgets it wrote them, and b is recorded as failed by the engine."""
+    """b and d are taken and recorded together; b is written as completed, then routing it fails
+    (a fault of ours): the batch's savepoint undoes the rows and the hand-off forgets it wrote
+    them; recorded one by one, b is failed by the engine and d completes as a running node."""
     route = Routing.route
 
     def broken(self, conn, plan, run_id, source, *args, **kwargs):
@@ -156,14 +157,16 @@ def test_a_record_undone_by_a_fault_leaves_the_node_failed_once_with_its_rows(en
         return route(self, conn, plan, run_id, source, *args, **kwargs)
 
     monkeypatch.setattr(Routing, "route", broken)
-    run_id = engine.start(flow("fault", "s>b b>c"))
+    run_id = engine.start(flow("fault", "s>b s>d b>c"))
     drain(engine, 10)
     run = engine.get_run(run_id)
     assert run.status == "failed"
-    rows = sql.rows("SELECT node_id, status, error_type, error FROM node_instances WHERE run_id = ? ORDER BY id",
-                    run_id)
-    assert [r[:3] for r in rows] == [("s", "completed", None), ("b", "failed", "InternalError")]
-    assert "RuntimeError: routing broke" in rows[1][3]
-    assert history(sql, run_id, "b") == [
-        "node.pending", "message.leased", "node.running", "message.acked", "node.failed"]
+    rows = {r[0]: r[1:] for r in sql.rows("SELECT node_id, status, error_type, error FROM node_instances "
+                                          "WHERE run_id = ?", run_id)}
+    assert {n: r[:2] for n, r in rows.items()} == {
+        "s": ("completed", None), "b": ("failed", "InternalError"), "d": ("completed", None)}
+    assert "RuntimeError: routing broke" in rows["b"][2]
+    for node_id, last in (("b", "node.failed"), ("d", "node.completed")):
+        assert history(sql, run_id, node_id) == [
+            "node.pending", "message.leased", "node.running", "message.acked", last]
     nothing_open(sql)
