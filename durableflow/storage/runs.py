@@ -25,7 +25,7 @@ def insert_run_txn(conn, *, run_id: str, workflow_id: str, workflow_version: int
                    variables: str, priority: int, idempotency_key: str | None,
                    deadline_at: str | None, parent_run_id: str | None, parent_node_id: str | None,
                    now: str, scheduled_at: str | None = None) -> None:
-    conn.run_states = None
+    _forget(conn, run_id)
     conn.execute(conn.sql.runs.run_insert, {
         "run_id": run_id, "workflow_id": workflow_id, "workflow_version": workflow_version,
         "parent_run_id": parent_run_id, "parent_node_id": parent_node_id, "inputs": inputs,
@@ -43,7 +43,7 @@ def run_transition_txn(conn, run_id: str, trigger: str, source: str, now: str, *
         to = machines.target(machines.RUN, trigger, source)
     except InvalidTransition:
         raise InvalidTransition(f"run {run_id}: cannot {trigger} a run that is {source}") from None
-    conn.run_states = None
+    _forget(conn, run_id)
     cur = conn.execute(conn.sql.runs.run_transition, {
         "to": to, "from": source, "run_id": run_id,
         "started_at": now if to == "running" else None,
@@ -59,6 +59,13 @@ def run_transition_txn(conn, run_id: str, trigger: str, source: str, now: str, *
         payload.update(data)
     event_txn(conn, run_id, None, "run." + to, payload, now)
     return to
+
+
+def _forget(conn, run_id: str) -> None:
+    """The run is written: its state is read again when next asked for (the others' stay)."""
+    seen = conn.run_states
+    if seen:
+        seen.pop(run_id, None)
 
 
 def run_state(conn, run_id: str) -> RunState:
@@ -102,18 +109,18 @@ def run_exists(conn, run_id: str) -> bool:
 
 
 def set_variables_txn(conn, run_id: str, variables_json: str) -> None:
-    conn.run_states = None
+    _forget(conn, run_id)
     conn.execute(conn.sql.runs.run_variables_set, (variables_json, run_id))
 
 
 def count_retry_txn(conn, run_id: str) -> None:
-    conn.run_states = None
+    _forget(conn, run_id)
     conn.execute(conn.sql.runs.run_retry_used, (run_id,))
 
 
 def pause_until_resumed_txn(conn, run_id: str, now: str) -> None:
     """A plain pause of a run paused for a while: it now waits for resume(), not for the clock."""
-    conn.run_states = None
+    _forget(conn, run_id)
     if conn.execute(conn.sql.runs.run_pause_until_resumed, (run_id,)).rowcount:
         event_txn(conn, run_id, None, "run.pause_extended", {"until": None}, now)
 
