@@ -61,9 +61,11 @@ def start_node_txn(conn, message_id: int, run_id: str, node_id: str, worker_id: 
 def rows_to_start(conn, message_ids: list[int]) -> dict[int, tuple[int, int, str]]:
     """What node_to_start reads, for a claimed batch's messages at once: message id -> (instance
     id, attempt, status) of the attempt each delivers, if it has one."""
-    got = {}
+    got: dict[int, tuple[int, int, str]] = {}
     for mid, *row in conn.execute(conn.sql.nodes.nodes_to_start, (json.dumps(message_ids),)):
-        got[mid] = tuple(row)   # ordered by id: the latest attempt of a message is kept
+        seen = got.get(mid)
+        if seen is None or row[0] > seen[0]:   # the latest attempt of a message
+            got[mid] = tuple(row)
     return got
 
 
@@ -174,7 +176,10 @@ def running_count(conn, run_id: str) -> int:
 
 
 def completed_outputs(conn, run_id: str) -> list[tuple[str, str]]:
-    return conn.execute(conn.sql.nodes.run_completed_outputs, (run_id,)).fetchall()
+    """(node id, output) of the run's completed attempts, in the order they were made."""
+    rows = conn.execute(conn.sql.nodes.run_completed_outputs, (run_id,)).fetchall()
+    rows.sort()
+    return [(node_id, output) for _id, node_id, output in rows]
 
 
 def set_waiting_reason_txn(conn, instance_id: int, reason: str) -> None:

@@ -44,9 +44,9 @@ ORDER BY id DESC LIMIT 1;
 
 -- name: nodes_to_start
 -- node_to_start for the messages of a claimed batch at once; ? is a JSON array of message ids.
+-- Unordered (a sort here costs a sorter per batch): the caller keeps the latest attempt.
 SELECT message_id, id, attempt, status FROM node_instances
-WHERE message_id IN (SELECT value FROM json_each(?)) AND (status = 'pending' OR status = 'waiting')
-ORDER BY id;
+WHERE message_id IN (SELECT value FROM json_each(?)) AND (status = 'pending' OR status = 'waiting');
 
 -- name: node_start_deferred
 -- The start node_to_start put off, written after all (the node does not finish at once).
@@ -103,8 +103,9 @@ SELECT max(attempt) FROM node_instances WHERE run_id = ? AND node_id = ? AND ite
 SELECT count(*) FROM node_instances WHERE run_id = ? AND status = 'running';
 
 -- name: run_completed_outputs
-SELECT node_id, output FROM node_instances
-WHERE run_id = ? AND status = 'completed' ORDER BY id;
+-- In attempt order, which the caller sorts by id: an ORDER BY here costs a sorter per run.
+SELECT id, node_id, output FROM node_instances
+WHERE run_id = ? AND status = 'completed';
 
 -- name: node_waiting_reason
 UPDATE node_instances SET waiting_reason = :reason WHERE id = :id AND status = 'waiting';
