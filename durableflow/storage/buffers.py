@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from durableflow.storage import handoff
+from durableflow.storage import handoff, joins
 
 log = logging.getLogger("durableflow.storage")
 
@@ -43,11 +43,13 @@ class TxnBuffers:
     # What puts back in-memory state (a task's put-off start, the hand-off's offers) when
     # ROLLBACK TO a savepoint undoes the writes that changed it: callables, in order.
     _undo: list | None = None
+    # Joins arrived at in this transaction: (run, node, iteration) -> counts (storage.joins).
+    joins: dict | None = None
 
     def reset_buffers(self) -> None:
         """A transaction begins, or rolled back: nothing carried over."""
         self._after_commit = self._events = self._leases = self._lease_log = self.run_states = None
-        self._put_off = self.handoff = self._undo = None
+        self._put_off = self.handoff = self._undo = self.joins = None
         self.promoted = False
 
     def put_off(self, write) -> None:
@@ -191,6 +193,8 @@ class TxnBuffers:
 
     def flush(self) -> None:
         """Write what waits for the commit."""
+        if self.joins:
+            joins.flush_txn(self)
         if self._leases:
             self.flush_leases()
         if self._events:

@@ -13,6 +13,11 @@ ON CONFLICT (run_id, node_id, iteration) DO UPDATE SET
     resolved = resolved + 1, delivered = delivered + excluded.delivered
 RETURNING resolved, delivered, fired;
 
+-- name: join_add
+-- Arrivals a transaction counted in memory after its first (storage/joins.py: join_arrive).
+UPDATE joins SET resolved = resolved + ?, delivered = delivered + ?
+WHERE run_id = ? AND node_id = ? AND iteration = ?;
+
 -- name: join_fire
 UPDATE joins SET fired = 1 WHERE run_id = ? AND node_id = ? AND iteration = ?;
 
