@@ -1,6 +1,7 @@
 """Nodes a claiming transaction queues and then takes itself (storage.handoff): written once, as
 they stand at its end, with the history any node gets; claimed in the order any claim keeps; and
-written the ordinary way whenever something needs their rows first (issue 12).
+written the ordinary way whenever something needs their rows first. And arrivals at a join in
+one transaction, counted in memory after the first: each counted once (issue 12).
 
 The transaction is driven through WorkerService.claim_and_run, as the worker's dispatcher does,
 with the test saying which nodes are cheap and what they return."""
@@ -177,4 +178,59 @@ def test_a_record_undone_by_a_fault_leaves_the_node_failed_once_with_its_rows(en
     for node_id, last in (("b", "node.failed"), ("d", "node.completed")):
         assert history(sql, run_id, node_id) == [
             "node.pending", "message.leased", "node.running", "message.acked", last]
+    nothing_open(sql)
+
+
+def test_a_fan_in_recorded_in_one_transaction_counts_every_arrival_once(engine, sql):
+    """a, b and c arrive at the join j in one transaction: the first is counted in the row, the
+    others in memory and written before the commit; j runs once, with all three inputs."""
+    run_id = engine.start(flow("fan-in", "s>a s>b s>c a>j b>j c>j"))
+    assert drain(engine, 10) == [(0, 5)]
+    run = engine.get_run(run_id)
+    assert run.status == "completed" and set(run.outputs) == {"j"}
+    assert sql.rows("SELECT resolved, delivered, fired FROM joins WHERE run_id = ?", run_id) == [(3, 3, 1)]
+    assert sql.one("SELECT count(*) FROM node_instances WHERE run_id = ? AND node_id = 'j'", run_id) == 1
+    j_input = json.loads(sql.one("SELECT input FROM node_instances WHERE run_id = ? AND node_id = 'j'", run_id))
+    assert set(j_input) == {"a", "b", "c"}
+    nothing_open(sql)
+
+
+def test_an_arrival_undone_by_a_fault_is_not_counted(engine, sql, monkeypatch):
+    """a arrives at j (counted in the row); c's arrival is counted in memory, then storing its
+    input fails: ROLLBACK TO takes the count back, and the row says one arrival, not two."""
+    from durableflow.storage import joins
+
+    put = joins.join_input_put
+
+    def broken(conn, run_id, node_id, iteration, key, payload_json):
+        if key == "c":
+            raise RuntimeError("join input lost")
+        return put(conn, run_id, node_id, iteration, key, payload_json)
+
+    monkeypatch.setattr(joins, "join_input_put", broken)
+    run_id = engine.start(flow("fan-in-fault", "s>a s>c s>b a>j c>j b>j"))
+    drain(engine, 1)
+    assert engine.get_run(run_id).status == "failed"
+    statuses = dict(sql.rows("SELECT node_id, status FROM node_instances WHERE run_id = ?", run_id))
+    assert statuses == {"s": "completed", "a": "completed", "c": "failed", "b": "cancelled"}
+    assert sql.rows("SELECT resolved, delivered, fired FROM joins WHERE run_id = ?", run_id) == [(1, 1, 0)]
+    nothing_open(sql)
+
+
+def test_arrivals_counted_in_memory_are_written_when_the_transaction_commits(engine, sql):
+    """a and b arrive at j in the transaction; d is not cheap and leaves it unfinished. What
+    the row says once that transaction commits is both arrivals, though nothing read it."""
+    run_id = engine.start(flow("fan-in-open", "s>a s>b s>d a>j b>j d>j"))
+    def all_but_d(got):
+        return noop([t for t in got if t.node_id != "d"])[0], [t for t in got if t.node_id == "d"]
+
+    tasks, ran = engine.service.claim_and_run(("w1", 10, 30.0, None), all_but_d,
+                                              lambda plan, node_id: node_id != "d")
+    assert [t.node_id for t in tasks] == ["d"] and ran == 3
+    assert sql.rows("SELECT resolved, delivered, fired FROM joins WHERE run_id = ?", run_id) == [(2, 2, 0)]
+    (result,), _ = engine.service.record_many(noop(tasks)[0])
+    assert result is None
+    drain(engine, 10)
+    assert engine.get_run(run_id).status == "completed"
+    assert sql.rows("SELECT resolved, delivered, fired FROM joins WHERE run_id = ?", run_id) == [(3, 3, 1)]
     nothing_open(sql)
