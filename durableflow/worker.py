@@ -228,7 +228,7 @@ class Worker:
                     # Cheap nodes claimed are run and recorded in the claiming transaction, and
                     # what they lead to claimed there too (service._claim_rounds).
                     tasks, ran = service.claim_and_run(
-                        (self.worker_id, limit, self.lease_seconds, self._free_resources()),
+                        (self.worker_id, limit, self.lease_seconds, self._free_resources),
                         self._cheap_outcomes, self._runs_inline)
                 except DurableflowError as exc:
                     # Nothing was claimed (the transaction rolled back): nothing is lost by
@@ -423,7 +423,7 @@ class Worker:
     def _record(self, items: list[tuple[Task, Outcome]], claim_next: int = 0) -> list[Task]:
         """Record results (and, in the same transaction, claim up to `claim_next` new tasks, and
         run and record the cheap ones among them, and so on for a few rounds)."""
-        claim = ((self.worker_id, claim_next, self.lease_seconds, self._free_resources())
+        claim = ((self.worker_id, claim_next, self.lease_seconds, self._free_resources)
                  if claim_next > 0 else None)
         try:
             results, tasks = self.service.record_many(items, claim=claim, cheap=self._cheap_outcomes,

@@ -83,7 +83,7 @@ class AttemptLifecycle:
     # --- claiming --------------------------------------------------------------------------
 
     def claim(self, conn, worker_id: str, limit: int, lease_seconds: float, now: float,
-              free: tuple[float, float] | None = None,
+              free: tuple[float, float] | Callable[[], tuple[float, float]] | None = None,
               inline: Callable[[Plan, str], bool] | None = None) -> list[Task]:
         """Lease up to `limit` ready messages and start their nodes. `free`: the cpu and memory
         (MB) the worker has free, for nodes with `resources`. `inline(plan, node_id)`: whether the
@@ -132,7 +132,9 @@ class AttemptLifecycle:
             limits = plan.limits.get(c.target_node_id)
             if limits:
                 if batch is None:
-                    batch = Batch(free)
+                    # Asked now, inside the transaction: a body that ended since the worker
+                    # last looked has given its resources back.
+                    batch = Batch(free() if callable(free) else free)
                 try:
                     admission = self.gate.admit(conn, c, plan, limits, json.loads(c.payload) if c.payload else {},
                                                 now, batch)

@@ -31,13 +31,17 @@ def test_a_node_asking_more_than_any_live_worker_fails_fast(engine, hooks, sql):
 def test_a_worker_runs_only_what_fits_in_what_it_has_free(engine, hooks, sql, clock):
     defn = wf("fits", py("call", HOLD, resources={"cpu": 1}))
     ids = [engine.start(defn) for _ in range(3)]
-    with engine.worker(concurrency=4, resources={"cpu": 2, "memoryMb": 1024}):
+    with engine.worker(concurrency=4, resources={"cpu": 2, "memoryMb": 1024}) as worker:
         wait_until(lambda: len(hooks.calls["started"]) == 2, what="two bodies to start")
         reason = wait_until(lambda: sql.one("SELECT waiting_reason FROM node_instances WHERE run_id = ? "
                                             "AND status = 'waiting'", ids[2]), what="the third to wait")
         assert reason == "needs cpu 1; this worker has cpu 0 and 1024 MB free"
         hooks.event("release:" + ids[0]).set()
         assert engine.wait(ids[0], timeout=15).status == "completed"
+        # The run is recorded a moment before its body's thread hands its cpu back: a claim in
+        # between would find the third due and still no room, and park it again on this frozen
+        # clock.
+        wait_until(lambda: worker.busy == 1, what="the first body's cpu to come back")
         clock.advance(1)               # it is offered again a second after it was turned away
         wait_until(lambda: len(hooks.calls["started"]) == 3, what="the third to start")
         for run_id in ids[1:]:
