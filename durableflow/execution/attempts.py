@@ -51,6 +51,11 @@ def _read_payload(text: str | None) -> tuple[dict, str | None]:
     return json.loads(text), None
 
 
+def _variables(state: RunState) -> dict:
+    """The run's variables as a node gets them."""
+    return {} if state.variables in (None, "{}") else json.loads(state.variables)
+
+
 def _start_written(conn, task: Task) -> None:
     """The start put off (Task.deferred_start) is written now (until ROLLBACK TO undoes it)."""
     started, task.deferred_start = task.deferred_start, None
@@ -161,7 +166,7 @@ class AttemptLifecycle:
             instance_id, attempt = got
             payload, input_json = _read_payload(c.payload)
             task = Task(c, plan, instance_id, attempt, payload.get("input"), payload.get("inputs") or {},
-                        {} if state.variables in (None, "{}") else json.loads(state.variables),
+                        _variables(state),
                         state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
                         deferred_start=deferred, input_json=input_json)
             if deferred is not None:
@@ -190,16 +195,17 @@ class AttemptLifecycle:
         tasks = []
         for o in offers:
             state = runs.run_state(conn, o.run_id)   # running: a run that stops writes its offers first
-            if o.values is None:
+            if o.one is None:
                 payload = json.loads(o.payload)
                 value, inputs = payload.get("input"), payload.get("inputs") or {}
             else:
-                value, inputs = o.values
+                value, key = o.one
+                inputs = {key: value}
                 payload = {"input": value, "inputs": inputs}
             task = Task(Claimed(None, o.run_id, "node", o.node_id, o.iteration, o.payload, o.priority, 0,
                                 o.max_attempts, token, worker_id, expires),
                         o.plan, None, 1, value, inputs,
-                        {} if state.variables in (None, "{}") else json.loads(state.variables),
+                        _variables(state),
                         state.retries_used, payload=payload, scheduled_at=state.scheduled_at,
                         deferred_start=("pending", now_s, worker_id), offer=o, input_json=o.input_json)
             conn.put_off(functools.partial(self.start_deferred, conn, task))

@@ -24,6 +24,11 @@ def _key_json(key: str) -> str:
     return dumps(key)
 
 
+def _payload(input_json: str, inputs_json: str) -> str:
+    """A node message's payload: its input first (attempts._read_payload relies on it)."""
+    return '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
+
+
 class Routing:
     def __init__(self, *, max_deliveries: int):
         self.max_deliveries = max_deliveries
@@ -33,7 +38,7 @@ class Routing:
                      attempt: int = 1, extra: dict | None = None) -> int:
         """Queue a node of a run: its message and its `pending` attempt (whose id it returns).
         `extra`: more keys of the message's payload (a fallback's, say)."""
-        payload = '{"input":' + input_json + ',"inputs":' + inputs_json + "}"
+        payload = _payload(input_json, inputs_json)
         if extra:
             payload = payload[:-1] + "," + dumps(extra)[1:]
         (mid,) = queue.enqueue_txn(conn, [NewMessage(
@@ -45,15 +50,15 @@ class Routing:
 
     def queue_node(self, conn, plan: Plan, run_id: str, node_id: str, iteration: int,
                    input_json: str, inputs_json: str, how: EnqueueAs, now: float,
-                   values: tuple | None = None) -> None:
+                   one: tuple | None = None) -> None:
         """enqueue_node, for a node a delivery sets off: offered instead (written only once it has
-        run) when this transaction will take and run it itself (storage.handoff). `values`: the
-        (input, inputs) those JSON texts are, if the caller has them."""
+        run) when this transaction will take and run it itself (storage.handoff). `one`: (the
+        input, its key) when the node has that one input and the caller has it as a value."""
         h = conn.handoff
-        if h is not None and not how.held and h.takes(plan, node_id):
+        if h is not None and not h.backlog and not how.held and h.takes(plan, node_id):
             handoff.offer_txn(conn, handoff.Offer(
-                plan, run_id, node_id, iteration, '{"input":' + input_json + ',"inputs":' + inputs_json + "}",
-                plan.priorities[node_id] * 3 + how.priority, self.max_deliveries, input_json, iso(now), values))
+                plan, run_id, node_id, iteration, _payload(input_json, inputs_json),
+                plan.priorities[node_id] * 3 + how.priority, self.max_deliveries, input_json, iso(now), one))
             return
         self.enqueue_node(conn, plan, run_id, node_id, iteration, input_json, inputs_json, how, now)
 
@@ -99,7 +104,7 @@ class Routing:
             if delivered:
                 inputs_json = "{" + _key_json(key) + ":" + value_json + "}"
                 self.queue_node(conn, plan, run_id, target, iteration, value_json, inputs_json, how, now,
-                                (value, {key: value}))
+                                (value, key))
                 return True
             self.skip(conn, plan, run_id, target, iteration, how, now)
             return False
@@ -113,7 +118,7 @@ class Routing:
             if delivered:  # fires on every delivery
                 fired = queued = True
                 self.queue_node(conn, plan, run_id, target, count - 1, value_json, one_input, how, now,
-                                (value, {key: value}))
+                                (value, key))
             elif done and not fired:
                 # Skipped once: behind another `each` node, every iteration up there rules this
                 # connection out again, and each would rule everything below out once more.
@@ -123,7 +128,7 @@ class Routing:
             if delivered and not fired:
                 fired = queued = True
                 self.queue_node(conn, plan, run_id, target, iteration, value_json, one_input, how, now,
-                                (value, {key: value}))
+                                (value, key))
             elif done and not fired:
                 fired = True
                 self.skip(conn, plan, run_id, target, iteration, how, now)

@@ -26,6 +26,8 @@ import functools
 import json
 from typing import Callable
 
+from durableflow.storage import nodes
+
 NODE_PENDING = "node.pending"
 
 
@@ -33,10 +35,10 @@ class Offer:
     """A node queued in this transaction and not written: its message and its first attempt."""
 
     __slots__ = ("plan", "run_id", "node_id", "iteration", "payload", "priority", "max_attempts",
-                 "input_json", "created_at", "values")
+                 "input_json", "created_at", "one")
 
     def __init__(self, plan, run_id: str, node_id: str, iteration: int, payload: str, priority: int,
-                 max_attempts: int, input_json: str, created_at: str, values: tuple | None = None):
+                 max_attempts: int, input_json: str, created_at: str, one: tuple | None = None):
         self.plan = plan
         self.run_id = run_id
         self.node_id = node_id
@@ -46,9 +48,10 @@ class Offer:
         self.max_attempts = max_attempts
         self.input_json = input_json
         self.created_at = created_at
-        # (input, inputs) as Python values, when the sender had them: the payload is not parsed
-        # back. Shared with the sender's output, which nothing changes (cheap nodes only).
-        self.values = values
+        # (input, its key) as a Python value, when the node has that one input and the sender had
+        # it: the payload is not parsed back. Shared with the sender's output, which nothing
+        # changes (cheap nodes only).
+        self.one = one
 
 
 class Handoff:
@@ -59,6 +62,9 @@ class Handoff:
         self.takes = takes
         self.offers: list[Offer] = []     # not taken yet, in arrival order
         self.open: dict[str, int] = {}    # run_id -> its offers and taken ones not written yet
+        # Work was found waiting in the database: what is queued from now on would be written
+        # at the next claim anyway, so it is not offered.
+        self.backlog = False
 
     def _count(self, run_id: str, n: int) -> None:
         self.open[run_id] = self.open.get(run_id, 0) + n
@@ -102,15 +108,13 @@ def write_offers_txn(conn) -> None:
     if not offers:
         return
     conn.on_rollback(functools.partial(_restore_offers, h, offers))
-    q, n = conn.sql.queue, conn.sql.nodes
+    enqueue = conn.sql.queue.enqueue
     for o in offers:
         h._count(o.run_id, -1)
-        mid = conn.execute(q.enqueue, (o.run_id, "node", o.node_id, o.iteration, o.payload, o.priority,
-                                       o.created_at, 0, o.max_attempts, o.created_at)).lastrowid
-        iid = conn.execute(n.node_insert, (o.run_id, o.node_id, o.iteration, 1, "pending", mid,
-                                           o.input_json, o.created_at)).lastrowid
-        conn.add_event((o.run_id, o.node_id, NODE_PENDING,
-                        f'{{"id":{iid},"attempt":1,"iteration":{o.iteration}}}', o.created_at))
+        mid = conn.execute(enqueue, (o.run_id, "node", o.node_id, o.iteration, o.payload, o.priority,
+                                     o.created_at, 0, o.max_attempts, o.created_at)).lastrowid
+        nodes.insert_node_txn(conn, o.run_id, o.node_id, o.iteration, 1, "pending", mid, o.input_json,
+                              o.created_at)
 
 
 def _restore_offers(h: Handoff, offers: list[Offer]) -> None:

@@ -132,6 +132,7 @@ def take_offers_txn(conn, limit: int, now_s: str) -> list[handoff.Offer]:
     promote_due_txn(conn, now_s)
     if conn.execute(conn.sql.queue.claimable_first, (now_s,)).fetchone() is not None:
         write_offers_txn(conn)
+        conn.handoff.backlog = True
         return []
     return handoff.take(conn.handoff, limit)
 
