@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from durableflow.clock import parse_iso
 from durableflow.plan import Plan
+from durableflow.storage.events import loads
 
 _DONE = ("completed", "failed", "skipped", "cancelled")
 
 
 def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else loads(text)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from durableflow.errors import DefinitionError, ExpressionError
 from durableflow.plan import Plan, Plans
 from durableflow.records import Claimed, Reclaimed, RunState
 from durableflow.storage import handoff, limits as limit_rows, nodes, queue, runs, signals
-from durableflow.storage.events import dumps
+from durableflow.storage.events import dumps, loads
 from durableflow.execution.limits import FAIL, FALLBACK, WAIT, Admission, Batch, LimitGate
 from durableflow.execution.routing import Routing
 from durableflow.execution.runs import RunLifecycle
@@ -42,18 +42,18 @@ def _read_payload(text: str | None) -> tuple[dict, str | None]:
         try:
             value, end = _decode(text, len(_INPUT))
         except ValueError:   # not as the engine writes it (spaced, say): read it the long way
-            return json.loads(text), None
+            return loads(text), None
         rest = text[end:]
-        payload = {} if rest == "}" else json.loads("{" + rest[1:]) if rest.startswith(",") else None
+        payload = {} if rest == "}" else loads("{" + rest[1:]) if rest.startswith(",") else None
         if payload is not None and "input" not in payload:
             payload["input"] = value
             return payload, text[len(_INPUT):end]
-    return json.loads(text), None
+    return loads(text), None
 
 
 def _variables(state: RunState) -> dict:
     """The run's variables as a node gets them."""
-    return {} if state.variables in (None, "{}") else json.loads(state.variables)
+    return {} if state.variables in (None, "{}") else loads(state.variables)
 
 
 def _start_written(conn, task: Task) -> None:
@@ -196,7 +196,7 @@ class AttemptLifecycle:
         for o in offers:
             state = runs.run_state(conn, o.run_id)   # running: a run that stops writes its offers first
             if o.one is None:
-                payload = json.loads(o.payload)
+                payload = loads(o.payload)
                 value, inputs = payload.get("input"), payload.get("inputs") or {}
             else:
                 value, key = o.one

@@ -13,7 +13,7 @@ from durableflow.expressions import IN_TRANSACTION_CPU_BUDGET
 from durableflow.model import TERMINAL_RUN_STATUSES
 from durableflow.plan import Plan, Plans
 from durableflow.storage import events, joins, nodes, queue, runs, signals
-from durableflow.storage.events import dumps
+from durableflow.storage.events import dumps, loads
 from durableflow.errors import DurableflowError
 from durableflow.execution.compensation import CANCELLED, FAILED, Compensation
 from durableflow.execution.routing import Routing
@@ -158,7 +158,7 @@ class RunLifecycle:
         outputs = {}
         for node_id, output in nodes.completed_outputs(conn, run_id):
             if node_id in plan.terminals:
-                outputs[node_id] = json.loads(output) if output is not None else None
+                outputs[node_id] = loads(output) if output is not None else None
         runs.run_transition_txn(conn, run_id, "complete", "running", iso(now), outputs=dumps(outputs))
         self.finished(conn, run_id, now)
         return True

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from durableflow.plan import Plan
 from durableflow.storage import events, runs
-from durableflow.storage.events import dumps
+from durableflow.storage.events import dumps, loads
 
 _MISSING = object()
 
@@ -47,7 +47,7 @@ def event_delta(delta: dict | None) -> dict | None:
 
 def merge_variables(conn, run_id: str, delta: dict | None, current_json: str | None) -> dict:
     """Apply the keys a node changed to the run's current variables (others may have moved on)."""
-    current = {} if not current_json or current_json == "{}" else json.loads(current_json)
+    current = {} if not current_json or current_json == "{}" else loads(current_json)
     if not delta:
         return current
     apply_vars_delta(current, delta)

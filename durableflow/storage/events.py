@@ -4,6 +4,7 @@ spelling stored everywhere."""
 from __future__ import annotations
 
 import json
+import json.scanner
 from typing import Any
 
 EVENT_COLUMNS = ("seq", "run_id", "node_id", "type", "data", "at")
@@ -19,6 +20,22 @@ def dumps(value: Any) -> str:
         except UnicodeEncodeError:
             return json.dumps(value, separators=(",", ":"), allow_nan=False)
     return text
+
+
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def loads(text: str) -> Any:
+    """JSON text as stored, read back. The decoder's scanner is called directly: on the small
+    documents nodes pass around that is about five times as fast as json.loads, which wraps it
+    in two Python calls and a regular expression (a 1,000-node run's snapshot decodes 2,000).
+    Text it does not take whole (spaces around it, say) goes through json.loads, which
+    raises as usual for what is not JSON."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def event_txn(conn, run_id, node_id, type_: str, data: dict | None, at: str, seq: int | None = None) -> None:
