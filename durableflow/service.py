@@ -40,8 +40,8 @@ MAX_PROGRESS_MESSAGE = 1000   # characters of a progress message that are stored
 # Rounds of cheap nodes run and recorded within one recording transaction, and how long that
 # transaction may take at most: it holds the write lock meanwhile. The time is what ends a
 # chain's transaction (about 100 steps here); the count only bounds one whose clock stands
-# still. 64 steps ended it at 6-7 ms, and a chain paid one commit (~650 µs) per 55 nodes
-# instead of per 90: chain 0.65 -> 0.72 of the floor (issue 12, four interleaved rounds).
+# still. 64 steps ended it at 6-7 ms: a chain paid a commit (~650 µs) per ~55 nodes, not ~90
+# (chain, median of 11 interleaved rounds: 0.625 -> 0.64 of the floor; issue 12's note).
 CHEAP_STEPS = 256
 CHEAP_SECONDS = 0.01
 
