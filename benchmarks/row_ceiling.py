@@ -19,12 +19,13 @@ transaction (a recording transaction of the engine holds 40 to 200 cheap nodes):
            UPDATE per transaction).
   queued   3-node runs, every node through the queue (the runs figure): the runs and their first
            node are written before the clock starts; then each transaction claims --batch ready
-           messages (the engine's claim statement), and for each: its node row UPDATEd completed,
-           its message acked, four events, and the next node's message and node row INSERTed with
-           its node.pending event, or, for a run's last node, the run's row UPDATEd completed with
+           messages (the engine's claim statement), and for each: its node row UPDATEd completed
+           (by its id), its message acked, four events, and the next node's message and node row
+           INSERTed with its node.pending event (the batch's in one executemany each, their ids
+           consecutive), or, for a run's last node, the run's row UPDATEd completed with
            run.completed.
 
-With --events 0 the same without event rows: what the five-rows-per-node audit trail costs.
+Each shape is also run without event rows: what the five-rows-per-node audit trail costs.
 Reports µs per node, the ratio of the floor's µs per node to it (median over --repeats, each
 bracketed by floor chains as workflow_overhead does), and, for the shapes with a target, what
 is left per node for the engine's own work if it is to reach that target
@@ -65,7 +66,7 @@ CLAIM = ("UPDATE messages SET status = 'leased' WHERE id IN (SELECT id FROM mess
          "WHERE status = 'ready' AND held = 0 AND visible_at <= ? ORDER BY priority DESC, id LIMIT ?) "
          "RETURNING id, run_id, target_node_id")
 FINISH_NODE = ("UPDATE node_instances SET status = 'completed', output = ?, worker_id = ?, started_at = ?, "
-               "finished_at = ? WHERE message_id = ? AND status = 'pending'")
+               "finished_at = ? WHERE id = ? AND status = 'pending'")
 ACK = "UPDATE messages SET status = 'acked', finished_at = ? WHERE id = ? AND status = 'leased'"
 
 
@@ -118,11 +119,9 @@ def handed(path: str, nodes: int, batch: int, events: int, join: bool) -> float:
 def queued(path: str, runs: int, batch: int, events: int) -> float:
     conn = fresh(path)
     conn.execute("BEGIN")
-    for r in range(runs):
-        run_id = f"{r:012x}{RUN[12:]}"
-        conn.execute("INSERT INTO runs (run_id, workflow_id, workflow_version, status, created_at) "
-                     "VALUES (?, 'w', 1, 'running', ?)", (run_id, AT))
-        enqueue(conn, run_id, "n0", events)
+    conn.executemany("INSERT INTO runs (run_id, workflow_id, workflow_version, status, created_at) "
+                     "VALUES (?, 'w', 1, 'running', ?)", [(f"{r:012x}{RUN[12:]}", AT) for r in range(runs)])
+    attempt_of = enqueue(conn, [(f"{r:012x}{RUN[12:]}", "n0") for r in range(runs)], events)
     conn.execute("COMMIT")
     t0 = now()
     while True:
@@ -131,20 +130,20 @@ def queued(path: str, runs: int, batch: int, events: int) -> float:
         if not claimed:
             conn.execute("COMMIT")
             break
-        finish, acks, evs, ended = [], [], [], []
+        finish, acks, evs, ended, following = [], [], [], [], []
         for mid, run_id, node_id in claimed:
-            finish.append((INPUT, "vm:7819:3eabd4", AT, AT, mid))
+            finish.append((INPUT, "vm:7819:3eabd4", AT, AT, attempt_of.pop(mid)))
             acks.append((AT, mid))
             evs += events_of(run_id, node_id, mid, EVENTS[1:], max(0, events - 1))
+            step = int(node_id[1:])
+            if step < 2:
+                following.append((run_id, f"n{step + 1}"))
+            else:
+                ended.append(run_id)
         conn.executemany(FINISH_NODE, finish)
         conn.executemany(ACK, acks)
         conn.executemany(INSERT_EVENT, evs)
-        for _mid, run_id, node_id in claimed:
-            step = int(node_id[1:])
-            if step < 2:
-                enqueue(conn, run_id, f"n{step + 1}", events)
-            else:
-                ended.append(run_id)
+        attempt_of.update(enqueue(conn, following, events))
         conn.executemany("UPDATE runs SET status = 'completed', outputs = ?, finished_at = ? "
                          "WHERE run_id = ? AND status = 'running'", [(INPUT, AT, r) for r in ended])
         if events:
@@ -158,14 +157,24 @@ def queued(path: str, runs: int, batch: int, events: int) -> float:
     return seconds
 
 
-def enqueue(conn: sqlite3.Connection, run_id: str, node_id: str, events: int) -> None:
-    mid = conn.execute("INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority, "
-                       "visible_at, held, max_attempts, created_at) VALUES (?, 'node', ?, 0, ?, 'ready', 4, ?, 0, 5, ?)",
-                       (run_id, node_id, f'{{"input":{INPUT},"inputs":{{}}}}', AT, AT)).lastrowid
-    conn.execute("INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message_id, input, "
-                 "created_at) VALUES (?, ?, 0, 1, 'pending', ?, ?, ?)", (run_id, node_id, mid, INPUT, AT))
+def enqueue(conn: sqlite3.Connection, targets: list[tuple[str, str]], events: int) -> dict[int, int]:
+    """Each (run, node): its ready message, its pending attempt, its node.pending event, in one
+    executemany each (a batch's rows get consecutive ids). Returns message id -> attempt id."""
+    if not targets:
+        return {}
+    conn.executemany("INSERT INTO messages (run_id, kind, target_node_id, iteration, payload, status, priority, "
+                     "visible_at, held, max_attempts, created_at) VALUES (?, 'node', ?, 0, ?, 'ready', 4, ?, 0, 5, ?)",
+                     [(run_id, node_id, f'{{"input":{INPUT},"inputs":{{}}}}', AT, AT) for run_id, node_id in targets])
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    mids = range(last - len(targets) + 1, last + 1)
+    conn.executemany("INSERT INTO node_instances (run_id, node_id, iteration, attempt, status, message_id, input, "
+                     "created_at) VALUES (?, ?, 0, 1, 'pending', ?, ?, ?)",
+                     [(run_id, node_id, mid, INPUT, AT) for (run_id, node_id), mid in zip(targets, mids)])
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     if events:
-        conn.execute(INSERT_EVENT, events_of(run_id, node_id, mid, EVENTS, 1)[0])
+        conn.executemany(INSERT_EVENT, [events_of(run_id, node_id, mid, EVENTS, 1)[0]
+                                        for (run_id, node_id), mid in zip(targets, mids)])
+    return dict(zip(mids, range(last - len(targets) + 1, last + 1)))
 
 
 def main(argv: list[str] | None = None) -> int:
