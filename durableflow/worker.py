@@ -157,26 +157,34 @@ class Worker:
             with self._lock:
                 for task in self._inflight.values():
                     task.cancel_event.set()
-                # Bodies queued for a thread but not begun are given back at once, not left to
-                # a lease that only expires later.
-                unstarted = [self._inflight.pop(iid) for iid, f in list(self._futures.items())
-                             if f.cancel() and iid in self._inflight]
-            if unstarted:
-                try:
-                    self.service.release(unstarted)
-                except DurableflowError as exc:
-                    log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
-                              len(unstarted), exc)
+            self._give_back_unstarted()
         for t in self._threads:
             t.join(1.0 if not wait else None if deadline is None
                    else max(0.0, deadline - self.clock.monotonic()))
             # The keeper leaves once the dispatcher has and no node is in hand: tell it now
             # rather than at its next tick (a tenth of a second on every execute()).
             self._wake_keeper.set()
+        if not wait:
+            # Again: a claim under way when we were told to stop may have handed the pool more
+            # since, and the shutdown below would cancel those without giving them back.
+            self._give_back_unstarted()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
         self._stopped.set()
         _RUNNING.discard(self)
         self.service.unregister_worker(self)
+
+    def _give_back_unstarted(self) -> None:
+        """Bodies queued for a thread but not begun are given back at once, not left to a lease
+        that only expires later."""
+        with self._lock:
+            unstarted = [self._inflight.pop(iid) for iid, f in list(self._futures.items())
+                         if f.cancel() and iid in self._inflight]
+        if unstarted:
+            try:
+                self.service.release(unstarted)
+            except DurableflowError as exc:
+                log.error("worker %s: could not give back %d node(s): %s", self.worker_id,
+                          len(unstarted), exc)
 
     def __enter__(self) -> "Worker":
         return self.start()

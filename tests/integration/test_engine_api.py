@@ -510,3 +510,35 @@ def test_an_interpreter_that_exits_with_a_worker_running_leaves_nothing_stranded
     with Engine(db) as engine:
         counts = engine.store.queue_counts()
         assert counts["leased"] == 0 and counts["ready"] + counts["acked"] == 300
+
+
+def test_a_body_handed_to_the_pool_while_stop_without_wait_runs_is_given_back(engine, monkeypatch):
+    """stop(wait=False) gives back bodies queued for a thread. One the dispatcher claimed as it was
+    told to stop reaches the pool after that sweep; the pool's shutdown would cancel it unnoticed,
+    its message leased until the lease expires."""
+    engine.register(wf("queued", py("a", "output = 1")))
+    run_id = engine.start("queued")
+    worker = engine.worker(concurrency=1)
+    service = worker.service
+    real_claim = service.claim_and_run
+    let_go, in_hand = threading.Event(), threading.Event()
+
+    def claim_as_stop_begins(*args, **kwargs):
+        tasks, ran = real_claim(*args, **kwargs)
+        if tasks and not in_hand.is_set():
+            # The pool's one thread is busy: what the dispatcher hands it now waits in its queue.
+            worker._pool.submit(let_go.wait, 30)
+            in_hand.set()
+            wait_until(worker._stopping.is_set, what="stop() to begin")
+        return tasks, ran
+
+    monkeypatch.setattr(service, "claim_and_run", claim_as_stop_begins)
+    worker.start()
+    try:
+        wait_until(in_hand.is_set, what="the claim of the node")
+        worker.stop(wait=False)
+    finally:
+        let_go.set()
+    counts = engine.store.queue_counts()
+    assert counts["leased"] == 0 and counts["ready"] == 1, counts
+    assert engine.get_run(run_id).status == "running"
