@@ -47,9 +47,7 @@ class Execution:
             return [None] * len(items)
         results: list[Exception | None] = []
         for task, outcome in items:
-            if task.deferred_start is not None and not outcome.ok:
-                # Only a completion writes the start and the end at once.
-                self.attempts.start_deferred(conn, task)
+            self._start_unless_completed(conn, task, outcome)
             conn.execute("SAVEPOINT record")
             mark = conn.commit_mark()
             try:
@@ -83,8 +81,7 @@ class Execution:
         mark = conn.commit_mark()
         try:
             for task, outcome in items:
-                if task.deferred_start is not None and not outcome.ok:
-                    self.attempts.start_deferred(conn, task)
+                self._start_unless_completed(conn, task, outcome)
                 self._record(conn, task, outcome, now)
         except conn.IntegrityError:
             pass
@@ -98,6 +95,12 @@ class Execution:
         _rollback_to(conn, "records", mark)
         conn.execute("RELEASE records")
         return False
+
+    def _start_unless_completed(self, conn, task: Task, outcome: Outcome) -> None:
+        """Only a completion writes a put-off start and the end at once: any other result finds
+        the start written first."""
+        if task.deferred_start is not None and not outcome.ok:
+            self.attempts.start_deferred(conn, task)
 
     def _record(self, conn, task: Task, outcome: Outcome, now: float) -> None:
         waits = outcome.park_until is not None or outcome.await_signal is not None or outcome.subflow is not None

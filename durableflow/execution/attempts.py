@@ -16,7 +16,7 @@ from durableflow.errors import DefinitionError, ExpressionError
 from durableflow.plan import Plan, Plans
 from durableflow.records import Claimed, Reclaimed, RunState
 from durableflow.storage import handoff, limits as limit_rows, nodes, queue, runs, signals
-from durableflow.storage.events import dumps, loads
+from durableflow.storage.events import dumps, loads, loads_at
 from durableflow.execution.limits import FAIL, FALLBACK, WAIT, Admission, Batch, LimitGate
 from durableflow.execution.routing import Routing
 from durableflow.execution.runs import RunLifecycle
@@ -30,7 +30,6 @@ FALLBACK_PARK = 10 * 365 * 86400.0
 
 
 _INPUT = '{"input":'
-_decode = json.JSONDecoder().raw_decode
 
 
 def _read_payload(text: str | None) -> tuple[dict, str | None]:
@@ -40,7 +39,7 @@ def _read_payload(text: str | None) -> tuple[dict, str | None]:
         return {}, None
     if text.startswith(_INPUT):
         try:
-            value, end = _decode(text, len(_INPUT))
+            value, end = loads_at(text, len(_INPUT))
         except ValueError:   # not as the engine writes it (spaced, say): read it the long way
             return loads(text), None
         rest = text[end:]

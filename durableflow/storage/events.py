@@ -25,6 +25,15 @@ def dumps(value: Any) -> str:
 _scan = json.scanner.make_scanner(json.JSONDecoder())
 
 
+def loads_at(text: str, index: int) -> tuple[Any, int]:
+    """The JSON value that starts at text[index], and the index where it ends (what follows is
+    not read); ValueError if no value starts there."""
+    try:
+        return _scan(text, index)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+
+
 def loads(text: str) -> Any:
     """JSON text as stored, read back. The decoder's scanner is called directly: on the small
     documents nodes pass around that is about five times as fast as json.loads, which wraps it
